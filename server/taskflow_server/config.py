@@ -1,0 +1,192 @@
+"""All server settings, in one pydantic-settings class.
+
+Every field reads from the environment with the ``TASKFLOW_`` prefix (``TASKFLOW_REDIS_URL``,
+``TASKFLOW_PORT``...), except the OpenRouter ones, which keep the names people already use
+(``OPENROUTER_API_KEY``, ``OPENROUTER_BASE_URL``, ``OPENROUTER_MODEL``). A ``.env`` file in the
+working directory is read too. Command-line flags win over the environment: the CLI builds a
+``Settings`` with the flags passed as keyword arguments.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+_INTERVAL_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
+_RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d*\.?\d*)\s*([smh])\s*$")
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A request rate such as ``230/10s``: ``requests`` allowed per ``interval_s`` seconds."""
+
+    requests: int
+    interval_s: float
+
+    @property
+    def per_second(self) -> float:
+        """The sustained rate in requests per second."""
+        return self.requests / self.interval_s
+
+    @classmethod
+    def parse(cls, text: str) -> Rate:
+        """Parse ``N/Ts``, ``N/Tm`` or ``N/Th`` (``T`` may be omitted: ``20/m`` is ``20/1m``)."""
+        m = _RATE_RE.match(text)
+        if not m:
+            raise ValueError(
+                f"rate {text!r} is not of the form N/<interval>, e.g. '230/10s', '20/1m', '1000/1h'"
+            )
+        count, amount, unit = int(m.group(1)), m.group(2), m.group(3)
+        seconds = (float(amount) if amount else 1.0) * _INTERVAL_UNITS[unit]
+        if count <= 0 or seconds <= 0:
+            raise ValueError(f"rate {text!r} must have a positive count and interval")
+        return cls(count, seconds)
+
+    def __str__(self) -> str:
+        return f"{self.requests}/{self.interval_s:g}s"
+
+
+class Settings(BaseSettings):
+    """Server and worker configuration (environment prefix ``TASKFLOW_``).
+
+    Store and process:
+        redis_url: the Redis every server and worker shares; unset -> embedded store.
+        key_prefix: the hash tag every key lives under (one slot on Redis Cluster).
+        host, port: where ``taskflow-server`` listens.
+        workers, concurrency: in-process workers (0 = API only) and task slots in each.
+        api_token: bearer token required on ``/api`` and ``/ws`` when set.
+        insecure: allow listening beyond loopback without a token.
+
+    Task lifecycle:
+        lease_seconds: how long a claim is valid without an extension.
+        lease_extend_every: how often a worker extends the leases of its running tasks.
+        max_lost_leases: a task whose lease expired this many times goes to the DLQ as poison.
+        task_time_limit: per-task time limit in seconds (a task may ask for less).
+        default_max_retries: retries allowed when a submit does not say.
+        retry_share: the fraction of claims that prefer the retry queue when both have work.
+        claim_batch: the most tasks one claim call takes.
+        grace_seconds: on SIGTERM, how long in-flight tasks may run before they are handed back.
+        result_ttl_seconds: how long finished tasks (and their results) are kept.
+        idempotency_ttl_seconds: how long an idempotency key maps to its first task.
+        blob_ttl_seconds: how long uploaded blobs (PDFs) are kept.
+        events_maxlen: how many events the event log keeps (approximate cap).
+        heartbeat_seconds, worker_stale_seconds: worker heartbeat period and staleness limit.
+
+    Input limits (API):
+        max_body_bytes, max_upload_bytes, max_text_chars, max_batch_items, max_page_size.
+
+    Upstream (OpenRouter) and resilience:
+        openrouter_api_key, openrouter_base_url, openrouter_model: the upstream; no key ->
+            the offline provider.
+        rate_limit: upstream requests per interval (``230/10s``); unset -> from the key, else off.
+        max_in_flight: upstream requests in flight across all workers.
+        breaker_*: the shared circuit breaker (see ``resilience/breaker.py``).
+
+    PDF extraction:
+        pdf_max_pages, pdf_max_page_area_pt2, pdf_time_limit, pdf_render_dpi, pdf_pool_size.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="TASKFLOW_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        populate_by_name=True,
+    )
+
+    # Store and process
+    redis_url: str | None = None
+    key_prefix: str = "taskflow"
+    host: str = "127.0.0.1"
+    port: int = 8000
+    workers: int = Field(default=1, ge=0)
+    concurrency: int = Field(default=100, ge=1)
+    api_token: str | None = None
+    insecure: bool = False
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    # Task lifecycle
+    lease_seconds: float = Field(default=30.0, gt=0)
+    lease_extend_every: float = Field(default=10.0, gt=0)
+    max_lost_leases: int = Field(default=3, ge=1)
+    task_time_limit: float = Field(default=600.0, gt=0)
+    default_max_retries: int = Field(default=3, ge=0)
+    retry_share: float = Field(default=0.2, ge=0.0, le=1.0)
+    claim_batch: int = Field(default=100, ge=1)
+    grace_seconds: float = Field(default=20.0, ge=0)
+    result_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    idempotency_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    blob_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    events_maxlen: int = Field(default=100_000, ge=100)
+    heartbeat_seconds: float = Field(default=5.0, gt=0)
+    worker_stale_seconds: float = Field(default=60.0, gt=0)
+    scheduler_every: float = Field(default=0.5, gt=0)
+    reaper_every: float = Field(default=2.0, gt=0)
+
+    # Input limits
+    max_body_bytes: int = Field(default=2 * 1024 * 1024, ge=1024)
+    max_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    max_text_chars: int = Field(default=500_000, ge=1)
+    max_batch_items: int = Field(default=5_000, ge=1)
+    max_page_size: int = Field(default=100, ge=1)
+
+    # Upstream and resilience
+    openrouter_api_key: str | None = Field(
+        default=None, validation_alias=AliasChoices("OPENROUTER_API_KEY", "openrouter_api_key")
+    )
+    openrouter_base_url: str = Field(
+        default="https://openrouter.ai/api/v1",
+        validation_alias=AliasChoices("OPENROUTER_BASE_URL", "openrouter_base_url"),
+    )
+    openrouter_model: str = Field(
+        default="google/gemini-2.5-flash-lite",
+        validation_alias=AliasChoices("OPENROUTER_MODEL", "openrouter_model"),
+    )
+    openrouter_timeout: float = Field(default=120.0, gt=0)
+    openrouter_connect_timeout: float = Field(default=10.0, gt=0)
+    rate_limit: str | None = None
+    max_in_flight: int = Field(default=64, ge=1)
+    breaker_failure_threshold: int = Field(default=5, ge=1)
+    breaker_failure_rate: float = Field(default=0.5, gt=0, le=1)
+    breaker_window_seconds: float = Field(default=60.0, gt=0)
+    breaker_min_calls: int = Field(default=20, ge=1)
+    breaker_open_seconds: float = Field(default=30.0, gt=0)
+    breaker_max_open_seconds: float = Field(default=600.0, gt=0)
+    monitor_cache_seconds: float = Field(default=60.0, gt=0)
+    metrics_retention_days: int = Field(default=30, ge=1)
+
+    # PDF extraction
+    pdf_max_pages: int = Field(default=500, ge=1)
+    pdf_max_page_area_pt2: float = Field(default=5000.0 * 5000.0, gt=0)
+    pdf_time_limit: float = Field(default=120.0, gt=0)
+    pdf_render_dpi: int = Field(default=110, ge=36, le=600)
+    pdf_pool_size: int = Field(default=2, ge=1)
+    pdf_use_file_parser: bool = False
+
+    @field_validator("rate_limit")
+    @classmethod
+    def _check_rate(cls, value: str | None) -> str | None:
+        if value:
+            Rate.parse(value)
+        return value or None
+
+    @property
+    def parsed_rate_limit(self) -> Rate | None:
+        """The configured upstream rate, or ``None`` when no rate is set."""
+        return Rate.parse(self.rate_limit) if self.rate_limit else None
+
+    @property
+    def offline(self) -> bool:
+        """True when no OpenRouter key is set and the offline provider does the LLM work."""
+        return not self.openrouter_api_key
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings read from the environment (cached)."""
+    return Settings()

@@ -1,0 +1,110 @@
+"""One process's moving parts: the Redis connection, the shared services and the workers.
+
+``taskflow-server`` runs a ``Runtime`` inside the API's lifespan (API + in-process workers);
+``taskflow-worker`` runs one on its own. Start-up waits for Redis with a clear log line per try
+instead of crashing, so a server started before its Redis simply waits for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+from redis.asyncio import Redis
+
+from taskflow_server.config import Settings
+from taskflow_server.embedded import EmbeddedRedis
+from taskflow_server.services import Services, build_services
+from taskflow_server.store.connection import make_redis, redact, wait_for_redis
+from taskflow_server.store.queue import TaskQueue
+from taskflow_server.tasks.registry import load_builtin_tasks
+from taskflow_server.worker.worker import Worker
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    """Owns Redis (embedded or remote), services, the task queue and ``settings.workers`` workers.
+
+    Args:
+        settings: the process settings; ``redis_url=None`` starts the embedded store.
+        workers: how many in-process workers to run (default ``settings.workers``).
+    """
+
+    def __init__(self, settings: Settings, *, workers: int | None = None) -> None:
+        self.settings = settings
+        self.n_workers = settings.workers if workers is None else workers
+        self.embedded: EmbeddedRedis | None = None
+        self.redis: Redis | None = None
+        self.services: Services | None = None
+        self.queue: TaskQueue | None = None
+        self.workers: list[Worker] = []
+        self._worker_tasks: list[asyncio.Task[None]] = []
+
+    @property
+    def redis_url(self) -> str:
+        """The URL of the store in use (the embedded one once started)."""
+        if self.embedded is not None:
+            return self.embedded.url
+        if self.settings.redis_url is None:
+            raise RuntimeError("runtime not started")
+        return self.settings.redis_url
+
+    async def start(self, *, wait_timeout: float | None = None) -> None:
+        """Connect (or start the embedded store), load scripts and start the workers."""
+        load_builtin_tasks()
+        if self.settings.redis_url is None:
+            self.embedded = EmbeddedRedis()
+            self.embedded.start()
+            log.info(
+                "no TASKFLOW_REDIS_URL: using the embedded store at %s; other workers can join "
+                "with: taskflow-worker --redis-url %s",
+                self.embedded.url,
+                self.embedded.url,
+            )
+        else:
+            log.info("using redis at %s", redact(self.redis_url))
+        if self.settings.offline:
+            log.info(
+                "no OPENROUTER_API_KEY: the offline provider (extractive summaries) does LLM work"
+            )
+        else:
+            log.info(
+                "LLM provider: OpenRouter at %s, model %s",
+                self.settings.openrouter_base_url,
+                self.settings.openrouter_model,
+            )
+        self.redis = make_redis(
+            self.redis_url, max_connections=max(64, self.settings.concurrency + 16)
+        )
+        await wait_for_redis(self.redis, self.redis_url, timeout=wait_timeout)
+        self.services = build_services(self.settings, self.redis)
+        self.queue = TaskQueue(self.redis, self.services.keys, self.settings)
+        await self.queue.load()
+        for _ in range(self.n_workers):
+            worker = Worker(self.settings, self.redis, services=self.services)
+            self.workers.append(worker)
+            self._worker_tasks.append(asyncio.create_task(worker.run(), name=f"worker:{worker.id}"))
+
+    def request_stop(self) -> None:
+        """Ask every worker to drain and stop."""
+        for worker in self.workers:
+            worker.request_stop()
+
+    async def wait(self) -> None:
+        """Wait for the workers to finish (after :meth:`request_stop`)."""
+        if self._worker_tasks:
+            await asyncio.gather(*self._worker_tasks, return_exceptions=True)
+
+    async def stop(self) -> None:
+        """Drain the workers, then close Redis and the embedded store."""
+        self.request_stop()
+        await self.wait()
+        if self.services is not None and not self.workers:
+            await self.services.aclose()
+        if self.redis is not None:
+            with contextlib.suppress(Exception):
+                await self.redis.aclose()
+        if self.embedded is not None:
+            self.embedded.stop()

@@ -1,0 +1,1 @@
+"""The Redis task store: keys, transition scripts, their wrappers, events and blobs."""

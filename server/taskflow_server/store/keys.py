@@ -1,0 +1,177 @@
+"""Every Redis key the system uses, in one place, under one hash tag.
+
+All keys start with ``{<prefix>}:`` (``{taskflow}:`` by default): the braces make Redis Cluster
+hash only the prefix, so every key lands in one slot and every Lua script may touch any of them.
+
+Layout::
+
+    {tf}:task:<id>            hash    the task record (state, timestamps, result, history...)
+    {tf}:task:<id>:payload    string  the task's JSON payload (kept apart so the hash stays small)
+    {tf}:q:<lane>:<prio>      list    pending ids, FIFO; prio in high/default/low/retry
+    {tf}:wake:<lane>          list    wake-up tokens for idle workers (capped, values are noise)
+    {tf}:scheduled            zset    SCHEDULED ids by due time (ms)
+    {tf}:active               zset    ACTIVE ids by lease expiry (ms)
+    {tf}:dlq                  zset    DLQ ids by dead-letter time (ms)
+    {tf}:finished             zset    COMPLETED/CANCELLED ids by finish time (retention sweep)
+    {tf}:tasks                zset    every id by creation time (listing, pagination)
+    {tf}:counts               hash    state -> number of tasks in that state
+    {tf}:stats                hash    claim sequence and other running totals
+    {tf}:events               stream  the event log: one entry per transition
+    {tf}:idem:<key>           string  idempotency key -> first task id
+    {tf}:blob:<sha256>        string  uploaded file bytes (claim check)
+    {tf}:worker:<id>          hash    worker heartbeat (expires)
+    {tf}:workers              zset    worker ids by last heartbeat (ms)
+    {tf}:breaker:<name>       hash    circuit breaker state for one upstream
+    {tf}:rl:<name>:*          ...     shared rate limiter (bucket, in-flight leases, cool-down)
+    {tf}:or:*                 ...     OpenRouter monitor cache and daily metrics
+
+A "lane" groups task types by the upstream they need: ``llm`` tasks wait while the LLM breaker is
+open, ``local`` tasks never do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+PRIORITIES: tuple[str, ...] = ("high", "default", "low")
+"""Priorities, most urgent first."""
+
+LANES: tuple[str, ...] = ("llm", "local")
+"""Lanes: ``llm`` tasks need the upstream LLM; ``local`` tasks do not."""
+
+STATES: tuple[str, ...] = (
+    "PENDING",
+    "ACTIVE",
+    "SCHEDULED",
+    "COMPLETED",
+    "FAILED",
+    "DLQ",
+    "CANCELLED",
+)
+"""Every task state. FAILED marks a failed attempt in history; a task never rests there."""
+
+TERMINAL_STATES: frozenset[str] = frozenset({"COMPLETED", "DLQ", "CANCELLED"})
+"""States a task stays in until someone retries or deletes it."""
+
+QUEUE_NAMES: tuple[str, ...] = ("primary", "retry", "scheduled", "dlq", "active")
+"""Names accepted by ``/queues/{name}/tasks``."""
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Builds every key under ``{prefix}``. One instance per store; cheap to create."""
+
+    prefix: str = "taskflow"
+
+    @property
+    def tag(self) -> str:
+        """The hash-tagged prefix every key starts with."""
+        return "{" + self.prefix + "}"
+
+    def task(self, task_id: str) -> str:
+        """The task hash."""
+        return f"{self.tag}:task:{task_id}"
+
+    def payload(self, task_id: str) -> str:
+        """The task's JSON payload."""
+        return f"{self.tag}:task:{task_id}:payload"
+
+    @property
+    def task_prefix(self) -> str:
+        """Prefix of task keys (the scripts append the id)."""
+        return f"{self.tag}:task:"
+
+    def queue(self, lane: str, priority: str) -> str:
+        """A pending list: ``priority`` is high/default/low or ``retry``."""
+        return f"{self.tag}:q:{lane}:{priority}"
+
+    def wake(self, lane: str) -> str:
+        """The wake-up list idle workers block on for ``lane``."""
+        return f"{self.tag}:wake:{lane}"
+
+    def primary_queues(self, lane: str) -> list[str]:
+        """The priority lists of one lane, most urgent first."""
+        return [self.queue(lane, p) for p in PRIORITIES]
+
+    def retry_queue(self, lane: str) -> str:
+        """The retry list of one lane."""
+        return self.queue(lane, "retry")
+
+    @property
+    def scheduled(self) -> str:
+        """SCHEDULED ids by due time."""
+        return f"{self.tag}:scheduled"
+
+    @property
+    def active(self) -> str:
+        """ACTIVE ids by lease expiry."""
+        return f"{self.tag}:active"
+
+    @property
+    def dlq(self) -> str:
+        """DLQ ids by dead-letter time."""
+        return f"{self.tag}:dlq"
+
+    @property
+    def finished(self) -> str:
+        """COMPLETED and CANCELLED ids by finish time."""
+        return f"{self.tag}:finished"
+
+    @property
+    def tasks(self) -> str:
+        """Every task id by creation time."""
+        return f"{self.tag}:tasks"
+
+    @property
+    def counts(self) -> str:
+        """State counters."""
+        return f"{self.tag}:counts"
+
+    @property
+    def stats(self) -> str:
+        """Running totals (claim sequence)."""
+        return f"{self.tag}:stats"
+
+    @property
+    def events(self) -> str:
+        """The event log stream."""
+        return f"{self.tag}:events"
+
+    def idempotency(self, key: str) -> str:
+        """Idempotency key -> task id."""
+        return f"{self.tag}:idem:{key}"
+
+    @property
+    def idempotency_prefix(self) -> str:
+        """Prefix of idempotency keys (the scripts append the key)."""
+        return f"{self.tag}:idem:"
+
+    def blob(self, sha256: str) -> str:
+        """Uploaded file bytes."""
+        return f"{self.tag}:blob:{sha256}"
+
+    def worker(self, worker_id: str) -> str:
+        """A worker's heartbeat hash."""
+        return f"{self.tag}:worker:{worker_id}"
+
+    @property
+    def worker_prefix(self) -> str:
+        """Prefix of worker hashes."""
+        return f"{self.tag}:worker:"
+
+    @property
+    def workers(self) -> str:
+        """Worker ids by last heartbeat."""
+        return f"{self.tag}:workers"
+
+    def breaker(self, name: str) -> str:
+        """Circuit breaker state for upstream ``name``."""
+        return f"{self.tag}:breaker:{name}"
+
+    def ratelimit(self, name: str, part: str) -> str:
+        """A key of the shared rate limiter for upstream ``name`` (bucket, inflight, cooldown)."""
+        return f"{self.tag}:rl:{name}:{part}"
+
+    def openrouter(self, part: str) -> str:
+        """A key of the OpenRouter monitor (state cache, metrics:<date>...)."""
+        return f"{self.tag}:or:{part}"

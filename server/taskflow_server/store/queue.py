@@ -1,0 +1,467 @@
+"""The only module that changes task state.
+
+Every transition is one Lua script in ``store/scripts/`` (shared helpers in ``_lib.lua`` are
+prepended at load time). Each script checks the expected state (and, for a worker, the lease
+token), writes the task hash, moves the id between structures, adjusts the state counters and
+appends to the event log, atomically. ``TaskQueue`` gives each script a typed async wrapper.
+
+State machine::
+
+    submit ─> PENDING ─claim─> ACTIVE ─complete─> COMPLETED
+                 ▲               │ ├─fail(retry)─> SCHEDULED ─promote─> PENDING (retry queue)
+                 │               │ ├─fail(dlq) / retries used up / poison ─> DLQ ─retry─> PENDING
+                 │               │ ├─cancel requested ─> CANCELLED
+                 └─requeue/reap──┘ └─lease expired (reaper) ─> PENDING (front of its queue)
+    cancel: PENDING / SCHEDULED / DLQ ─> CANCELLED at once; ACTIVE cooperatively.
+    delete: any state, every structure.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
+
+from taskflow_server.config import Settings
+from taskflow_server.store.keys import LANES, PRIORITIES, QUEUE_NAMES, STATES, Keys
+from taskflow_server.store.records import (
+    Claim,
+    NewTask,
+    QueueDepths,
+    Submitted,
+    TaskRecord,
+    new_task_id,
+)
+
+SCRIPTS_DIR = Path(__file__).with_name("scripts")
+_SCRIPT_NAMES = (
+    "submit",
+    "claim",
+    "extend",
+    "complete",
+    "fail",
+    "progress",
+    "promote",
+    "reap",
+    "cancel",
+    "retry",
+    "delete",
+    "sweep",
+    "heartbeat",
+    "orphans",
+)
+
+EXTENDED, LOST, CANCEL_REQUESTED = 0, 1, 2
+"""Per-task answers of :meth:`TaskQueue.extend`."""
+
+
+class StoreError(Exception):
+    """Base class of the store's own errors."""
+
+
+class TaskNotFound(StoreError):
+    """No task with that id."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__(f"task {task_id} not found")
+
+
+class InvalidTransition(StoreError):
+    """The task is in a state that does not allow the operation."""
+
+    def __init__(self, task_id: str, state: str, operation: str, allowed: str) -> None:
+        self.task_id = task_id
+        self.state = state
+        self.operation = operation
+        super().__init__(f"cannot {operation} task {task_id} in state {state}; {allowed}")
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def load_script_source(name: str) -> str:
+    """The full source of one transition script.
+
+    ``_lib.lua`` comes first; the script's body runs as a function so that, whichever ``return``
+    it leaves by, the state counter changes it made are written once at the end.
+    """
+    lib = (SCRIPTS_DIR / "_lib.lua").read_text()
+    body = (SCRIPTS_DIR / f"{name}.lua").read_text()
+    return f"{lib}\nlocal function main()\n{body}\nend\nlocal result = main()\nflush_counts()\nreturn result\n"
+
+
+class TaskQueue:
+    """Typed wrappers around the transition scripts, plus the read-only queries the API needs.
+
+    Args:
+        redis: an async client (``decode_responses=False``).
+        keys: the key builder (its prefix is the hash tag).
+        settings: lease length, retry share, event log cap, retention and so on.
+    """
+
+    def __init__(self, redis: Redis, keys: Keys, settings: Settings) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.settings = settings
+        self._scripts: dict[str, AsyncScript] = {}
+        self._base_args: list[Any] = [keys.tag, settings.events_maxlen]
+        share = settings.retry_share
+        self._retry_every = 0 if share <= 0 else max(1, round(1 / share))
+
+    async def load(self) -> None:
+        """Register every script (EVALSHA with a reload on NOSCRIPT) and check Redis answers."""
+        for name in _SCRIPT_NAMES:
+            self._scripts[name] = self.redis.register_script(load_script_source(name))
+        await self.redis.ping()
+
+    async def _run(self, name: str, args: list[Any]) -> Any:
+        if not self._scripts:
+            await self.load()
+        script = self._scripts[name]
+        return await script(keys=[self.keys.counts], args=[*self._base_args, *args])
+
+    # ------------------------------------------------------------------ producers
+
+    async def submit(self, task: NewTask) -> Submitted:
+        """Submit one task (see :meth:`submit_many`)."""
+        return (await self.submit_many([task]))[0]
+
+    async def submit_many(self, tasks: list[NewTask]) -> list[Submitted]:
+        """Submit tasks atomically, in order. A seen idempotency key returns the first task."""
+        if not tasks:
+            return []
+        args: list[Any] = [self.settings.idempotency_ttl_seconds, len(tasks)]
+        for t in tasks:
+            if t.priority not in PRIORITIES:
+                raise ValueError(f"priority must be one of {', '.join(PRIORITIES)}")
+            if t.lane not in LANES:
+                raise ValueError(f"lane must be one of {', '.join(LANES)}")
+            max_retries = (
+                self.settings.default_max_retries if t.max_retries is None else t.max_retries
+            )
+            args += [
+                t.task_id or new_task_id(),
+                t.task_type,
+                t.lane,
+                t.priority,
+                max_retries,
+                json.dumps(t.payload, separators=(",", ":")),
+                t.idempotency_key or "",
+                json.dumps(t.metadata, separators=(",", ":")) if t.metadata else "",
+            ]
+        raw = await self._run("submit", args)
+        return [
+            Submitted(_text(raw[i]), _text(raw[i + 1]), bool(int(raw[i + 2])))
+            for i in range(0, len(raw), 3)
+        ]
+
+    # ------------------------------------------------------------------ workers
+
+    async def claim(
+        self, worker_id: str, token: str, n: int, lanes: dict[str, int | None]
+    ) -> list[Claim]:
+        """Claim up to ``n`` tasks under a lease ``token``.
+
+        ``lanes`` maps each lane to claim from to a limit: ``None`` = no limit, ``0`` = none,
+        ``1`` = at most one (a circuit breaker's half-open probe).
+        """
+        lane_args: list[Any] = []
+        for lane, limit in lanes.items():
+            lane_args += [lane, -1 if limit is None else limit]
+        raw = await self._run(
+            "claim",
+            [
+                worker_id,
+                token,
+                int(self.settings.lease_seconds * 1000),
+                n,
+                self._retry_every,
+                len(lanes),
+                *lane_args,
+            ],
+        )
+        claims: list[Claim] = []
+        for i in range(0, len(raw), 5):
+            try:
+                payload = json.loads(raw[i + 4])
+            except ValueError:
+                payload = {}
+            claims.append(
+                Claim(
+                    task_id=_text(raw[i]),
+                    task_type=_text(raw[i + 1]),
+                    token=token,
+                    retry_count=int(raw[i + 2]),
+                    lost_leases=int(raw[i + 3]),
+                    payload=payload if isinstance(payload, dict) else {},
+                )
+            )
+        return claims
+
+    async def extend(self, leases: list[tuple[str, str]], lease_seconds: float) -> list[int]:
+        """Extend leases ``(task_id, token)``; per task EXTENDED, LOST or CANCEL_REQUESTED."""
+        if not leases:
+            return []
+        args: list[Any] = [int(lease_seconds * 1000)]
+        for task_id, token in leases:
+            args += [task_id, token]
+        return [int(x) for x in await self._run("extend", args)]
+
+    async def complete_many(self, done: list[tuple[str, str, Any]]) -> list[bool]:
+        """Complete tasks ``(task_id, token, result)``; False where the lease was no longer ours."""
+        if not done:
+            return []
+        args: list[Any] = [len(done)]
+        for task_id, token, result in done:
+            args += [task_id, token, json.dumps(result, separators=(",", ":"), default=str)]
+        return [bool(int(x)) for x in await self._run("complete", args)]
+
+    async def fail(
+        self,
+        task_id: str,
+        token: str,
+        *,
+        mode: str,
+        error_type: str = "",
+        message: str = "",
+        delay_seconds: float = 0.0,
+    ) -> str:
+        """End an attempt without a result: ``mode`` is retry, dlq, requeue or cancel.
+
+        Returns the new state, or ``stale:<state>`` when the lease was no longer ours.
+        """
+        if mode not in ("retry", "dlq", "requeue", "cancel"):
+            raise ValueError(f"unknown fail mode {mode!r}")
+        raw = await self._run(
+            "fail",
+            [task_id, token, mode, error_type, message[:2000], int(delay_seconds * 1000)],
+        )
+        return _text(raw)
+
+    async def progress(self, task_id: str, token: str, fraction: float, message: str) -> bool:
+        """Record progress of a running task; False when the lease is no longer ours."""
+        raw = await self._run("progress", [task_id, token, f"{fraction:.4f}", message[:500]])
+        return bool(int(raw))
+
+    async def promote_due(self, limit: int = 100) -> int:
+        """Move due retries to the retry queues; returns how many were due."""
+        return int(await self._run("promote", [limit]))
+
+    async def reap_expired(self, limit: int = 100) -> tuple[int, int]:
+        """Requeue tasks whose lease expired; returns (requeued, dead-lettered as poison)."""
+        raw = await self._run("reap", [limit, self.settings.max_lost_leases])
+        return int(raw[0]), int(raw[1])
+
+    async def sweep_finished(self, limit: int = 500) -> int:
+        """Delete finished tasks older than the result retention; returns how many."""
+        return int(await self._run("sweep", [self.settings.result_ttl_seconds * 1000, limit]))
+
+    async def heartbeat(self, worker_id: str, fields: dict[str, Any]) -> None:
+        """Write a worker's heartbeat hash (expires after three missed beats)."""
+        ttl = max(3, int(self.settings.heartbeat_seconds * 3))
+        args: list[Any] = [worker_id, ttl, int(self.settings.worker_stale_seconds * 1000)]
+        for k, v in fields.items():
+            args += [k, v if isinstance(v, str | int | float) else json.dumps(v)]
+        await self._run("heartbeat", args)
+
+    async def forget_worker(self, worker_id: str) -> None:
+        """Remove a stopped worker's heartbeat."""
+        await self.redis.delete(self.keys.worker(worker_id))
+        await self.redis.zrem(self.keys.workers, worker_id)
+
+    # ------------------------------------------------------------------ operators
+
+    async def cancel(self, task_id: str) -> TaskRecord:
+        """Cancel: PENDING/SCHEDULED/DLQ at once, ACTIVE cooperatively (cancel_requested)."""
+        outcome = _text(await self._run("cancel", [task_id]))
+        if outcome == "missing":
+            raise TaskNotFound(task_id)
+        if outcome.startswith("refused:"):
+            raise InvalidTransition(
+                task_id, outcome.split(":", 1)[1], "cancel", "the task has already finished"
+            )
+        return await self._must_get(task_id)
+
+    async def retry(self, task_id: str, reset_retry_count: bool = False) -> TaskRecord:
+        """Manual retry of a DLQ (or FAILED) task; it goes to the retry queue as PENDING."""
+        outcome = _text(await self._run("retry", [task_id, "1" if reset_retry_count else "0"]))
+        if outcome == "missing":
+            raise TaskNotFound(task_id)
+        if outcome.startswith("refused:"):
+            raise InvalidTransition(
+                task_id,
+                outcome.split(":", 1)[1],
+                "retry",
+                "only FAILED or DLQ tasks can be retried",
+            )
+        return await self._must_get(task_id)
+
+    async def delete(self, task_id: str) -> bool:
+        """Delete a task from every structure; False when it did not exist."""
+        return bool(int(await self._run("delete", [task_id])))
+
+    async def requeue_orphaned(self, batch: int = 500) -> dict[str, Any]:
+        """Repair tasks that sit in no structure matching their state (none on a healthy system)."""
+        found: list[str] = []
+        errors: list[str] = []
+        cursor = 0
+        while True:
+            cursor, entries = await self.redis.zscan(self.keys.tasks, cursor, count=batch)
+            ids = [_text(member) for member, _score in entries]
+            if ids:
+                try:
+                    fixed = await self._run("orphans", ids)
+                    found.extend(_text(x) for x in fixed)
+                except Exception as exc:  # report, keep scanning
+                    errors.append(str(exc))
+            if cursor == 0:
+                break
+        return {"found": len(found), "requeued": len(found), "task_ids": found, "errors": errors}
+
+    # ------------------------------------------------------------------ reads
+
+    async def get(self, task_id: str) -> TaskRecord | None:
+        """The task record, or ``None``."""
+        raw = await self.redis.hgetall(self.keys.task(task_id))
+        return TaskRecord.from_hash(task_id, raw) if raw else None
+
+    async def _must_get(self, task_id: str) -> TaskRecord:
+        record = await self.get(task_id)
+        if record is None:
+            raise TaskNotFound(task_id)
+        return record
+
+    async def get_many(self, ids: list[str]) -> list[TaskRecord | None]:
+        """Records for many ids in one round trip (``None`` for unknown ids)."""
+        if not ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for task_id in ids:
+                pipe.hgetall(self.keys.task(task_id))
+            raws = await pipe.execute()
+        return [
+            TaskRecord.from_hash(tid, raw) if raw else None
+            for tid, raw in zip(ids, raws, strict=True)
+        ]
+
+    async def payload(self, task_id: str) -> dict[str, Any] | None:
+        """The task's payload, or ``None`` when the task is unknown."""
+        raw = await self.redis.get(self.keys.payload(task_id))
+        if raw is None:
+            return None
+        value = json.loads(raw)
+        return value if isinstance(value, dict) else {"value": value}
+
+    async def counts(self) -> dict[str, int]:
+        """Tasks per state, from the counters the scripts keep (never a scan)."""
+        raw = await self.redis.hgetall(self.keys.counts)
+        stored = {_text(k): int(v) for k, v in raw.items()}
+        return {state: stored.get(state, 0) for state in STATES}
+
+    async def depths(self) -> QueueDepths:
+        """Queue lengths, in one round trip."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for prio in PRIORITIES:
+                for lane in LANES:
+                    pipe.llen(self.keys.queue(lane, prio))
+            for lane in LANES:
+                pipe.llen(self.keys.retry_queue(lane))
+            pipe.zcard(self.keys.scheduled)
+            pipe.zcard(self.keys.dlq)
+            pipe.zcard(self.keys.active)
+            r = [int(x) for x in await pipe.execute()]
+        n = len(LANES)
+        by_priority = {p: sum(r[i * n : (i + 1) * n]) for i, p in enumerate(PRIORITIES)}
+        base = len(PRIORITIES) * n
+        return QueueDepths(
+            by_priority=by_priority,
+            retry=sum(r[base : base + n]),
+            scheduled=r[base + n],
+            dlq=r[base + n + 1],
+            active=r[base + n + 2],
+        )
+
+    async def queue_ids(self, name: str, limit: int = 100) -> list[str]:
+        """Ids waiting in queue ``name`` in the order they will be taken."""
+        if name not in QUEUE_NAMES:
+            raise ValueError(f"unknown queue {name!r}; one of {', '.join(QUEUE_NAMES)}")
+        if name in ("scheduled", "dlq", "active"):
+            key = {
+                "scheduled": self.keys.scheduled,
+                "dlq": self.keys.dlq,
+                "active": self.keys.active,
+            }
+            return [_text(x) for x in await self.redis.zrange(key[name], 0, limit - 1)]
+        keys = (
+            [self.keys.retry_queue(lane) for lane in LANES]
+            if name == "retry"
+            else [self.keys.queue(lane, p) for p in PRIORITIES for lane in LANES]
+        )
+        out: list[str] = []
+        for key in keys:
+            if len(out) >= limit:
+                break
+            out += [_text(x) for x in await self.redis.lrange(key, 0, limit - len(out) - 1)]
+        return out
+
+    async def list_ids(
+        self,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+        desc: bool = True,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> tuple[list[str], int]:
+        """Task ids by creation time within [start, end] (epoch s), a page, and the total."""
+        lo = "-inf" if start is None else int(start * 1000)
+        hi = "+inf" if end is None else int(end * 1000)
+        total = int(await self.redis.zcount(self.keys.tasks, lo, hi))
+        if desc:
+            raw = await self.redis.zrevrangebyscore(
+                self.keys.tasks, hi, lo, start=offset, num=limit
+            )
+        else:
+            raw = await self.redis.zrangebyscore(self.keys.tasks, lo, hi, start=offset, num=limit)
+        return [_text(x) for x in raw], total
+
+    async def workers(self) -> list[dict[str, Any]]:
+        """Heartbeat hashes of the workers seen recently, newest first."""
+        ids = [_text(x) for x in await self.redis.zrevrange(self.keys.workers, 0, 999)]
+        if not ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for wid in ids:
+                pipe.hgetall(self.keys.worker(wid))
+            raws = await pipe.execute()
+        out: list[dict[str, Any]] = []
+        for wid, raw in zip(ids, raws, strict=True):
+            if not raw:
+                continue
+            h = {_text(k): _text(v) for k, v in raw.items()}
+            info: dict[str, Any] = {"id": wid, **h}
+            for k in ("pid", "concurrency", "active", "completed", "failed"):
+                if k in info:
+                    info[k] = int(float(info[k]))
+            for k in ("started", "last_seen"):
+                if k in info:
+                    info[k] = float(info[k])
+            if "active_tasks" in info:
+                try:
+                    info["active_tasks"] = json.loads(info["active_tasks"])
+                except ValueError:
+                    info["active_tasks"] = []
+            out.append(info)
+        return out
+
+    async def ping(self) -> float:
+        """Round-trip time to Redis in milliseconds; raises when Redis does not answer."""
+        t0 = time.perf_counter()
+        await self.redis.ping()
+        return (time.perf_counter() - t0) * 1000.0

@@ -1,0 +1,96 @@
+-- Shared helpers, prepended to every transition script by store/queue.py.
+-- Every script is called with KEYS[1] = the counts hash (it routes the call to the slot of the
+-- hash tag on Redis Cluster) and ARGV[1] = the tag "{prefix}", ARGV[2] = the event log cap.
+-- Script-specific arguments start at ARGV[3].
+
+local unpack = unpack or table.unpack
+local TAG = ARGV[1]
+local EVENTS_MAXLEN = tonumber(ARGV[2])
+local K_COUNTS = KEYS[1]
+local K_SCHEDULED = TAG .. ':scheduled'
+local K_ACTIVE = TAG .. ':active'
+local K_DLQ = TAG .. ':dlq'
+local K_FINISHED = TAG .. ':finished'
+local K_TASKS = TAG .. ':tasks'
+local K_STATS = TAG .. ':stats'
+local K_EVENTS = TAG .. ':events'
+local PRIORITIES = {'high', 'default', 'low'}
+local WAKE_CAP = 64
+
+local function k_task(id) return TAG .. ':task:' .. id end
+local function k_payload(id) return TAG .. ':task:' .. id .. ':payload' end
+local function k_queue(lane, prio) return TAG .. ':q:' .. lane .. ':' .. prio end
+local function k_wake(lane) return TAG .. ':wake:' .. lane end
+local function k_idem(key) return TAG .. ':idem:' .. key end
+
+-- Redis server time in milliseconds (one clock for every worker and API process).
+local T = redis.call('TIME')
+local NOW_MS = tonumber(T[1]) * 1000 + math.floor(tonumber(T[2]) / 1000)
+local NOW_S = string.format('%.3f', NOW_MS / 1000)
+
+-- State counter changes are summed in a table and written once by flush_counts(), which every
+-- script calls last: a batch of 100 transitions costs one HINCRBY per state, not 200.
+local COUNT_DELTAS = {}
+local function count(state, delta)
+  COUNT_DELTAS[state] = (COUNT_DELTAS[state] or 0) + delta
+end
+local function flush_counts()
+  for state, delta in pairs(COUNT_DELTAS) do
+    if delta ~= 0 then redis.call('HINCRBY', K_COUNTS, state, delta) end
+  end
+  COUNT_DELTAS = {}
+end
+
+local function event(etype, id, old, new, extra)
+  local args = {'XADD', K_EVENTS, 'MAXLEN', '~', EVENTS_MAXLEN, '*',
+                'type', etype, 'task_id', id, 'old', old or '', 'state', new or '', 'ts', NOW_MS}
+  if extra then
+    for i = 1, #extra do args[#args + 1] = extra[i] end
+  end
+  redis.call(unpack(args))
+end
+
+-- Append one JSON object (already encoded) to a JSON list stored in a hash field, without
+-- decoding the list (cjson would turn an empty array into an object).
+local function append_json(key, field, entry)
+  local raw = redis.call('HGET', key, field)
+  if (not raw) or raw == '' or raw == '[]' then
+    redis.call('HSET', key, field, '[' .. entry .. ']')
+  else
+    redis.call('HSET', key, field, string.sub(raw, 1, -2) .. ',' .. entry .. ']')
+  end
+end
+
+local HISTORY_TS = string.format('%.3f', NOW_MS / 1000)
+local function history(key, state)
+  append_json(key, 'state_history', '{"state":"' .. state .. '","ts":' .. HISTORY_TS .. '}')
+end
+
+-- Move a task hash to a new state: counters, updated_at, history, event. The caller has already
+-- checked the old state and moved the id between structures.
+local function transition(id, key, old, new, extra)
+  redis.call('HSET', key, 'state', new, 'updated_at', NOW_S)
+  count(old, -1)
+  count(new, 1)
+  history(key, new)
+  event('task_state_changed', id, old, new, extra)
+end
+
+local function wake(lane, n)
+  local k = k_wake(lane)
+  local pushes = math.min(n, WAKE_CAP)
+  for _ = 1, pushes do redis.call('LPUSH', k, '1') end
+  redis.call('LTRIM', k, 0, WAKE_CAP - 1)
+end
+
+-- Remove an id from whichever waiting structure holds it (queues, scheduled, dlq, active).
+local function unlink(id, key)
+  local lane = redis.call('HGET', key, 'lane') or 'local'
+  for _, p in ipairs(PRIORITIES) do redis.call('LREM', k_queue(lane, p), 0, id) end
+  redis.call('LREM', k_queue(lane, 'retry'), 0, id)
+  redis.call('ZREM', K_SCHEDULED, id)
+  redis.call('ZREM', K_DLQ, id)
+  redis.call('ZREM', K_ACTIVE, id)
+  redis.call('ZREM', K_FINISHED, id)
+end
+

@@ -1,0 +1,44 @@
+-- Submit N tasks atomically. ARGV[3] = idempotency TTL (s), ARGV[4] = N, then per task 8 values:
+-- id, task_type, lane, priority, max_retries, payload, idempotency_key ('' = none), metadata ('' = none).
+-- Returns per task: id, state, created (1 new, 0 an earlier task with the same idempotency key).
+local idem_ttl = tonumber(ARGV[3])
+local n = tonumber(ARGV[4])
+local out = {}
+local woken = {}
+for i = 0, n - 1 do
+  local b = 5 + i * 8
+  local id, ttype, lane, prio = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
+  local max_retries, payload, idem, meta = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
+  local existing = false
+  if idem ~= '' then
+    local first = redis.call('GET', k_idem(idem))
+    if first and redis.call('EXISTS', k_task(first)) == 1 then
+      out[#out + 1] = first
+      out[#out + 1] = redis.call('HGET', k_task(first), 'state')
+      out[#out + 1] = 0
+      existing = true
+    end
+  end
+  if not existing then
+    local key = k_task(id)
+    redis.call('HSET', key, 'task_type', ttype, 'lane', lane, 'priority', prio, 'state', 'PENDING',
+               'max_retries', max_retries, 'created_at', NOW_S, 'updated_at', NOW_S,
+               'state_history', cjson.encode({{state = 'PENDING', ts = NOW_MS / 1000}}))
+    if idem ~= '' then
+      redis.call('HSET', key, 'idempotency_key', idem)
+      redis.call('SET', k_idem(idem), id, 'EX', idem_ttl)
+    end
+    if meta ~= '' then redis.call('HSET', key, 'metadata', meta) end
+    redis.call('SET', k_payload(id), payload)
+    redis.call('RPUSH', k_queue(lane, prio), id)
+    redis.call('ZADD', K_TASKS, NOW_MS, id)
+    count('PENDING', 1)
+    event('task_created', id, '', 'PENDING', {'task_type', ttype})
+    woken[lane] = (woken[lane] or 0) + 1
+    out[#out + 1] = id
+    out[#out + 1] = 'PENDING'
+    out[#out + 1] = 1
+  end
+end
+for lane, c in pairs(woken) do wake(lane, c) end
+return out

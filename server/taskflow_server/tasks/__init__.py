@@ -1,0 +1,1 @@
+"""Task types: the registry, the two real tasks and the demo tasks."""

@@ -1,0 +1,1 @@
+"""Workers: the claim loop, leases, heartbeats, scheduler and reaper, the CPU pool."""

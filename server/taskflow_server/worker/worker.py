@@ -1,0 +1,449 @@
+"""The asyncio worker: claim tasks in batches, run them under leases, report outcomes.
+
+One ``Worker`` runs up to ``concurrency`` tasks at once in one event loop. Around the handlers it
+keeps five small loops:
+
+* claim: takes up to ``free slots`` tasks in one script call; when there is nothing to take it
+  blocks on the lane's wake-up list (pushed by every submit), so an idle worker picks up a new
+  task within milliseconds without polling;
+* flush: completions are buffered and written in one script call per batch (this batching, not a
+  faster Redis, is what carries a worker past one-call-per-task throughput);
+* leases: every second, one script call extends the leases of all running tasks and reports the
+  ones that were lost (reaped, deleted) or asked to cancel;
+* heartbeat: the ``worker`` hash with a TTL, read by ``/api/v1/workers``;
+* scheduler: promotes due retries, reaps expired leases, sweeps old results (see scheduler.py).
+
+A handler's failure is classified (``resilience/errors.py``) and the store schedules a retry or
+dead-letters it. An LLM-lane failure that the circuit breaker has taken over (the upstream is
+down) is handed back without using a retry, so an outage cannot push work into the DLQ.
+
+Graceful stop (SIGTERM/SIGINT): stop claiming, let running tasks finish for ``grace_seconds``,
+then hand the rest back to the front of their queues, flush, and remove the heartbeat.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+
+from taskflow_server.config import Settings
+from taskflow_server.resilience.errors import (
+    ErrorClass,
+    TaskError,
+    classify_exception,
+    counts_for_breaker,
+    retry_delay,
+)
+from taskflow_server.services import Services, build_services
+from taskflow_server.store.connection import REDIS_DOWN_ERRORS
+from taskflow_server.store.keys import LANES
+from taskflow_server.store.queue import CANCEL_REQUESTED, LOST, TaskQueue
+from taskflow_server.store.records import Claim
+from taskflow_server.tasks.registry import (
+    InvalidPayload,
+    TaskContext,
+    UnknownTaskType,
+    get_spec,
+)
+from taskflow_server.worker.scheduler import Scheduler
+
+log = logging.getLogger(__name__)
+
+_LEASE_CHECK_SECONDS = 1.0
+_WAKE_BLOCK_SECONDS = 1.0
+
+
+@dataclass
+class _Running:
+    claim: Claim
+    task: asyncio.Task[None]
+    ctx: TaskContext
+    stop_reason: str | None = None  # lost | cancel | shutdown
+
+
+@dataclass
+class WorkerStats:
+    """Counters a worker reports in its heartbeat."""
+
+    started: float = field(default_factory=time.time)
+    completed: int = 0
+    failed: int = 0
+    claimed: int = 0
+
+
+class Worker:
+    """Runs tasks from the shared store.
+
+    Args:
+        settings: lease length, concurrency, claim batch, grace period, time limits...
+        redis: an async Redis client shared with the services.
+        concurrency: task slots (default ``settings.concurrency``).
+        worker_id: a stable name (default ``<host>-<pid>-<random>``).
+        services: the shared services (built from ``settings`` when omitted).
+        run_scheduler: also promote retries and reap expired leases (safe in every worker).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        *,
+        concurrency: int | None = None,
+        worker_id: str | None = None,
+        services: Services | None = None,
+        run_scheduler: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.concurrency = concurrency or settings.concurrency
+        self.id = worker_id or f"{socket.gethostname()}-{os.getpid()}-{os.urandom(3).hex()}"
+        self._owns_services = services is None
+        self.services = services or build_services(settings, redis)
+        self.queue = TaskQueue(redis, self.services.keys, settings)
+        self.stats = WorkerStats()
+        self._scheduler = Scheduler(self.queue, settings) if run_scheduler else None
+        self._running: dict[str, _Running] = {}
+        self._done: list[tuple[str, str, Any]] = []
+        self._flush_wanted = asyncio.Event()
+        self._slot_free = asyncio.Event()
+        self._stop = asyncio.Event()
+        self._claim_seq = 0
+        self._loops: list[asyncio.Task[None]] = []
+        self._claim_task: asyncio.Task[None] | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def run(self) -> None:
+        """Run until :meth:`request_stop` (or a signal) is seen, then stop gracefully."""
+        await self.queue.load()
+        log.info(
+            "worker %s started: concurrency=%d, lanes=%s, provider=%s",
+            self.id,
+            self.concurrency,
+            ",".join(LANES),
+            self._provider_name(),
+        )
+        self._loops = [
+            asyncio.create_task(self._flush_loop(), name="flush"),
+            asyncio.create_task(self._lease_loop(), name="leases"),
+            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+        ]
+        if self._scheduler is not None:
+            self._loops.append(asyncio.create_task(self._scheduler.run(), name="scheduler"))
+        self._claim_task = asyncio.create_task(self._claim_loop(), name="claim")
+        await self._stop.wait()
+        await self._shutdown()
+
+    def request_stop(self) -> None:
+        """Ask the worker to stop: it stops claiming and drains (safe from a signal handler)."""
+        self._stop.set()
+
+    @property
+    def active_count(self) -> int:
+        """Tasks running right now."""
+        return len(self._running)
+
+    async def _shutdown(self) -> None:
+        if self._claim_task is not None:
+            self._claim_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._claim_task
+        running = [r.task for r in self._running.values()]
+        if running:
+            log.info(
+                "worker %s stopping: waiting up to %.1f s for %d running task(s)",
+                self.id,
+                self.settings.grace_seconds,
+                len(running),
+            )
+            await asyncio.wait(running, timeout=self.settings.grace_seconds)
+        left = list(self._running.values())
+        for r in left:
+            r.stop_reason = "shutdown"
+            r.task.cancel()
+        if left:
+            await asyncio.gather(*(r.task for r in left), return_exceptions=True)
+            log.info("worker %s handed %d task(s) back to the queue", self.id, len(left))
+        await self._flush()
+        for loop in self._loops:
+            loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        with contextlib.suppress(*REDIS_DOWN_ERRORS):
+            await self.queue.forget_worker(self.id)
+        if self._owns_services:
+            await self.services.aclose()
+        log.info(
+            "worker %s stopped: completed=%d failed=%d",
+            self.id,
+            self.stats.completed,
+            self.stats.failed,
+        )
+
+    # ------------------------------------------------------------------ claiming
+
+    def _provider_name(self) -> str:
+        return "offline" if self.settings.offline else "openrouter"
+
+    async def _lane_limits(self) -> dict[str, int | None]:
+        """Claim limits per lane: the LLM lane follows the circuit breaker."""
+        limits: dict[str, int | None] = dict.fromkeys(LANES)
+        if not self.settings.offline:
+            breaker = getattr(self.services.llm, "breaker", None)
+            if breaker is not None:
+                limits["llm"] = await breaker.allowance()
+        return limits
+
+    async def _claim_loop(self) -> None:
+        backoff = 0.2
+        while not self._stop.is_set():
+            free = self.concurrency - len(self._running)
+            if free <= 0:
+                self._slot_free.clear()
+                await self._slot_free.wait()
+                continue
+            try:
+                lanes = await self._lane_limits()
+                self._claim_seq += 1
+                token = f"{self.id}:{self._claim_seq}"
+                claims = await self.queue.claim(
+                    self.id, token, min(free, self.settings.claim_batch), lanes
+                )
+                backoff = 0.2
+            except REDIS_DOWN_ERRORS as exc:
+                log.warning(
+                    "worker %s cannot reach redis (%s); retrying in %.1f s",
+                    self.id,
+                    exc.__class__.__name__,
+                    backoff,
+                )
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            for claim in claims:
+                self._start(claim)
+            if not claims:
+                await self._wait_for_work(lanes)
+
+    async def _wait_for_work(self, lanes: dict[str, int | None]) -> None:
+        """Block until a submit or promotion pushes a wake-up token (or a second passes)."""
+        wake_keys = [self.services.keys.wake(lane) for lane, limit in lanes.items() if limit != 0]
+        if not wake_keys:
+            await asyncio.sleep(_WAKE_BLOCK_SECONDS)
+            return
+        try:
+            await self.redis.blpop(wake_keys, timeout=_WAKE_BLOCK_SECONDS)
+        except REDIS_DOWN_ERRORS:
+            await asyncio.sleep(_WAKE_BLOCK_SECONDS)
+
+    def _start(self, claim: Claim) -> None:
+        self.stats.claimed += 1
+        ctx = TaskContext(
+            task_id=claim.task_id,
+            task_type=claim.task_type,
+            attempt=claim.retry_count,
+            services=self.services,
+        )
+
+        async def report(fraction: float, message: str) -> None:
+            with contextlib.suppress(*REDIS_DOWN_ERRORS):
+                await self.queue.progress(claim.task_id, claim.token, fraction, message)
+
+        ctx._progress = report
+        task = asyncio.create_task(self._execute(claim, ctx), name=f"task:{claim.task_id}")
+        self._running[claim.task_id] = _Running(claim, task, ctx)
+
+    # ------------------------------------------------------------------ running
+
+    async def _execute(self, claim: Claim, ctx: TaskContext) -> None:
+        error: TaskError | None = None
+        try:
+            try:
+                spec = get_spec(claim.task_type)
+                payload = spec.parse_payload(claim.payload)
+            except UnknownTaskType as exc:
+                raise TaskError(ErrorClass.INVALID_REQUEST, str(exc)) from None
+            except InvalidPayload as exc:
+                raise TaskError(ErrorClass.INVALID_INPUT, str(exc)) from None
+            limit = min(
+                spec.time_limit or self.settings.task_time_limit, self.settings.task_time_limit
+            )
+            try:
+                async with asyncio.timeout(limit):
+                    result = await spec.handler(ctx, payload)
+            except TimeoutError:
+                raise TaskError(
+                    ErrorClass.TIMEOUT, f"task exceeded its time limit of {limit:g} s"
+                ) from None
+            self._done.append((claim.task_id, claim.token, result))
+            self._flush_wanted.set()
+            self.stats.completed += 1
+            return
+        except asyncio.CancelledError:
+            running = self._running.get(claim.task_id)
+            reason = running.stop_reason if running else None
+            if reason is None:
+                raise
+            await self._after_stop(claim, reason)
+            return
+        except Exception as exc:
+            error = classify_exception(exc)
+            if error.error_class == ErrorClass.UNEXPECTED:
+                log.exception("task %s (%s) raised", claim.task_id, claim.task_type)
+        finally:
+            self._running.pop(claim.task_id, None)
+            self._slot_free.set()
+        if error is not None:
+            self.stats.failed += 1
+            await self._report_failure(claim, error)
+
+    async def _after_stop(self, claim: Claim, reason: str) -> None:
+        if reason == "lost":
+            log.warning("task %s lost its lease; dropping this attempt", claim.task_id)
+            return
+        mode = "cancel" if reason == "cancel" else "requeue"
+        message = "cancelled on request" if reason == "cancel" else "handed back: worker stopping"
+        await self._write_failure(claim, mode, "", message, 0.0)
+
+    async def _report_failure(self, claim: Claim, error: TaskError) -> None:
+        cls = error.error_class
+        mode = "retry"
+        delay = retry_delay(cls, claim.retry_count, error.retry_after)
+        if delay is None:
+            mode = "dlq"
+        elif counts_for_breaker(cls) and await self._upstream_down(claim):
+            # The breaker has taken over this outage: wait PENDING, do not use a retry.
+            mode = "requeue"
+        log.info(
+            "task %s (%s) failed: %s: %s -> %s",
+            claim.task_id,
+            claim.task_type,
+            cls.value,
+            error.message,
+            mode,
+        )
+        await self._write_failure(claim, mode, cls.value, error.message, delay or 0.0)
+
+    async def _upstream_down(self, claim: Claim) -> bool:
+        if self.settings.offline:
+            return False
+        try:
+            spec = get_spec(claim.task_type)
+        except UnknownTaskType:
+            return False
+        breaker = getattr(self.services.llm, "breaker", None)
+        if spec.lane != "llm" or breaker is None:
+            return False
+        try:
+            return bool(await breaker.is_open())
+        except REDIS_DOWN_ERRORS:
+            return False
+
+    async def _write_failure(
+        self, claim: Claim, mode: str, error_type: str, message: str, delay: float
+    ) -> None:
+        """Write an outcome, riding out a short Redis outage (the lease covers longer ones)."""
+        deadline = time.monotonic() + self.settings.lease_seconds
+        while True:
+            try:
+                outcome = await self.queue.fail(
+                    claim.task_id,
+                    claim.token,
+                    mode=mode,
+                    error_type=error_type,
+                    message=message,
+                    delay_seconds=delay,
+                )
+                if outcome.startswith("stale:"):
+                    log.info("task %s outcome dropped: lease no longer ours", claim.task_id)
+                return
+            except REDIS_DOWN_ERRORS:
+                if time.monotonic() > deadline:
+                    log.error(
+                        "task %s outcome lost to a redis outage; the reaper will requeue it",
+                        claim.task_id,
+                    )
+                    return
+                await asyncio.sleep(0.5)
+
+    # ------------------------------------------------------------------ background loops
+
+    async def _flush(self) -> None:
+        while self._done:
+            batch, self._done = self._done, []
+            try:
+                await self.queue.complete_many(batch)
+            except REDIS_DOWN_ERRORS as exc:
+                log.warning("cannot write %d completion(s) (%s); retrying", len(batch), exc)
+                self._done = batch + self._done
+                await asyncio.sleep(0.5)
+                if self._stop.is_set() and self._claim_task is not None and self._claim_task.done():
+                    # On shutdown give up after the lease time; the reaper requeues them.
+                    return
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._flush_wanted.wait()
+            self._flush_wanted.clear()
+            await self._flush()
+
+    async def _lease_loop(self) -> None:
+        last_extend = 0.0
+        while True:
+            await asyncio.sleep(_LEASE_CHECK_SECONDS)
+            running = list(self._running.values())
+            if not running:
+                continue
+            now = time.monotonic()
+            # Extending every second also delivers cancel requests within a second.
+            try:
+                answers = await self.queue.extend(
+                    [(r.claim.task_id, r.claim.token) for r in running],
+                    self.settings.lease_seconds,
+                )
+                last_extend = now
+            except REDIS_DOWN_ERRORS as exc:
+                log.warning(
+                    "cannot extend leases (%s); %.0f s since the last extension",
+                    exc,
+                    now - last_extend,
+                )
+                continue
+            for r, answer in zip(running, answers, strict=True):
+                if answer == LOST and r.stop_reason is None:
+                    r.stop_reason = "lost"
+                    r.task.cancel()
+                elif answer == CANCEL_REQUESTED and r.stop_reason is None:
+                    r.stop_reason = "cancel"
+                    r.ctx.cancel_event.set()
+                    r.task.cancel()
+
+    async def _heartbeat_loop(self) -> None:
+        host, pid = socket.gethostname(), os.getpid()
+        while True:
+            try:
+                await self.queue.heartbeat(
+                    self.id,
+                    {
+                        "host": host,
+                        "pid": pid,
+                        "started": f"{self.stats.started:.3f}",
+                        "concurrency": self.concurrency,
+                        "active": len(self._running),
+                        "completed": self.stats.completed,
+                        "failed": self.stats.failed,
+                        "provider": self._provider_name(),
+                        "active_tasks": json.dumps(list(self._running)[:50]),
+                    },
+                )
+            except REDIS_DOWN_ERRORS as exc:
+                log.warning("heartbeat failed (%s)", exc.__class__.__name__)
+            await asyncio.sleep(self.settings.heartbeat_seconds)
