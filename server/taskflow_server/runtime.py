@@ -57,14 +57,7 @@ class Runtime:
         if self.settings.redis_url is None:
             self.embedded = EmbeddedRedis()
             self.embedded.start()
-            log.info(
-                "no TASKFLOW_REDIS_URL: using the embedded store at %s; other workers can join "
-                "with: taskflow-worker --redis-url %s",
-                self.embedded.url,
-                self.embedded.url,
-            )
-        else:
-            log.info("using redis at %s", redact(self.redis_url))
+        log.info("using redis at %s", redact(self.redis_url))
         if self.settings.offline:
             log.info(
                 "no OPENROUTER_API_KEY: the offline provider (extractive summaries) does LLM work"

@@ -1,0 +1,172 @@
+"""Build and run the whole server: the API plus in-process workers, on Redis or the embedded store.
+
+``taskflow-server`` calls :func:`run_server`; tests, the demo and notebooks use
+:class:`BackgroundServer`, which runs the same thing on a thread of its own and gives back the
+URL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator
+
+import uvicorn
+from fastapi import FastAPI
+
+from taskflow_server.api.app import create_app
+from taskflow_server.api.deps import ApiContext
+from taskflow_server.config import Settings
+from taskflow_server.embedded import EmbeddedRedis
+from taskflow_server.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class ConfigError(ValueError):
+    """Settings that must not be used to start a server."""
+
+
+def check_bind_address(settings: Settings) -> None:
+    """Refuse to listen beyond loopback without a token, unless ``insecure`` is set."""
+    if settings.api_token or settings.insecure:
+        return
+    host = settings.host
+    if host == "localhost":
+        return
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise ConfigError(
+            f"refusing to listen on {host} without TASKFLOW_API_TOKEN: anyone who can reach it "
+            "could submit and delete tasks. Set a token, bind 127.0.0.1, or pass --insecure."
+        )
+
+
+def prepare(settings: Settings) -> tuple[Settings, EmbeddedRedis | None]:
+    """Start the embedded store when no Redis URL is set; returns settings pointing at it."""
+    if settings.redis_url:
+        return settings, None
+    embedded = EmbeddedRedis()
+    url = embedded.start()
+    log.info(
+        "no TASKFLOW_REDIS_URL: embedded store at %s (in memory; other workers can join with "
+        "taskflow-worker --redis-url %s)",
+        url,
+        url,
+    )
+    return settings.model_copy(update={"redis_url": url}), embedded
+
+
+def build_app(settings: Settings) -> FastAPI:
+    """The API app with ``settings.workers`` in-process workers started in its lifespan."""
+    runtime = Runtime(settings)
+
+    @contextlib.asynccontextmanager
+    async def workers(app: FastAPI, ctx: ApiContext) -> AsyncIterator[None]:
+        await runtime.start()
+        app.state.runtime = runtime
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    return create_app(settings, extra_lifespan=workers)
+
+
+def run_server(settings: Settings) -> None:
+    """Run the API and workers in the foreground until SIGINT/SIGTERM (graceful drain)."""
+    check_bind_address(settings)
+    settings, embedded = prepare(settings)
+    app = build_app(settings)
+    log.info(
+        "taskflow-server listening on http://%s:%d (workers=%d, concurrency=%d)",
+        settings.host,
+        settings.port,
+        settings.workers,
+        settings.concurrency,
+    )
+    try:
+        uvicorn.run(
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_config=None,
+            timeout_graceful_shutdown=int(settings.grace_seconds) + 5,
+        )
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class BackgroundServer:
+    """The full server on a background thread (for tests, notebooks and ``taskflow demo``).
+
+    Usage::
+
+        with BackgroundServer(Settings(port=0)) as srv:
+            client = Client(srv.url)
+    """
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        base = settings or Settings()
+        port = base.port or _free_port(base.host)
+        self.settings, self._embedded = prepare(base.model_copy(update={"port": port}))
+        self.url = f"http://{self.settings.host}:{port}"
+        self._server = uvicorn.Server(
+            uvicorn.Config(
+                build_app(self.settings),
+                host=self.settings.host,
+                port=port,
+                log_config=None,
+                timeout_graceful_shutdown=int(self.settings.grace_seconds) + 5,
+            )
+        )
+        self._thread: threading.Thread | None = None
+
+    def start(self, timeout: float = 30.0) -> BackgroundServer:
+        """Start and wait until the server accepts requests."""
+        self._thread = threading.Thread(
+            target=lambda: asyncio.run(self._server.serve()), name="taskflow-server", daemon=True
+        )
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("the background server stopped during start-up (see the log)")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the background server did not start within {timeout:g} s")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        """Drain the workers, stop the server and the embedded store."""
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=self.settings.grace_seconds + 30)
+        if self._embedded is not None:
+            self._embedded.stop()
+
+    def __enter__(self) -> BackgroundServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_background_server(settings: Settings | None = None) -> BackgroundServer:
+    """Start :class:`BackgroundServer` and return it (call ``.stop()`` when done)."""
+    return BackgroundServer(settings).start()
