@@ -2,8 +2,8 @@
 
 Each entry has an id (the stream id, ``<ms>-<seq>``), a ``type`` (``task_created``,
 ``task_state_changed``, ``task_progress``, ``task_deleted``, ``task_expired``,
-``task_cancel_requested``), the task id, the old and new state and the Redis time in ms, plus a
-few type-specific fields. SSE streams serve these entries with their stream id as the SSE ``id``,
+``task_cancel_requested``), the task id, the new state and (for transitions) the old one, plus a
+few type-specific fields. The event's time is the stream id's millisecond part (Redis time). SSE streams serve these entries with their stream id as the SSE ``id``,
 so a client reconnecting with ``Last-Event-ID`` resumes exactly after the last event it saw.
 """
 
@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from taskflow_server.store.keys import Keys
 
-_CORE_FIELDS = {"type", "task_id", "old", "state", "ts"}
+_CORE_FIELDS = {"type", "task_id", "old", "state"}
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ def parse_entry(entry_id: Any, fields: dict[Any, Any]) -> Event:
         task_id=f.get("task_id") or None,
         state=f.get("state") or None,
         old_state=f.get("old") or None,
-        ts=int(f.get("ts", "0")) / 1000.0,
+        ts=int(_text(entry_id).split("-", 1)[0]) / 1000.0,
         data=extra,
     )
 

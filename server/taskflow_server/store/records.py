@@ -167,7 +167,8 @@ class TaskRecord:
             progress_message=h.get("progress_message") or None,
             result=result,
             error_history=_json_list(h.get("error_history")),
-            state_history=_json_list(h.get("state_history")),
+            state_history=_json_list(h.get("state_history"))
+            or [{"state": "PENDING", "ts": created}],
             idempotency_key=h.get("idempotency_key") or None,
             metadata=metadata if isinstance(metadata, dict) else {},
             lost_leases=int(h.get("lost_leases") or 0),

@@ -41,9 +41,12 @@ local function flush_counts()
   COUNT_DELTAS = {}
 end
 
+-- One event log entry. Its time is the stream id's millisecond part (Redis time), so it is not
+-- stored again; 'old' is left out when there is none.
 local function event(etype, id, old, new, extra)
   local args = {'XADD', K_EVENTS, 'MAXLEN', '~', EVENTS_MAXLEN, '*',
-                'type', etype, 'task_id', id, 'old', old or '', 'state', new or '', 'ts', NOW_MS}
+                'type', etype, 'task_id', id, 'state', new or ''}
+  if old and old ~= '' then args[#args + 1] = 'old'; args[#args + 1] = old end
   if extra then
     for i = 1, #extra do args[#args + 1] = extra[i] end
   end
@@ -61,8 +64,14 @@ local function append_json(key, field, entry)
   end
 end
 
+-- A new task's history (PENDING at created_at) is implied, not stored: the first later
+-- transition writes it out together with its own entry. That keeps a queued task's hash small.
 local HISTORY_TS = string.format('%.3f', NOW_MS / 1000)
 local function history(key, state)
+  if redis.call('HEXISTS', key, 'state_history') == 0 then
+    local created = redis.call('HGET', key, 'created_at') or HISTORY_TS
+    redis.call('HSET', key, 'state_history', '[{"state":"PENDING","ts":' .. created .. '}]')
+  end
   append_json(key, 'state_history', '{"state":"' .. state .. '","ts":' .. HISTORY_TS .. '}')
 end
 

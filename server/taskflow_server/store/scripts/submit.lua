@@ -22,8 +22,7 @@ for i = 0, n - 1 do
   if not existing then
     local key = k_task(id)
     redis.call('HSET', key, 'task_type', ttype, 'lane', lane, 'priority', prio, 'state', 'PENDING',
-               'max_retries', max_retries, 'created_at', NOW_S, 'updated_at', NOW_S,
-               'state_history', cjson.encode({{state = 'PENDING', ts = NOW_MS / 1000}}))
+               'max_retries', max_retries, 'created_at', NOW_S)
     if idem ~= '' then
       redis.call('HSET', key, 'idempotency_key', idem)
       redis.call('SET', k_idem(idem), id, 'EX', idem_ttl)
