@@ -8,7 +8,11 @@ import sys
 import time
 from typing import Any
 
-_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+_RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+    "color_message",  # uvicorn duplicates its message with ANSI colours
+}
 
 
 class _Formatter(logging.Formatter):

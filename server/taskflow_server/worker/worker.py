@@ -53,6 +53,7 @@ from taskflow_server.tasks.registry import (
     TaskContext,
     UnknownTaskType,
     get_spec,
+    load_builtin_tasks,
 )
 from taskflow_server.worker.scheduler import Scheduler
 
@@ -60,6 +61,7 @@ log = logging.getLogger(__name__)
 
 _LEASE_CHECK_SECONDS = 1.0
 _WAKE_BLOCK_SECONDS = 1.0
+_COALESCE_SECONDS = 0.002
 
 
 @dataclass
@@ -124,6 +126,7 @@ class Worker:
 
     async def run(self) -> None:
         """Run until :meth:`request_stop` (or a signal) is seen, then stop gracefully."""
+        load_builtin_tasks()  # import handlers now, not on the first task
         await self.queue.load()
         log.info(
             "worker %s started: concurrency=%d, lanes=%s, provider=%s",
@@ -210,6 +213,11 @@ class Worker:
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
+            if self._running and free < self.concurrency // 4:
+                # Tasks started together tend to finish together: wait a moment so their
+                # slots are refilled by one claim instead of a trickle of one-task claims.
+                await asyncio.sleep(_COALESCE_SECONDS)
+                free = self.concurrency - len(self._running)
             try:
                 lanes = await self._lane_limits()
                 self._claim_seq += 1
