@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -111,7 +112,5 @@ def worker_main(argv: list[str] | None = None) -> None:
             "taskflow-worker: no Redis to join. Pass --redis-url (or set TASKFLOW_REDIS_URL); "
             "taskflow-server prints the URL of its embedded store at start."
         )
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_run_workers(settings, workers))
-    except KeyboardInterrupt:
-        pass

@@ -85,6 +85,10 @@ class Settings(BaseSettings):
         rate_limit: upstream requests per interval (``230/10s``); unset -> from the key, else off.
         max_in_flight: upstream requests in flight across all workers.
         breaker_*: the shared circuit breaker (see ``resilience/breaker.py``).
+        monitor_cache_seconds, metrics_retention_days: the OpenRouter monitor's status cache and
+            how long its daily metrics are kept.
+        summarize_chunk_chars: the longest text one summary call gets; longer texts are split
+            into chunks whose summaries are combined.
 
     PDF extraction:
         pdf_max_pages, pdf_max_page_area_pt2, pdf_time_limit, pdf_render_dpi, pdf_pool_size.
@@ -159,6 +163,7 @@ class Settings(BaseSettings):
     breaker_max_open_seconds: float = Field(default=600.0, gt=0)
     monitor_cache_seconds: float = Field(default=60.0, gt=0)
     metrics_retention_days: int = Field(default=30, ge=1)
+    summarize_chunk_chars: int = Field(default=40_000, ge=1_000)
 
     # PDF extraction
     pdf_max_pages: int = Field(default=500, ge=1)

@@ -33,7 +33,8 @@ class _Formatter(logging.Formatter):
             fields["exc"] = self.formatException(record.exc_info)
         if self.as_json:
             return json.dumps(fields, default=str)
-        head = f"{fields.pop('ts')} {fields.pop('level'):<7} {fields.pop('logger')}: {fields.pop('msg')}"
+        ts, level, logger = fields.pop("ts"), fields.pop("level"), fields.pop("logger")
+        head = f"{ts} {level:<7} {logger}: {fields.pop('msg')}"
         rest = " ".join(f"{k}={v!r}" for k, v in fields.items() if k != "exc")
         tail = f"\n{fields['exc']}" if "exc" in fields else ""
         return f"{head} {rest}".rstrip() + tail

@@ -28,7 +28,9 @@ def console_script(name: str) -> list[str]:
 
 
 class Spawn(Protocol):
-    def __call__(self, name: str, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]: ...
+    def __call__(
+        self, name: str, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]: ...
 
 
 @pytest.fixture

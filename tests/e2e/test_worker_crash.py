@@ -10,7 +10,6 @@ import time
 import pytest
 from redis.asyncio import Redis
 from support import make_settings
-
 from taskflow_server.store.audit import audit
 from taskflow_server.store.events import EventLog
 from taskflow_server.store.keys import Keys

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 from redis.asyncio import Redis
-
+from support import make_settings
 from taskflow_server.store.audit import audit
 from taskflow_server.store.events import EventLog
 from taskflow_server.store.keys import Keys
@@ -19,8 +19,6 @@ from taskflow_server.store.queue import (
     TaskQueue,
 )
 from taskflow_server.store.records import NewTask
-
-from support import make_settings
 
 ALL_LANES: dict[str, int | None] = {"llm": None, "local": None}
 
@@ -63,7 +61,10 @@ async def test_retry_queue_gets_its_share(redis: Redis) -> None:
     first = await q.submit_many([NewTask("demo.noop", {"kind": "r"}) for _ in range(10)])
     claims = await q.claim("w", "t", 10, ALL_LANES)
     for c in claims:
-        assert await q.fail(c.task_id, "t", mode="retry", error_type="timeout", message="x") == "SCHEDULED"
+        assert (
+            await q.fail(c.task_id, "t", mode="retry", error_type="timeout", message="x")
+            == "SCHEDULED"
+        )
     assert await q.promote_due() == 10
     await q.submit_many([NewTask("demo.noop", {"kind": "p"}) for _ in range(40)])
     taken = await q.claim("w", "t2", 20, ALL_LANES)
@@ -75,7 +76,9 @@ async def test_retry_queue_gets_its_share(redis: Redis) -> None:
 async def test_schedule_then_promote_when_due(queue: TaskQueue) -> None:
     (sub,) = await queue.submit_many([noop()])
     (c,) = await queue.claim("w", "t", 1, ALL_LANES)
-    state = await queue.fail(c.task_id, "t", mode="retry", error_type="timeout", message="slow", delay_seconds=0.3)
+    state = await queue.fail(
+        c.task_id, "t", mode="retry", error_type="timeout", message="slow", delay_seconds=0.3
+    )
     assert state == "SCHEDULED"
     rec = await queue.get(sub.task_id)
     assert rec and rec.retry_count == 1 and rec.retry_after is not None
@@ -87,18 +90,29 @@ async def test_schedule_then_promote_when_due(queue: TaskQueue) -> None:
     rec = await queue.get(sub.task_id)
     assert rec and rec.state == "PENDING"
     assert await queue.queue_ids("retry") == [sub.task_id]
-    assert [h["state"] for h in rec.state_history] == ["PENDING", "ACTIVE", "FAILED", "SCHEDULED", "PENDING"]
+    assert [h["state"] for h in rec.state_history] == [
+        "PENDING",
+        "ACTIVE",
+        "FAILED",
+        "SCHEDULED",
+        "PENDING",
+    ]
     await assert_consistent(queue)
 
 
 async def test_retries_exhausted_go_to_dlq(queue: TaskQueue) -> None:
     (sub,) = await queue.submit_many([noop(max_retries=1)])
     c = (await queue.claim("w", "t1", 1, ALL_LANES))[0]
-    assert await queue.fail(c.task_id, "t1", mode="retry", error_type="timeout", message="a") == "SCHEDULED"
+    assert (
+        await queue.fail(c.task_id, "t1", mode="retry", error_type="timeout", message="a")
+        == "SCHEDULED"
+    )
     await queue.redis.zadd(queue.keys.scheduled, {sub.task_id: 0})  # make it due now
     await queue.promote_due()
     c = (await queue.claim("w", "t2", 1, ALL_LANES))[0]
-    assert await queue.fail(c.task_id, "t2", mode="retry", error_type="timeout", message="b") == "DLQ"
+    assert (
+        await queue.fail(c.task_id, "t2", mode="retry", error_type="timeout", message="b") == "DLQ"
+    )
     rec = await queue.get(sub.task_id)
     assert rec and rec.state == "DLQ" and len(rec.error_history) == 2
     assert await queue.queue_ids("dlq") == [sub.task_id]
@@ -121,7 +135,9 @@ async def test_stale_lease_cannot_complete_or_fail(queue: TaskQueue) -> None:
     c2 = (await queue.claim("w2", "new", 1, ALL_LANES))[0]
     assert c2.task_id == sub.task_id and c2.lost_leases == 1
     assert await queue.complete_many([(sub.task_id, "old", "late")]) == [False]
-    assert (await queue.fail(sub.task_id, "old", mode="dlq", error_type="x", message="y")).startswith("stale:")
+    assert (
+        await queue.fail(sub.task_id, "old", mode="dlq", error_type="x", message="y")
+    ).startswith("stale:")
     assert await queue.extend([(sub.task_id, "old"), (sub.task_id, "new")], 30) == [LOST, EXTENDED]
     assert await queue.complete_many([(sub.task_id, "new", "fresh")]) == [True]
     rec = await queue.get(sub.task_id)
@@ -149,7 +165,9 @@ async def test_cancel_in_each_state(queue: TaskQueue, state: str) -> None:
     if state != "PENDING":
         (c,) = await queue.claim("w", "t", 1, ALL_LANES)
         if state == "SCHEDULED":
-            await queue.fail(c.task_id, "t", mode="retry", error_type="timeout", message="m", delay_seconds=60)
+            await queue.fail(
+                c.task_id, "t", mode="retry", error_type="timeout", message="m", delay_seconds=60
+            )
         elif state == "DLQ":
             await queue.fail(c.task_id, "t", mode="dlq", error_type="invalid_input", message="m")
         elif state == "COMPLETED":
@@ -192,7 +210,9 @@ async def test_delete_removes_everywhere(queue: TaskQueue, state: str) -> None:
     if state != "PENDING":
         (c,) = await queue.claim("w", "t", 1, ALL_LANES)
         if state == "SCHEDULED":
-            await queue.fail(c.task_id, "t", mode="retry", error_type="timeout", message="m", delay_seconds=60)
+            await queue.fail(
+                c.task_id, "t", mode="retry", error_type="timeout", message="m", delay_seconds=60
+            )
         elif state == "DLQ":
             await queue.fail(c.task_id, "t", mode="dlq", error_type="invalid_input", message="m")
         elif state == "COMPLETED":
@@ -226,7 +246,9 @@ async def test_events_follow_transitions(queue: TaskQueue) -> None:
     assert events[2].data["progress"] == 0.5
 
 
-async def test_requeue_orphaned_finds_nothing_when_healthy_and_repairs_damage(queue: TaskQueue) -> None:
+async def test_requeue_orphaned_finds_nothing_when_healthy_and_repairs_damage(
+    queue: TaskQueue,
+) -> None:
     subs = await queue.submit_many([noop() for _ in range(5)])
     assert (await queue.requeue_orphaned())["found"] == 0
     await queue.redis.lrem(queue.keys.queue("local", "default"), 0, subs[0].task_id)

@@ -10,7 +10,6 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 from support import make_settings
-
 from taskflow_server.store.audit import audit
 from taskflow_server.store.keys import Keys
 from taskflow_server.store.queue import StoreError, TaskQueue
@@ -53,7 +52,17 @@ class StoreMachine(RuleBasedStateMachine):
     def submit(self, n: int, prio: str, lane: str, key: str | None, retries: int) -> None:
         subs = self.run(
             self.queue.submit_many(
-                [NewTask("demo.noop", {}, lane=lane, priority=prio, max_retries=retries, idempotency_key=key) for _ in range(n)]
+                [
+                    NewTask(
+                        "demo.noop",
+                        {},
+                        lane=lane,
+                        priority=prio,
+                        max_retries=retries,
+                        idempotency_key=key,
+                    )
+                    for _ in range(n)
+                ]
             )
         )
         self.ids.extend(s.task_id for s in subs if s.created)
@@ -66,7 +75,10 @@ class StoreMachine(RuleBasedStateMachine):
             self.leases[c.task_id] = token
 
     @precondition(lambda self: bool(self.leases))
-    @rule(data=st.data(), mode=st.sampled_from(["complete", "retry", "dlq", "requeue", "cancel", "expire"]))
+    @rule(
+        data=st.data(),
+        mode=st.sampled_from(["complete", "retry", "dlq", "requeue", "cancel", "expire"]),
+    )
     def finish(self, data: st.DataObject, mode: str) -> None:
         tid = data.draw(st.sampled_from(sorted(self.leases)))
         token = self.leases.pop(tid)
@@ -80,7 +92,9 @@ class StoreMachine(RuleBasedStateMachine):
 
     @rule()
     def promote(self) -> None:
-        self.run(self.redis.zadd(self.queue.keys.scheduled, {i: 0 for i in self.ids}, xx=True)) if self.ids else None
+        self.run(
+            self.redis.zadd(self.queue.keys.scheduled, dict.fromkeys(self.ids, 0), xx=True)
+        ) if self.ids else None
         self.run(self.queue.promote_due())
 
     @precondition(lambda self: bool(self.ids))

@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from redis.asyncio import Redis
 from support import make_settings
-
 from taskflow_server.config import Settings
 from taskflow_server.store.audit import audit
 from taskflow_server.store.keys import Keys
@@ -38,7 +37,9 @@ async def start_worker(redis: Redis) -> AsyncIterator[StartWorker]:
         await asyncio.wait_for(task, timeout=30)
 
 
-async def wait_state(queue: TaskQueue, task_id: str, states: set[str], timeout: float = 10) -> TaskRecord:
+async def wait_state(
+    queue: TaskQueue, task_id: str, states: set[str], timeout: float = 10
+) -> TaskRecord:
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
         rec = await queue.get(task_id)
@@ -49,7 +50,7 @@ async def wait_state(queue: TaskQueue, task_id: str, states: set[str], timeout: 
 
 
 async def test_noops_complete_and_store_stays_consistent(start_worker: StartWorker) -> None:
-    worker, queue = await start_worker()
+    _, queue = await start_worker()
     subs = await queue.submit_many([NewTask("demo.noop", {"i": i}) for i in range(500)])
     for s in subs[-1:]:
         await wait_state(queue, s.task_id, {"COMPLETED"})
@@ -61,9 +62,13 @@ async def test_noops_complete_and_store_stays_consistent(start_worker: StartWork
     assert report.ok, report.problems
 
 
-async def test_permanent_error_dead_letters_and_transient_schedules(start_worker: StartWorker) -> None:
+async def test_permanent_error_dead_letters_and_transient_schedules(
+    start_worker: StartWorker,
+) -> None:
     _, queue = await start_worker()
-    bad = await queue.submit(NewTask("demo.fail", {"error_class": "invalid_input", "message": "not a PDF"}))
+    bad = await queue.submit(
+        NewTask("demo.fail", {"error_class": "invalid_input", "message": "not a PDF"})
+    )
     slow = await queue.submit(NewTask("demo.fail", {"error_class": "timeout"}))
     rec = await wait_state(queue, bad.task_id, {"DLQ"})
     assert rec.error_type == "invalid_input" and rec.last_error == "not a PDF"
@@ -71,7 +76,9 @@ async def test_permanent_error_dead_letters_and_transient_schedules(start_worker
     assert rec.retry_count == 1 and rec.retry_after is not None and rec.retry_after > rec.updated_at
 
 
-async def test_invalid_payload_and_unknown_type_are_dead_lettered(start_worker: StartWorker) -> None:
+async def test_invalid_payload_and_unknown_type_are_dead_lettered(
+    start_worker: StartWorker,
+) -> None:
     _, queue = await start_worker()
     wrong = await queue.submit(NewTask("demo.sleep", {"seconds": "soon"}))
     unknown = await queue.submit(NewTask("no.such.task", {}))

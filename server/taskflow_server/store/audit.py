@@ -44,7 +44,7 @@ class AuditReport:
 async def audit(redis: Redis, keys: Keys) -> AuditReport:
     """Scan every task and structure and compare with the counters."""
     raw_counts = await redis.hgetall(keys.counts)
-    counters = {s: 0 for s in STATES}
+    counters = dict.fromkeys(STATES, 0)
     counters.update({_text(k): int(v) for k, v in raw_counts.items()})
     places: dict[str, list[str]] = {}
 
@@ -55,16 +55,17 @@ async def audit(redis: Redis, keys: Keys) -> AuditReport:
         for prio in (*PRIORITIES, "retry"):
             for tid in await redis.lrange(keys.queue(lane, prio), 0, -1):
                 note(_text(tid), "queue")
-    for name, key in (
+    structures: tuple[tuple[str, str], ...] = (
         ("active", keys.active),
         ("scheduled", keys.scheduled),
         ("dlq", keys.dlq),
         ("finished", keys.finished),
-    ):
-        for tid in await redis.zrange(key, 0, -1):
-            note(_text(tid), name)
+    )
+    for name, zkey in structures:
+        for member in await redis.zrange(zkey, 0, -1):
+            note(_text(member), name)
     indexed = {_text(t) for t in await redis.zrange(keys.tasks, 0, -1)}
-    scanned = {s: 0 for s in STATES}
+    scanned = dict.fromkeys(STATES, 0)
     problems: list[str] = []
     seen: set[str] = set()
     async for key in redis.scan_iter(match=keys.task_prefix + "*", count=1000):

@@ -8,6 +8,7 @@ configured retention.
 from __future__ import annotations
 
 import hashlib
+from typing import Any
 
 from redis.asyncio import Redis
 
@@ -38,7 +39,7 @@ class BlobStore:
 
     async def get(self, sha: str) -> bytes | None:
         """The bytes stored under ``sha``, or ``None`` when unknown or expired."""
-        value = await self._redis.get(self._keys.blob(sha))
+        value: Any = await self._redis.get(self._keys.blob(sha))
         return bytes(value) if value is not None else None
 
     async def exists(self, sha: str) -> bool:

@@ -3,8 +3,9 @@
 Each entry has an id (the stream id, ``<ms>-<seq>``), a ``type`` (``task_created``,
 ``task_state_changed``, ``task_progress``, ``task_deleted``, ``task_expired``,
 ``task_cancel_requested``), the task id, the new state and (for transitions) the old one, plus a
-few type-specific fields. The event's time is the stream id's millisecond part (Redis time). SSE streams serve these entries with their stream id as the SSE ``id``,
-so a client reconnecting with ``Last-Event-ID`` resumes exactly after the last event it saw.
+few type-specific fields. The event's time is the stream id's millisecond part (Redis time).
+SSE streams serve these entries with their stream id as the SSE ``id``, so a client reconnecting
+with ``Last-Event-ID`` resumes exactly after the last event it saw.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class EventLog:
 
         With ``block_ms`` the call waits up to that long for the first new event.
         """
-        reply = await self._redis.xread({self._key: after}, count=count, block=block_ms)
+        reply: Any = await self._redis.xread({self._key: after}, count=count, block=block_ms)
         events: list[Event] = []
         for _stream, entries in reply or []:
             events.extend(parse_entry(eid, fields) for eid, fields in entries)

@@ -93,7 +93,8 @@ def load_script_source(name: str) -> str:
     """
     lib = (SCRIPTS_DIR / "_lib.lua").read_text()
     body = (SCRIPTS_DIR / f"{name}.lua").read_text()
-    return f"{lib}\nlocal function main()\n{body}\nend\nlocal result = main()\nflush_counts()\nreturn result\n"
+    wrapped = f"local function main()\n{body}\nend\n"
+    return f"{lib}\n{wrapped}local result = main()\nflush_counts()\nreturn result\n"
 
 
 class TaskQueue:
@@ -398,16 +399,16 @@ class TaskQueue:
                 "active": self.keys.active,
             }
             return [_text(x) for x in await self.redis.zrange(key[name], 0, limit - 1)]
-        keys = (
+        lists = (
             [self.keys.retry_queue(lane) for lane in LANES]
             if name == "retry"
             else [self.keys.queue(lane, p) for p in PRIORITIES for lane in LANES]
         )
         out: list[str] = []
-        for key in keys:
+        for list_key in lists:
             if len(out) >= limit:
                 break
-            out += [_text(x) for x in await self.redis.lrange(key, 0, limit - len(out) - 1)]
+            out += [_text(x) for x in await self.redis.lrange(list_key, 0, limit - len(out) - 1)]
         return out
 
     async def list_ids(
