@@ -92,6 +92,11 @@ class Settings(BaseSettings):
 
     PDF extraction:
         pdf_max_pages, pdf_max_page_area_pt2, pdf_time_limit, pdf_render_dpi, pdf_pool_size.
+        pdf_use_file_parser: send pages without a text layer to OpenRouter's file-parser plugin
+            (engine ``pdf_file_parser_engine``) instead of as an image.
+        pdf_render_max_pixels: a rendered page never has more pixels (the dpi is lowered).
+        pdf_page_concurrency: pages of one PDF sent to the vision model at the same time.
+        pdf_vision_max_tokens: the most tokens the vision model may answer per page.
     """
 
     model_config = SettingsConfigDict(
@@ -172,6 +177,10 @@ class Settings(BaseSettings):
     pdf_render_dpi: int = Field(default=110, ge=36, le=600)
     pdf_pool_size: int = Field(default=2, ge=1)
     pdf_use_file_parser: bool = False
+    pdf_file_parser_engine: str = "mistral-ocr"
+    pdf_render_max_pixels: int = Field(default=12_000_000, ge=100_000)
+    pdf_page_concurrency: int = Field(default=4, ge=1)
+    pdf_vision_max_tokens: int = Field(default=8_000, ge=256)
 
     @field_validator("rate_limit")
     @classmethod

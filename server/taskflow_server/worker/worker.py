@@ -238,8 +238,26 @@ class Worker:
                 continue
             for claim in claims:
                 self._start(claim)
+            if lanes.get("llm") == 1 and not any(
+                self._lane_of(c.task_type) == "llm" for c in claims
+            ):
+                await self._release_probe()
             if not claims:
                 await self._wait_for_work(lanes)
+
+    @staticmethod
+    def _lane_of(task_type: str) -> str:
+        try:
+            return get_spec(task_type).lane
+        except UnknownTaskType:
+            return "local"
+
+    async def _release_probe(self) -> None:
+        """Hand back a half-open probe this claim found no LLM task for."""
+        breaker = getattr(self.services.llm, "breaker", None)
+        if breaker is not None:
+            with contextlib.suppress(*REDIS_DOWN_ERRORS):
+                await breaker.release_probe()
 
     async def _wait_for_work(self, lanes: dict[str, int | None]) -> None:
         """Block until a submit or promotion pushes a wake-up token (or a second passes)."""

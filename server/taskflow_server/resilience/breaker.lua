@@ -1,0 +1,178 @@
+-- Circuit breaker for one upstream: every transition, atomically, on one hash (KEYS[1]).
+-- The clock is Redis TIME (ms), so every worker sees the same timeouts.
+--
+-- ARGV[1]  op: allow | release | success | failure | open | reset
+-- ARGV[2]  consecutive failures that open the breaker
+-- ARGV[3]  failure rate (0..1) over the window that opens it
+-- ARGV[4]  window length (ms) for the failure rate
+-- ARGV[5]  calls needed in the window before the rate is judged
+-- ARGV[6]  first open timeout (ms); doubles on every re-open
+-- ARGV[7]  longest open timeout (ms)
+-- ARGV[8]  how long the half-open probe may run before another caller gets one (ms)
+-- ARGV[9]  failure: error class      open: reason
+-- ARGV[10] failure: count | now | neutral      open: hold time in ms (0 = until reset)
+--
+-- Hash fields: state (closed|open|half_open), failures (consecutive), successes (consecutive),
+-- opens (opens since the last close), opened_at, open_until (0 = held until reset), probe_until,
+-- reason, last_error_class, last_error_at, updated_at, and the two-bucket sliding window
+-- w_start, w_calls, w_fail, p_calls, p_fail.
+--
+-- Reply: {code, state}. allow: code -1 = closed (claim freely), 0 = claim nothing, 1 = this
+-- caller holds THE half-open probe. Other ops: code 1 when the state changed, else 0.
+
+local key = KEYS[1]
+local op = ARGV[1]
+local threshold = tonumber(ARGV[2])
+local max_rate = tonumber(ARGV[3])
+local window_ms = tonumber(ARGV[4])
+local min_calls = tonumber(ARGV[5])
+local open_ms = tonumber(ARGV[6])
+local max_open_ms = tonumber(ARGV[7])
+local probe_ms = tonumber(ARGV[8])
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local function num(field)
+  return tonumber(redis.call('HGET', key, field) or '0') or 0
+end
+
+local state = redis.call('HGET', key, 'state') or 'closed'
+
+local function clear_window()
+  redis.call('HSET', key, 'w_start', now, 'w_calls', 0, 'w_fail', 0, 'p_calls', 0, 'p_fail', 0)
+end
+
+-- Move the window forward and add one call; returns the weighted (calls, failures).
+local function count_call(failed)
+  local w_start = num('w_start')
+  local w_calls, w_fail = num('w_calls'), num('w_fail')
+  local p_calls, p_fail = num('p_calls'), num('p_fail')
+  if w_start == 0 or now - w_start >= 2 * window_ms then
+    p_calls, p_fail, w_calls, w_fail, w_start = 0, 0, 0, 0, now
+  elseif now - w_start >= window_ms then
+    p_calls, p_fail, w_calls, w_fail = w_calls, w_fail, 0, 0
+    w_start = w_start + window_ms
+  end
+  w_calls = w_calls + 1
+  if failed then w_fail = w_fail + 1 end
+  redis.call('HSET', key, 'w_start', w_start, 'w_calls', w_calls, 'w_fail', w_fail,
+    'p_calls', p_calls, 'p_fail', p_fail)
+  local weight = 1 - (now - w_start) / window_ms
+  if weight < 0 then weight = 0 end
+  return p_calls * weight + w_calls, p_fail * weight + w_fail
+end
+
+local function open_now(reason)
+  local opens = num('opens') + 1
+  local exponent = opens - 1
+  if exponent > 30 then exponent = 30 end
+  local duration = open_ms * (2 ^ exponent)
+  if duration > max_open_ms then duration = max_open_ms end
+  redis.call('HSET', key, 'state', 'open', 'opens', opens, 'opened_at', now,
+    'open_until', math.floor(now + duration), 'probe_until', 0, 'successes', 0,
+    'reason', reason, 'updated_at', now)
+  return 'open'
+end
+
+local function close_now()
+  redis.call('HSET', key, 'state', 'closed', 'failures', 0, 'opens', 0, 'open_until', 0,
+    'probe_until', 0, 'reason', '', 'updated_at', now)
+  clear_window()
+  return 'closed'
+end
+
+if op == 'allow' then
+  if state == 'closed' then
+    return {-1, state}
+  end
+  if state == 'open' then
+    local open_until = num('open_until')
+    if open_until == 0 or now < open_until then
+      return {0, state}
+    end
+    state = 'half_open'
+    redis.call('HSET', key, 'state', state, 'updated_at', now)
+  end
+  -- half_open: one probe at a time; a probe whose holder vanished expires after probe_ms.
+  if now < num('probe_until') then
+    return {0, state}
+  end
+  redis.call('HSET', key, 'probe_until', now + probe_ms)
+  return {1, state}
+end
+
+if op == 'release' then
+  if state == 'half_open' then
+    redis.call('HSET', key, 'probe_until', 0)
+    return {1, state}
+  end
+  return {0, state}
+end
+
+if op == 'success' then
+  if state == 'half_open' then
+    close_now()
+    redis.call('HSET', key, 'successes', 1)
+    return {1, 'closed'}
+  end
+  if state == 'closed' then
+    count_call(false)
+    redis.call('HINCRBY', key, 'successes', 1)
+    redis.call('HSET', key, 'failures', 0, 'updated_at', now)
+  end
+  return {0, state}
+end
+
+if op == 'failure' then
+  local error_class, mode = ARGV[9], ARGV[10]
+  redis.call('HSET', key, 'last_error_class', error_class, 'last_error_at', now)
+  if mode == 'neutral' then
+    -- The upstream answered (e.g. 400, 429): it is up. A probe that gets such an answer closes.
+    if state == 'half_open' then
+      close_now()
+      return {1, 'closed'}
+    end
+    return {0, state}
+  end
+  if mode == 'now' then
+    if state == 'open' then
+      redis.call('HSET', key, 'reason', error_class)
+      return {0, state}
+    end
+    return {1, open_now(error_class)}
+  end
+  if state == 'half_open' then
+    return {1, open_now('probe_failed')}
+  end
+  if state == 'open' then
+    return {0, state}
+  end
+  local calls, fails = count_call(true)
+  local failures = num('failures') + 1
+  redis.call('HSET', key, 'failures', failures, 'successes', 0, 'updated_at', now)
+  if failures >= threshold then
+    return {1, open_now('consecutive_failures')}
+  end
+  if calls >= min_calls and fails / calls >= max_rate then
+    return {1, open_now('failure_rate')}
+  end
+  return {0, state}
+end
+
+if op == 'open' then
+  local reason, hold_ms = ARGV[9], tonumber(ARGV[10])
+  local open_until = 0
+  if hold_ms > 0 then open_until = now + hold_ms end
+  redis.call('HSET', key, 'state', 'open', 'opened_at', now, 'open_until', open_until,
+    'probe_until', 0, 'successes', 0, 'reason', reason, 'updated_at', now)
+  return {1, 'open'}
+end
+
+if op == 'reset' then
+  close_now()
+  redis.call('HSET', key, 'successes', 0)
+  return {1, 'closed'}
+end
+
+return redis.error_reply('unknown breaker op ' .. tostring(op))

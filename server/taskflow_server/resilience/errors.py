@@ -1,0 +1,197 @@
+"""Error classes, retry schedules and the classification of unknown exceptions (pure, no I/O).
+
+Every failure a task can meet is one :class:`ErrorClass`. The class decides three things, all
+kept here as data: whether the task is retried and after how long (:data:`POLICIES`, read by
+:func:`retry_delay`), whether the failure counts towards opening the upstream's circuit breaker
+(:func:`counts_for_breaker`) and whether it opens the breaker at once (:func:`opens_breaker_now`).
+
+A handler raises :class:`TaskError` with a class; anything else it raises is classified by
+:func:`classify_exception` (transport timeouts and connection errors are ``timeout``, the rest is
+``unexpected``). Classification never looks at message text.
+
+Schedules (seconds; every delay gets +0-10 % jitter; the last delay repeats until the task's own
+``max_retries`` runs out; ``None`` means no retry, straight to the DLQ)::
+
+    rate_limited      Retry-After, else 60, 120, 300
+    credits           300, 600, 1800
+    in_flight_budget  Retry-After, else 2, 5, 10, 30
+    unavailable       Retry-After, else 5, 10, 30, 60, 120
+    timeout           2, 5, 10, 30, 60
+    bad_output        2, 2, then the DLQ (two quick retries)
+    unexpected        5, 15, 60
+    content_filtered, invalid_request, auth, invalid_input: none
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import httpx
+
+MAX_RETRY_AFTER_SECONDS = 3600.0
+"""An upstream's ``Retry-After`` is honoured up to this many seconds (one hour)."""
+
+JITTER_FRACTION = 0.10
+"""Every delay is stretched by a random 0 to 10 %, so retries of one burst spread out."""
+
+
+class ErrorClass(StrEnum):
+    """Why an attempt failed; decides the retry schedule and the breaker's reaction."""
+
+    RATE_LIMITED = "rate_limited"
+    """The upstream answered 429; every worker pauses for the shared cool-down."""
+    CREDITS = "credits"
+    """402: the account or the key ran out of credits; opens the breaker."""
+    IN_FLIGHT_BUDGET = "in_flight_budget"
+    """402 with ``limit_source`` in-flight budget: too much concurrent spend, retry soon."""
+    UNAVAILABLE = "unavailable"
+    """502/503 (and other 5xx): the upstream or its provider is down; counts for the breaker."""
+    TIMEOUT = "timeout"
+    """408/504, connect and read errors; counts for the breaker."""
+    CONTENT_FILTERED = "content_filtered"
+    """403 moderation or ``finish_reason: content_filter``; never retried."""
+    INVALID_REQUEST = "invalid_request"
+    """400/404 and other client errors: the request itself is wrong; never retried."""
+    AUTH = "auth"
+    """401: the API key is missing, wrong or disabled; never retried."""
+    INVALID_INPUT = "invalid_input"
+    """The task's input is unusable (not a PDF, empty or oversized text); never retried."""
+    BAD_OUTPUT = "bad_output"
+    """The model answered something unusable (bad JSON, ``choices[0].error``); 2 quick retries."""
+    UNEXPECTED = "unexpected"
+    """An exception nobody classified (a bug or an unknown failure)."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How one error class is retried.
+
+    Attributes:
+        delays: the schedule in seconds, indexed by the retries already used; the last repeats.
+            Empty means never retry.
+        max_attempts: a class-specific cap on retries (``None`` = only the task's own cap).
+        honour_retry_after: use the upstream's ``Retry-After`` instead of the schedule when given.
+    """
+
+    delays: tuple[float, ...]
+    max_attempts: int | None = None
+    honour_retry_after: bool = False
+
+    @property
+    def retryable(self) -> bool:
+        """True when this class is ever retried."""
+        return bool(self.delays)
+
+
+POLICIES: dict[ErrorClass, RetryPolicy] = {
+    ErrorClass.RATE_LIMITED: RetryPolicy((60, 120, 300), honour_retry_after=True),
+    ErrorClass.CREDITS: RetryPolicy((300, 600, 1800)),
+    ErrorClass.IN_FLIGHT_BUDGET: RetryPolicy((2, 5, 10, 30), honour_retry_after=True),
+    ErrorClass.UNAVAILABLE: RetryPolicy((5, 10, 30, 60, 120), honour_retry_after=True),
+    ErrorClass.TIMEOUT: RetryPolicy((2, 5, 10, 30, 60)),
+    ErrorClass.CONTENT_FILTERED: RetryPolicy(()),
+    ErrorClass.INVALID_REQUEST: RetryPolicy(()),
+    ErrorClass.AUTH: RetryPolicy(()),
+    ErrorClass.INVALID_INPUT: RetryPolicy(()),
+    ErrorClass.BAD_OUTPUT: RetryPolicy((2, 2), max_attempts=2),
+    ErrorClass.UNEXPECTED: RetryPolicy((5, 15, 60)),
+}
+"""The retry policy of every error class (the table in the module docstring)."""
+
+_TIMEOUT_EXCEPTIONS = (
+    httpx.TimeoutException,
+    httpx.NetworkError,
+    httpx.RemoteProtocolError,
+    TimeoutError,
+)
+_BREAKER_COUNTS = frozenset({ErrorClass.UNAVAILABLE, ErrorClass.TIMEOUT})
+_BREAKER_OPENS_NOW = frozenset({ErrorClass.CREDITS})
+
+
+class TaskError(Exception):
+    """A classified failure of one attempt.
+
+    Raised by handlers and by the LLM client; the worker turns it into a retry (SCHEDULED) or a
+    dead letter (DLQ) with :func:`retry_delay`.
+
+    Attributes:
+        error_class: the :class:`ErrorClass`.
+        message: a human-readable explanation (shown in the task's ``last_error``).
+        retry_after: the upstream's ``Retry-After`` in seconds, when it sent one.
+    """
+
+    def __init__(
+        self, error_class: ErrorClass | str, message: str, retry_after: float | None = None
+    ) -> None:
+        self.error_class = ErrorClass(error_class)
+        self.message = message
+        self.retry_after = retry_after
+        super().__init__(f"{self.error_class}: {message}")
+
+    @property
+    def retryable(self) -> bool:
+        """True when this error's class is ever retried."""
+        return POLICIES[self.error_class].retryable
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str, float | None]]:
+        # Rebuild from the fields, so the error survives pickling (process pools).
+        return (self.__class__, (self.error_class.value, self.message, self.retry_after))
+
+    def __repr__(self) -> str:
+        return (
+            f"TaskError({self.error_class.value!r}, {self.message!r}, "
+            f"retry_after={self.retry_after!r})"
+        )
+
+
+def retry_delay(
+    error_class: ErrorClass | str,
+    attempt: int,
+    retry_after: float | None = None,
+    rng: random.Random | None = None,
+) -> float | None:
+    """Seconds to wait before retry number ``attempt + 1``, or ``None`` to dead-letter now.
+
+    ``attempt`` is the number of retries already used (0 for the first failure). The delay is
+    the schedule's entry for ``attempt`` (the last entry repeats), or the upstream's
+    ``retry_after`` (capped at :data:`MAX_RETRY_AFTER_SECONDS`) for classes that honour it,
+    stretched by a random 0-10 % from ``rng`` (the module's generator when ``None``).
+    """
+    policy = POLICIES[ErrorClass(error_class)]
+    if not policy.retryable or attempt < 0:
+        return None
+    if policy.max_attempts is not None and attempt >= policy.max_attempts:
+        return None
+    if policy.honour_retry_after and retry_after is not None and retry_after >= 0:
+        base = min(float(retry_after), MAX_RETRY_AFTER_SECONDS)
+    else:
+        base = float(policy.delays[min(attempt, len(policy.delays) - 1)])
+    jitter = (rng or random).random() * JITTER_FRACTION
+    return base * (1.0 + jitter)
+
+
+def counts_for_breaker(error_class: ErrorClass | str) -> bool:
+    """True for failures that say the upstream is unhealthy (``unavailable``, ``timeout``)."""
+    return ErrorClass(error_class) in _BREAKER_COUNTS
+
+
+def opens_breaker_now(error_class: ErrorClass | str) -> bool:
+    """True for failures that open the breaker at once (``credits``: nothing will succeed)."""
+    return ErrorClass(error_class) in _BREAKER_OPENS_NOW
+
+
+def classify_exception(exc: BaseException) -> TaskError:
+    """Turn any exception into a :class:`TaskError` (a ``TaskError`` passes through unchanged).
+
+    httpx timeouts, network errors (connect, read, write) and remote protocol errors, and the
+    builtin ``TimeoutError``, are ``timeout``; everything else is ``unexpected``.
+    """
+    if isinstance(exc, TaskError):
+        return exc
+    name = type(exc).__name__
+    if isinstance(exc, _TIMEOUT_EXCEPTIONS):
+        return TaskError(ErrorClass.TIMEOUT, f"{name}: {exc}" if str(exc) else name)
+    return TaskError(ErrorClass.UNEXPECTED, f"{name}: {exc}" if str(exc) else name)
