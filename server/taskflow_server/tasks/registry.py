@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import importlib.util
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -141,8 +140,6 @@ def load_builtin_tasks() -> None:
         return
     _loaded = True
     for name in BUILTIN_MODULES:
-        if importlib.util.find_spec(f"taskflow_server.tasks.{name}") is None:  # TODO(dev) remove
-            continue
         importlib.import_module(f"taskflow_server.tasks.{name}")
 
 

@@ -1,0 +1,123 @@
+"""The functions the CPU pool runs: offline extraction, and page data for the vision path.
+
+Both take the PDF's bytes and plain, picklable arguments, and return plain data, because they
+run in a worker process (:class:`taskflow_server.worker.pool.CpuPool`). Unusable files raise a
+:class:`~taskflow_server.pdf.reader.PdfError` whose message is meant for the user.
+
+The result shape is AsyncTaskFlow's::
+
+    {"filename": ..., "issue_date": ... | "unknown",
+     "pages": [{"page_number": 1, "status": "processed" | "skipped", "reason": None | "...",
+                "articles": [{"title", "subtitle", "author", "body", "topics", "summary"}]}]}
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from taskflow_server.pdf.layout import analyse_document, join_lines, vocabulary
+from taskflow_server.pdf.layout import order_blocks as _order_blocks
+from taskflow_server.pdf.reader import Limits, PageText, open_pdf
+
+logger = logging.getLogger(__name__)
+
+NO_TEXT_LAYER_REASON = "no text layer (scanned page): needs the OpenRouter vision path"
+"""The ``reason`` of a page the offline path cannot read."""
+
+
+def extract_offline(
+    pdf_bytes: bytes, filename: str, issue_date: str | None, limits: Limits | None = None
+) -> dict[str, Any]:
+    """Split a newspaper PDF into articles without any model (the offline provider's path)."""
+    with open_pdf(pdf_bytes, limits) as pdf:
+        pages = list(pdf.pages())
+    per_page = analyse_document(pages)
+    result_pages: list[dict[str, Any]] = []
+    for page, articles in zip(pages, per_page, strict=True):
+        if not page.has_text_layer:
+            result_pages.append(
+                {
+                    "page_number": page.number,
+                    "status": "skipped",
+                    "reason": NO_TEXT_LAYER_REASON,
+                    "articles": [],
+                }
+            )
+            continue
+        result_pages.append(
+            {
+                "page_number": page.number,
+                "status": "processed",
+                "reason": None,
+                "articles": [article.to_dict() for article in articles],
+            }
+        )
+    return {
+        "filename": filename,
+        "issue_date": issue_date or "unknown",
+        "pages": result_pages,
+    }
+
+
+@dataclass(frozen=True)
+class PageData:
+    """What the vision path sends for one page.
+
+    Attributes:
+        page_number: 1-based.
+        has_text_layer: False for scanned pages (sent as an image, or to the file parser).
+        text: the page's text in reading order (empty without a text layer).
+        png: the rendered page.
+        page_pdf: the page alone as a PDF (only when asked for, for pages without text).
+    """
+
+    page_number: int
+    has_text_layer: bool
+    text: str
+    png: bytes
+    page_pdf: bytes | None = None
+
+
+def page_text_in_order(page: PageText, vocab: frozenset[str] = frozenset()) -> str:
+    """A page's text in reading order, one block per paragraph (for the vision prompt)."""
+    from taskflow_server.pdf.layout import body_font_size, build_blocks, find_gutters
+
+    if not page.lines:
+        return ""
+    body = body_font_size([page])
+    blocks = _order_blocks(
+        build_blocks(page.lines, find_gutters(page.lines, body, page.width), body, page.number)
+    )
+    return "\n\n".join(join_lines([ln.text for ln in b.lines], vocab) for b in blocks)
+
+
+def prepare_pages(
+    pdf_bytes: bytes,
+    limits: Limits | None = None,
+    dpi: int | None = None,
+    scanned_as_pdf: bool = False,
+) -> list[PageData]:
+    """Every page's image and text layer, for the vision path.
+
+    With ``scanned_as_pdf`` a page without a text layer also comes as a one-page PDF (for
+    OpenRouter's file-parser plugin).
+    """
+    with open_pdf(pdf_bytes, limits) as pdf:
+        pages = list(pdf.pages())
+        vocab = vocabulary(pages)
+        return [
+            PageData(
+                page_number=page.number,
+                has_text_layer=page.has_text_layer,
+                text=page_text_in_order(page, vocab) if page.has_text_layer else "",
+                png=pdf.render_png(page.number - 1, dpi),
+                page_pdf=(
+                    pdf.page_as_pdf(page.number - 1)
+                    if scanned_as_pdf and not page.has_text_layer
+                    else None
+                ),
+            )
+            for page in pages
+        ]

@@ -1,0 +1,837 @@
+"""Our own offline article splitter: text lines -> blocks -> reading order -> articles.
+
+The steps, all pure functions over :class:`~taskflow_server.pdf.reader.PageText`:
+
+1. **Page furniture** (:func:`find_furniture`): lines in the top or bottom margin whose text,
+   with digits masked, recurs at about the same height on several pages (running heads, dated
+   folios) and bare page numbers ("4", "-4-", "Page 4 of 48") are dropped.
+2. **Columns** (:func:`find_gutters`): vertical white stripes that body-size lines never cross,
+   found from a coverage profile of line x-extents. Each line gets the span of columns it
+   covers, so a headline across three columns is never glued to the text of one of them.
+3. **Blocks** (:func:`build_blocks`): lines stacked with body leading, overlapping horizontally,
+   same size, boldness and column span.
+4. **Reading order** (:func:`order_blocks`): a topological sort of Breuel's partial order:
+   ``a`` before ``b`` when they overlap horizontally and ``a`` is higher, or when ``a`` is
+   wholly left of ``b`` and no block between them vertically overlaps both. This reads columns
+   top to bottom, left to right, and puts a spanning headline before the columns under it.
+5. **Articles** (:func:`split_articles`): a block set noticeably larger than the body text is
+   a headline; a smaller headline right after it is the subtitle; a "By ..." line the author;
+   the rest up to the next headline is the body. Hyphenation at line ends is repaired
+   ("infor-" + "mation" -> "information", unless the hyphenated form occurs elsewhere).
+6. **Jumps** (:func:`join_continuations`): "Continued on page N" / "Continued from page M"
+   lines are removed and the two parts joined on the page where the article starts; text at
+   the top of a page before any headline continues the previous page's last article.
+
+:func:`analyse_document` runs all of it and returns one list of :class:`Article` per page.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import re
+from bisect import bisect_right
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from taskflow_server.pdf.reader import Line, PageText
+
+logger = logging.getLogger(__name__)
+
+
+def _wordlist(text: str) -> list[str]:
+    """The whitespace-separated words of ``text``."""
+    return text.split()
+
+
+MARGIN_FRACTION = 0.1
+"""Lines this close (as a fraction of the page height) to the top or bottom are margin lines."""
+HEADLINE_RATIO = 1.25
+"""A block whose font is this much larger than the body text is a headline."""
+MIN_ARTICLE_WORDS = 12
+"""A titled piece with a shorter body (a masthead, a label) is not reported as an article."""
+
+_WORD_RE = re.compile(r"[^\W\d_][\w'\u2019-]*", re.UNICODE)
+_PAGE_NUMBER_RE = re.compile(
+    r"^[\W_]*(?:page|p\.|pg\.?|seite|pagina|página)?\s*[A-Z]?\d{1,4}"
+    r"(?:\s*(?:of|/|de|di|von)\s*\d{1,4})?[\W_]*$",
+    re.IGNORECASE,
+)
+_JUMP_FROM_RE = re.compile(
+    r"^[\W_]*(?:continued|cont(?:'|\u2019)?d\.?|cont\.|suite)\s+(?:from|de\s+la)\s+"
+    r"(?:page|p\.|pg\.?)\s*[A-Z]?-?(\d{1,4})[\W_]*$",
+    re.IGNORECASE,
+)
+_JUMP_TO_RE = re.compile(
+    r"^[\W_]*(?:(?:continued|cont(?:'|\u2019)?d\.?|cont\.|suite)\s+(?:on|to|in)|see|turn\s+to)\b"
+    r".{0,60}?\b(?:page|p\.|pg\.?)\s*[A-Z]?-?(\d{1,4})[\W_]*$",
+    re.IGNORECASE,
+)
+_BYLINE_RE = re.compile(r"^(?:by|par|di|von|por|door|av)\s+(\S.{1,80})$", re.IGNORECASE)
+_SENTENCE_END_RE = re.compile(
+    r"(?:(?<=[.!?])|(?<=[.!?][\"'\u201d\u2019)]))\s+(?=[\"'\u201c\u2018(]?[A-Z0-9])"
+)
+_HYPHENS = "-\u2010\u2011"
+_HYPHEN_END_RE = re.compile(r"([^\W\d_]+)[-\u2010\u2011]$")
+_STOPWORDS = frozenset(
+    _wordlist(
+        """
+    a about above after again against all also am an and any are as at be because been
+    before being below between both but by can could did do does doing down during each few
+    for from further had has have having he her here hers herself him himself his how i if
+    in into is it its itself just me more most my myself no nor not now of off on once only
+    or other our ours ourselves out over own same she should so some such than that the
+    their theirs them themselves then there these they this those through to too under until
+    up very was we were what when where which while who whom why will with would you your
+    yours yourself yourselves said says say one two three new may must shall upon per via
+    within without among its however many much since yet any every including include
+    includes
+    """
+    )
+)
+
+
+@dataclass
+class Block:
+    """Consecutive lines of one paragraph-like unit on one page (extents kept up to date)."""
+
+    lines: list[Line]
+    span: tuple[int, int]
+    page: int
+    x0: float = 0.0
+    x1: float = 0.0
+    top: float = 0.0
+    bottom: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.x0 = min(line.x0 for line in self.lines)
+        self.x1 = max(line.x1 for line in self.lines)
+        self.top = min(line.top for line in self.lines)
+        self.bottom = max(line.bottom for line in self.lines)
+
+    def add(self, line: Line) -> None:
+        """Append a line below the others and widen the extents."""
+        self.lines.append(line)
+        self.x0 = min(self.x0, line.x0)
+        self.x1 = max(self.x1, line.x1)
+        self.top = min(self.top, line.top)
+        self.bottom = max(self.bottom, line.bottom)
+
+    @property
+    def cy(self) -> float:
+        """Vertical centre."""
+        return (self.top + self.bottom) / 2.0
+
+    @property
+    def size(self) -> float:
+        """Font size of most of the block's characters."""
+        weights: Counter[float] = Counter()
+        for line in self.lines:
+            weights[line.size] += len(line.text)
+        return weights.most_common(1)[0][0]
+
+    @property
+    def bold(self) -> bool:
+        """True when most characters are bold."""
+        bold = sum(len(line.text) for line in self.lines if line.bold)
+        return bold * 2 > sum(len(line.text) for line in self.lines)
+
+    @property
+    def word_count(self) -> int:
+        """Number of whitespace-separated words."""
+        return sum(len(line.text.split()) for line in self.lines)
+
+
+@dataclass
+class Article:
+    """One article found on a page (the fields of the AsyncTaskFlow result, plus jump data)."""
+
+    title: str = ""
+    subtitle: str = ""
+    author: str = ""
+    paragraphs: list[str] = field(default_factory=list)
+    page: int = 0
+    jump_to: int | None = None
+    jump_from: int | None = None
+    title_size: float = 0.0
+    topics: list[str] | None = None
+    summary: str | None = None
+
+    @property
+    def body(self) -> str:
+        """The body text, paragraphs separated by blank lines."""
+        return "\n\n".join(p for p in self.paragraphs if p)
+
+    def to_dict(self) -> dict[str, object]:
+        """The article in the result shape ``{title, subtitle, author, body, topics, summary}``."""
+        body = self.body
+        return {
+            "title": self.title,
+            "subtitle": self.subtitle,
+            "author": self.author,
+            "body": body,
+            "topics": self.topics if self.topics is not None else topics_for(self.title, body),
+            "summary": self.summary if self.summary is not None else lead_summary(body),
+        }
+
+
+# --- text helpers -----------------------------------------------------------------------------
+
+
+def vocabulary(pages: Iterable[PageText]) -> frozenset[str]:
+    """Lower-cased words of a document, including words with inner hyphens."""
+    words: set[str] = set()
+    for page in pages:
+        for line in page.lines:
+            for token in line.text.split():
+                token = token.strip(".,;:!?\"'()[]\u201c\u201d\u2018\u2019").lower()
+                if token:
+                    words.add(token)
+    return frozenset(words)
+
+
+def join_lines(texts: Sequence[str], vocab: frozenset[str] = frozenset()) -> str:
+    """Join text lines with spaces, repairing words hyphenated at a line end.
+
+    ``infor-`` + ``mation`` becomes ``information``. When the document spells the hyphenated
+    form elsewhere ("long-term") and never the closed form, the hyphen is kept instead.
+    """
+    out = ""
+    for text in texts:
+        text = text.strip()
+        if not text:
+            continue
+        if not out:
+            out = text
+            continue
+        out = _join_two(out, text, vocab)
+    return out
+
+
+def _join_two(left: str, right: str, vocab: frozenset[str]) -> str:
+    match = _HYPHEN_END_RE.search(left[-48:]) if left[-1:] in _HYPHENS else None
+    if match and right[:1].isalpha() and right[:1].islower():
+        head = match.group(1)
+        tail_word = right.split(maxsplit=1)[0].rstrip(".,;:!?\"')]\u201d\u2019")
+        closed = (head + tail_word).lower()
+        hyphenated = f"{head}-{tail_word}".lower()
+        if hyphenated in vocab and closed not in vocab:
+            return left[:-1] + "-" + right
+        return left[:-1] + right
+    return left + " " + right
+
+
+def normalise_title(text: str) -> str:
+    """A title reduced to lower-case words, for comparisons."""
+    return " ".join(_WORD_RE.findall(text.lower()))
+
+
+def topics_for(title: str, body: str, count: int = 4) -> list[str]:
+    """A few keywords: frequent non-stop-words of the body, words of the title counted twice."""
+    scores: Counter[str] = Counter()
+    for word in _WORD_RE.findall(body.lower()):
+        if len(word) > 3 and word not in _STOPWORDS:
+            scores[word] += 1
+    for word in _WORD_RE.findall(title.lower()):
+        if len(word) > 3 and word not in _STOPWORDS:
+            scores[word] += 2
+    return [word for word, n in scores.most_common(count) if n > 1]
+
+
+def lead_summary(body: str, max_sentences: int = 2, max_chars: int = 400) -> str:
+    """The first sentences of the body (an extractive lead summary)."""
+    text = " ".join(body.split())
+    if not text:
+        return ""
+    sentences = _SENTENCE_END_RE.split(text)
+    summary = ""
+    for sentence in sentences[:max_sentences]:
+        candidate = f"{summary} {sentence}".strip()
+        if summary and len(candidate) > max_chars:
+            break
+        summary = candidate
+    return summary[:max_chars].rstrip()
+
+
+# --- 1. page furniture ------------------------------------------------------------------------
+
+
+def _furniture_key(text: str) -> str:
+    return re.sub(r"\d+", "#", " ".join(text.lower().split()))
+
+
+def is_page_number(text: str) -> bool:
+    """True for a bare folio: "4", "-4-", "A4", "Page 4", "Page 4 of 48"."""
+    return bool(_PAGE_NUMBER_RE.match(text.strip()))
+
+
+def find_furniture(pages: Sequence[PageText]) -> set[tuple[int, int]]:
+    """(page index, line index) of running heads, running feet and page numbers."""
+    found: set[tuple[int, int]] = set()
+    occurrences: dict[tuple[str, int], set[int]] = defaultdict(set)
+    margin_lines: list[tuple[int, int, str, int]] = []
+    for p, page in enumerate(pages):
+        zone = MARGIN_FRACTION * page.height
+        for i, line in enumerate(page.lines):
+            if line.top > zone and line.bottom < page.height - zone:
+                continue
+            if is_page_number(line.text):
+                found.add((p, i))
+                continue
+            key = _furniture_key(line.text)
+            bucket = round(line.cy / 8.0)
+            margin_lines.append((p, i, key, bucket))
+            occurrences[(key, bucket)].add(p)
+    if len(pages) < 2:
+        return found
+    needed = max(2, round(0.2 * len(pages)))
+    for p, i, key, bucket in margin_lines:
+        seen = set().union(
+            *(occurrences.get((key, b), set()) for b in (bucket - 1, bucket, bucket + 1))
+        )
+        if len(seen) >= needed:
+            found.add((p, i))
+    return found
+
+
+def body_font_size(pages: Iterable[PageText]) -> float:
+    """The font size carrying the most characters (the body text), rounded to 0.5 pt."""
+    weights: Counter[float] = Counter()
+    for page in pages:
+        for line in page.lines:
+            weights[round(line.size * 2) / 2] += len(line.text)
+    if not weights:
+        return 10.0
+    return weights.most_common(1)[0][0]
+
+
+# --- 2. columns -------------------------------------------------------------------------------
+
+
+def find_gutters(
+    lines: Sequence[Line], body_size: float, width: float
+) -> list[tuple[float, float]]:
+    """Vertical white stripes between columns, as (x0, x1) pairs, left to right."""
+    body = [ln for ln in lines if ln.size <= 1.2 * body_size and len(ln.text) >= 8]
+    if len(body) < 6:
+        return []
+    bins = max(1, int(width) + 2)
+    diff = [0] * (bins + 1)
+    for ln in body:
+        a = max(0, min(bins - 1, int(ln.x0 + 0.5)))
+        b = max(0, min(bins, int(ln.x1 - 0.5)))
+        if b > a:
+            diff[a] += 1
+            diff[b] -= 1
+    cover = []
+    running = 0
+    for k in range(bins):
+        running += diff[k]
+        cover.append(running)
+    left = min(int(ln.x0) for ln in body)
+    right = max(int(ln.x1) for ln in body)
+    threshold = max(0, int(0.02 * len(body)))
+    min_width = 0.6 * body_size
+    gutters: list[tuple[float, float]] = []
+    k = left + 1
+    while k < right:
+        if cover[k] <= threshold:
+            start = k
+            while k < right and cover[k] <= threshold:
+                k += 1
+            if k - start >= min_width and k < right:
+                left_support = sum(1 for ln in body if ln.x1 <= start + 1)
+                right_support = sum(1 for ln in body if ln.x0 >= k - 1)
+                if left_support >= 3 and right_support >= 3:
+                    gutters.append((float(start), float(k)))
+        k += 1
+    return gutters
+
+
+def column_span(line: Line, gutters: Sequence[tuple[float, float]]) -> tuple[int, int]:
+    """Indices of the first and last column (between gutters) the line covers."""
+    if not gutters:
+        return (0, 0)
+    centres = [(a + b) / 2.0 for a, b in gutters]
+    first = bisect_right(centres, line.x0 + 1.0)
+    last = bisect_right(centres, line.x1 - 1.0)
+    return (first, max(first, last))
+
+
+# --- 3. blocks --------------------------------------------------------------------------------
+
+
+def build_blocks(
+    lines: Sequence[Line], gutters: Sequence[tuple[float, float]], body_size: float, page: int
+) -> list[Block]:
+    """Group a page's lines into blocks (see the module docstring)."""
+    order = sorted(lines, key=lambda ln: (ln.top, ln.x0))
+    blocks: list[Block] = []
+    open_blocks: list[Block] = []
+    for line in order:
+        span = column_span(line, gutters)
+        best: Block | None = None
+        best_gap = 0.0
+        still_open: list[Block] = []
+        for block in open_blocks:
+            last = block.lines[-1]
+            size = max(last.size, line.size)
+            if last.bottom < line.top - 3.0 * size:
+                continue
+            still_open.append(block)
+            gap = line.top - last.bottom
+            if not _can_join(block, last, line, span, gap, size, body_size, bool(gutters)):
+                continue
+            if best is None or gap < best_gap:
+                best, best_gap = block, gap
+        open_blocks = still_open
+        if best is None:
+            best = Block([line], span, page)
+            blocks.append(best)
+            open_blocks.append(best)
+        else:
+            best.add(line)
+    return blocks
+
+
+def _can_join(
+    block: Block,
+    last: Line,
+    line: Line,
+    span: tuple[int, int],
+    gap: float,
+    size: float,
+    body_size: float,
+    has_gutters: bool,
+) -> bool:
+    if last.bold != line.bold:
+        return False
+    if span != block.span and line.size <= 1.15 * body_size:
+        return False
+    if abs(last.size - line.size) > 0.12 * size:
+        return False
+    if not -0.3 * size <= gap <= 0.8 * size:
+        return False
+    overlap = min(last.x1, line.x1) - max(last.x0, line.x0)
+    if overlap < 0.3 * min(last.width, line.width):
+        return False
+    if line.size > HEADLINE_RATIO * body_size or has_gutters:
+        return True  # the column span already keeps columns apart
+    x0, x1 = block.x0, block.x1
+    return line.x0 >= x0 - 2.5 * size and line.x1 <= x1 + 2.5 * size
+
+
+# --- 4. reading order -------------------------------------------------------------------------
+
+
+def order_blocks(blocks: Sequence[Block]) -> list[Block]:
+    """Blocks in reading order (Breuel's partial order, topologically sorted)."""
+    n = len(blocks)
+    if n < 2:
+        return list(blocks)
+    if n > 600:
+        return sorted(blocks, key=lambda b: (b.span[0], b.top, b.x0))
+    tol = 1.5
+    box = [(b.x0, b.top, b.x1, b.bottom, b.cy) for b in blocks]
+    overlaps: list[set[int]] = [set() for _ in range(n)]
+    for i in range(n):
+        xi0, _, xi1, _, _ = box[i]
+        for j in range(i + 1, n):
+            xj0, _, xj1, _, _ = box[j]
+            if min(xi1, xj1) - max(xi0, xj0) > tol:
+                overlaps[i].add(j)
+                overlaps[j].add(i)
+    succ: list[list[int]] = [[] for _ in range(n)]
+    indegree = [0] * n
+    for i in range(n):
+        for j in range(n):
+            if i == j:
+                continue
+            if j in overlaps[i]:
+                before = box[i][4] < box[j][4] or (box[i][4] == box[j][4] and i < j)
+            elif box[i][2] <= box[j][0] + tol:
+                before = not _separated(i, j, box, overlaps)
+            else:
+                before = False
+            if before:
+                succ[i].append(j)
+                indegree[j] += 1
+    heap = [(box[k][1], box[k][0], k) for k in range(n) if indegree[k] == 0]
+    heapq.heapify(heap)
+    done = [False] * n
+    result: list[Block] = []
+    while len(result) < n:
+        if not heap:  # a cycle: release the highest remaining block
+            k = min((k for k in range(n) if not done[k]), key=lambda k: (box[k][1], box[k][0]))
+            indegree[k] = 0
+            heap.append((box[k][1], box[k][0], k))
+        _, _, k = heapq.heappop(heap)
+        if done[k]:
+            continue
+        done[k] = True
+        result.append(blocks[k])
+        for j in succ[k]:
+            indegree[j] -= 1
+            if indegree[j] == 0 and not done[j]:
+                heapq.heappush(heap, (box[j][1], box[j][0], j))
+    return result
+
+
+def _separated(
+    a: int,
+    b: int,
+    box: Sequence[tuple[float, float, float, float, float]],
+    overlaps: Sequence[set[int]],
+) -> bool:
+    """True when a block overlapping both a and b horizontally lies between them vertically."""
+    upper, lower = (a, b) if box[a][1] <= box[b][1] else (b, a)
+    upper_bottom, lower_top = box[upper][3], box[lower][1]
+    if lower_top <= upper_bottom:
+        return False
+    for c in overlaps[a] & overlaps[b]:
+        if box[c][1] >= upper_bottom - 1.5 and box[c][3] <= lower_top + 1.5:
+            return True
+    return False
+
+
+# --- 5. articles ------------------------------------------------------------------------------
+
+
+def _paragraphs(block: Block, vocab: frozenset[str], body_size: float) -> list[str]:
+    """A block's text split into paragraphs at indented or short-ended lines."""
+    paragraphs: list[list[str]] = [[]]
+    x0, x1 = block.x0, block.x1
+    size = max(block.size, body_size * 0.5)
+    previous: Line | None = None
+    for line in block.lines:
+        if previous is not None:
+            indented = line.x0 > x0 + 0.8 * size and previous.x0 <= x0 + 0.8 * size
+            short_end = previous.x1 < x1 - 3.0 * size and previous.text.rstrip()[-1:] in '.!?:"”'
+            if indented or short_end:
+                paragraphs.append([])
+        paragraphs[-1].append(line.text)
+        previous = line
+    return [join_lines(p, vocab) for p in paragraphs if p]
+
+
+def _jump(text: str) -> tuple[str, int] | None:
+    text = text.strip()
+    if len(text.split()) > 10:
+        return None
+    match = _JUMP_FROM_RE.match(text)
+    if match:
+        return "from", int(match.group(1))
+    match = _JUMP_TO_RE.match(text)
+    if match:
+        return "to", int(match.group(1))
+    return None
+
+
+def _is_headline(block: Block, body_size: float) -> bool:
+    return (
+        block.size >= HEADLINE_RATIO * body_size
+        and block.word_count <= 40
+        and len(block.lines) <= 6
+    )
+
+
+def _x_overlap(a: Block, b: Block) -> float:
+    return min(a.x1, b.x1) - max(a.x0, b.x0)
+
+
+def _article_heads(blocks: Sequence[Block], body_size: float) -> dict[int, int]:
+    """Map each headline block (by index) to the index of the head of its article.
+
+    A headline directly under a larger one (a deck) or one of the same size right under it (a
+    headline set as two blocks) belongs to that one's article.
+    """
+    head_of: dict[int, int] = {}
+    headlines = [k for k, b in enumerate(blocks) if _is_headline(b, body_size)]
+    for k in headlines:
+        block = blocks[k]
+        parent: int | None = None
+        for j in headlines:
+            above = blocks[j]
+            if j == k or above.bottom > block.top + 2.0:
+                continue
+            if block.top - above.bottom > 1.5 * body_size:
+                continue
+            if _x_overlap(above, block) < 0.5 * min(above.x1 - above.x0, block.x1 - block.x0):
+                continue
+            if block.size <= above.size * 1.1:
+                parent = j
+        head_of[k] = head_of.get(parent, parent) if parent is not None else k
+    return head_of
+
+
+def _owners(
+    blocks: Sequence[Block],
+    head_of: dict[int, int],
+    gutters: Sequence[tuple[float, float]],
+    body_size: float,
+) -> dict[int, int]:
+    """Map body blocks to the head of the article whose region holds them.
+
+    An article head (with its deck) owns the columns it touches, from its top down to the next
+    head in those columns: a body block belongs to the lowest head above it whose columns
+    include the block's. Without gutters (one column, or columns not found) the head must also
+    overlap the block horizontally.
+    """
+    extent: dict[int, tuple[float, float, float]] = {}
+    for k, head in head_of.items():
+        x0, x1, top = extent.get(head, (blocks[head].x0, blocks[head].x1, blocks[head].top))
+        extent[head] = (min(x0, blocks[k].x0), max(x1, blocks[k].x1), top)
+    regions = {
+        head: (x0, x1, top, _span_of(x0, x1, gutters)) for head, (x0, x1, top) in extent.items()
+    }
+    owners: dict[int, int] = {}
+    tol = 0.5 * body_size
+    for k, block in enumerate(blocks):
+        if k in head_of:
+            continue
+        best: int | None = None
+        best_top = -1.0
+        span = _span_of(block.x0, block.x1, gutters)
+        for head, (x0, x1, top, head_span) in regions.items():
+            if top > block.top - tol or top <= best_top:
+                continue
+            if head_span[1] < span[0] or span[1] < head_span[0]:
+                continue
+            overlap = min(x1, block.x1) - max(x0, block.x0)
+            if overlap <= (0.0 if gutters else 0.5 * (block.x1 - block.x0)):
+                if not gutters:
+                    continue
+                if head_span[0] > span[0] or head_span[1] < span[1]:
+                    continue
+            best, best_top = head, top
+        if best is not None:
+            owners[k] = best
+    _follow_cut_sentences(blocks, head_of, owners)
+    return owners
+
+
+def _follow_cut_sentences(
+    blocks: Sequence[Block], head_of: dict[int, int], owners: dict[int, int]
+) -> None:
+    """A block that starts mid-sentence continues the column to its left (in place).
+
+    When a headline is narrower than its article, the article's last columns lie outside the
+    headline's region; the text itself shows where they belong: the column before ends without
+    a full stop (often on a hyphen) and this one starts in lower case.
+    """
+    for k, block in enumerate(blocks):
+        if k in head_of or not block.lines[0].text[:1].islower():
+            continue
+        best: int | None = None
+        for j, other in enumerate(blocks):
+            if j == k or j in head_of or other.x1 > block.x0 + 2.0:
+                continue
+            if min(other.bottom, block.bottom) - max(other.top, block.top) <= 0:
+                continue
+            if other.lines[-1].text.rstrip()[-1:] in '.!?"\u201d\u2019':
+                continue
+            if best is None or (other.x1, other.bottom) > (blocks[best].x1, blocks[best].bottom):
+                best = j
+        if best is not None and best in owners:
+            owners[k] = owners[best]
+
+
+def _span_of(x0: float, x1: float, gutters: Sequence[tuple[float, float]]) -> tuple[int, int]:
+    if not gutters:
+        return (0, 0)
+    centres = [(a + b) / 2.0 for a, b in gutters]
+    return (bisect_right(centres, x0 + 1.0), bisect_right(centres, max(x0 + 1.0, x1 - 1.0)))
+
+
+def split_articles(
+    blocks: Sequence[Block],
+    body_size: float,
+    vocab: frozenset[str],
+    page: int,
+    gutters: Sequence[tuple[float, float]] = (),
+) -> list[Article]:
+    """Articles of one page from its blocks in reading order.
+
+    Each article head claims the blocks in its region (see :func:`_owners`); a block outside
+    every region continues whichever article the reading order last touched.
+    """
+    head_of = _article_heads(blocks, body_size)
+    owners = _owners(blocks, head_of, gutters, body_size)
+    articles: list[Article] = []
+    by_head: dict[int, Article] = {}
+    stage: dict[int, str] = {}
+    current: Article | None = None
+    pending_from: int | None = None
+    for k, block in enumerate(blocks):
+        kept: list[Line] = []
+        target = by_head.get(owners[k]) if k in owners else current
+        for line in block.lines:
+            jump = _jump(line.text)
+            if jump is None:
+                kept.append(line)
+            elif jump[0] == "to":
+                if target is not None:
+                    target.jump_to = jump[1]
+            elif k in owners and target is not None and not target.paragraphs:
+                target.jump_from = jump[1]
+            else:
+                pending_from = jump[1]
+        if not kept:
+            continue
+        text = join_lines([ln.text for ln in kept], vocab)
+        if k in head_of:
+            head = head_of[k]
+            if head != k and head in by_head:
+                article = by_head[head]
+                if block.size > 0.9 * article.title_size and not article.subtitle:
+                    article.title = f"{article.title} {text}".strip()
+                else:
+                    article.subtitle = f"{article.subtitle} {text}".strip()
+                current = article
+                continue
+            current = Article(title=text, page=page, title_size=block.size)
+            if pending_from is not None:
+                current.jump_from, pending_from = pending_from, None
+            by_head[k] = current
+            stage[id(current)] = "head"
+            articles.append(current)
+            continue
+        owned = by_head.get(owners[k]) if k in owners else None
+        if owned is None:
+            if current is None or pending_from is not None:
+                current = Article(page=page)
+                if pending_from is not None:
+                    current.jump_from, pending_from = pending_from, None
+                stage[id(current)] = "body"
+                articles.append(current)
+            owned = current
+        article = current = owned
+        block = Block(kept, block.span, block.page)
+        if stage.get(id(article)) == "head" and not article.paragraphs:
+            first = kept[0].text.strip()
+            byline = _BYLINE_RE.match(first)
+            if byline and not article.author and len(first.split()) <= 12:
+                article.author = byline.group(1).strip()
+                if len(kept) == 1:
+                    continue
+                block = Block(kept[1:], block.span, block.page)
+            elif not article.subtitle and block.size >= 1.08 * body_size and block.word_count <= 40:
+                article.subtitle = text
+                continue
+        stage[id(article)] = "body"
+        _append_paragraphs(article, _paragraphs(block, vocab, body_size), vocab)
+    return articles
+
+
+def _append_paragraphs(article: Article, paragraphs: list[str], vocab: frozenset[str]) -> None:
+    """Add paragraphs, gluing one that was cut by a column or page break back together."""
+    if not paragraphs:
+        return
+    if article.paragraphs:
+        last = article.paragraphs[-1]
+        first = paragraphs[0]
+        ends_open = last[-1:] not in '.!?:"\u201d\u2019)' or last[-1:] in _HYPHENS
+        if ends_open and (first[:1].islower() or last[-1:].islower() or last[-1:] in ",;"):
+            article.paragraphs[-1] = _join_two(last, first, vocab)
+            paragraphs = paragraphs[1:]
+    article.paragraphs.extend(paragraphs)
+
+
+# --- 6. jumps and the whole document ----------------------------------------------------------
+
+
+def _title_similarity(a: str, b: str) -> float:
+    wa, wb = set(normalise_title(a).split()), set(normalise_title(b).split())
+    if not wa or not wb:
+        return 0.0
+    return len(wa & wb) / min(len(wa), len(wb))
+
+
+def join_continuations(
+    pages: list[list[Article]], vocab: frozenset[str], page_numbers: Sequence[int]
+) -> None:
+    """Join "continued" parts to the article they continue, on the start page (in place)."""
+    index = {number: k for k, number in enumerate(page_numbers)}
+    for k, articles in enumerate(pages):
+        for article in list(articles):
+            source = article.jump_from
+            target: Article | None = None
+            if source is not None and source in index:
+                candidates = [
+                    a
+                    for a in pages[index[source]]
+                    if a.jump_to == page_numbers[k] and a is not article
+                ]
+                if candidates:
+                    target = max(
+                        candidates, key=lambda a: _title_similarity(a.title, article.title)
+                    )
+            if target is None and source is None and article.title:
+                for earlier in pages[:k]:
+                    for candidate in earlier:
+                        if (
+                            candidate.jump_to == page_numbers[k]
+                            and _title_similarity(candidate.title, article.title) >= 0.6
+                        ):
+                            target = candidate
+            if target is None and source is None and not article.title and articles[0] is article:
+                previous = next((p for p in reversed(pages[:k]) if p), None)
+                if previous and previous[-1].jump_to is None:
+                    target = previous[-1]
+            if target is None:
+                continue
+            _append_paragraphs(target, article.paragraphs, vocab)
+            target.jump_to = None
+            articles.remove(article)
+
+
+def analyse_document(pages: Sequence[PageText]) -> list[list[Article]]:
+    """Articles per page (same order as ``pages``); pages without a text layer get none."""
+    furniture = find_furniture(pages)
+    cleaned: list[PageText] = []
+    for p, page in enumerate(pages):
+        lines = [ln for i, ln in enumerate(page.lines) if (p, i) not in furniture]
+        cleaned.append(
+            PageText(
+                page.number, page.width, page.height, lines, page.char_count, page.has_text_layer
+            )
+        )
+    text_pages = [pg for pg in cleaned if pg.has_text_layer]
+    body_size = body_font_size(text_pages)
+    vocab = vocabulary(text_pages)
+    per_page: list[list[Article]] = []
+    for page in cleaned:
+        if not page.has_text_layer or not page.lines:
+            per_page.append([])
+            continue
+        gutters = find_gutters(page.lines, body_size, page.width)
+        blocks = order_blocks(build_blocks(page.lines, gutters, body_size, page.number))
+        per_page.append(split_articles(blocks, body_size, vocab, page.number, gutters))
+    join_continuations(per_page, vocab, [pg.number for pg in cleaned])
+    for articles in per_page:
+        articles[:] = [a for a in articles if _keep(a)]
+        for article in articles:
+            if not article.title and article.paragraphs:
+                first = article.paragraphs[0]
+                if len(first.split()) <= 12 and len(article.paragraphs) > 1:
+                    article.title = first
+                    article.paragraphs = article.paragraphs[1:]
+    return per_page
+
+
+def _keep(article: Article) -> bool:
+    words = len(article.body.split())
+    if article.title:
+        return words >= MIN_ARTICLE_WORDS
+    return words > 0
+
+
+def document_text(per_page: Sequence[Sequence[Article]]) -> str:
+    """Every article's title, subtitle, author and body in reading order, as one text."""
+    parts: list[str] = []
+    for articles in per_page:
+        for article in articles:
+            parts.extend(p for p in (article.title, article.subtitle, article.author) if p)
+            parts.append(article.body)
+    return "\n\n".join(parts)

@@ -1,0 +1,661 @@
+"""Generate newspaper-style sample PDFs, each with a ground-truth JSON beside it.
+
+``make_samples(out_dir, count=4, seed=0)`` writes ``gazette-01.pdf`` + ``gazette-01.json`` ...
+Every issue is deterministic for a seed and has what makes real newspapers hard to read:
+
+- 2 to 4 columns per page, a masthead on page 1, headlines in several sizes spanning one or
+  more columns, optional italic subtitles (decks) and "By ..." bylines;
+- words hyphenated at line ends ("infor-" / "mation"), some real compounds ("long-term");
+- running heads and folios on every page (furniture a reader must drop);
+- an image box (no text) inside an article;
+- an article that jumps: "Continued on page N" at the foot of its last column on page 1 and a
+  jump headline with "Continued from page 1" on page N;
+- usually one page with **no text layer**: the page is rasterised and replaced by an image,
+  as a scan would be.
+
+The ground truth has the AsyncTaskFlow result shape; its bodies are exactly the words printed,
+with hyphenation undone and a jumped article joined on the page where it starts. A page
+without a text layer is ``skipped`` with the offline reason and still lists the articles drawn
+on it (what the vision path should find).
+
+Run as ``python -m taskflow_server.pdf.samples OUT_DIR [--count N] [--seed S]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import random
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reportlab.lib.pagesizes import letter
+from reportlab.pdfbase.pdfmetrics import stringWidth
+from reportlab.pdfgen.canvas import Canvas
+
+from taskflow_server.pdf.extract import NO_TEXT_LAYER_REASON
+
+logger = logging.getLogger(__name__)
+
+
+def _wordlist(text: str) -> list[str]:
+    """The whitespace-separated words of ``text``."""
+    return text.split()
+
+
+_ID_RE = re.compile(rb"/ID\s*\[\s*<([0-9A-Fa-f]+)>\s*<[0-9A-Fa-f]+>\s*\]")
+
+PAGE_W, PAGE_H = letter
+MARGIN = 36.0
+GUTTER = 14.0
+BODY_FONT, BODY_SIZE, BODY_LEADING = "Times-Roman", 9.0, 11.0
+HEAD_FONTS = ("Helvetica-Bold", "Times-Bold")
+HEAD_SIZES = (15.0, 17.0, 19.0, 22.0, 26.0)
+DECK_FONT, DECK_SIZE, DECK_LEADING = "Times-Italic", 11.5, 13.5
+BYLINE_FONT, BYLINE_SIZE = "Helvetica-Oblique", 8.0
+JUMP_FONT, JUMP_SIZE = "Times-Italic", 8.0
+PAPER_NAMES = (
+    "The Meridian Gazette",
+    "The Harbor Courier",
+    "Valley Evening Post",
+    "The Northfield Ledger",
+    "Riverside Chronicle",
+)
+
+_COMMON = _wordlist(
+    """
+    the city council said on monday that its new plan would bring more buses to the harbor
+    district while residents asked for clear answers about costs and timing before the next
+    vote in early spring many families have waited years for safer streets better schools
+    and quieter nights officials promised regular reports and an open meeting every month
+    where anyone could speak about the project local shops expect busier weekends as
+    visitors return after the long winter and several owners plan to extend their hours the
+    mayor called the agreement a fair compromise between growth and careful spending
+    although critics warned that estimates often rise once construction begins volunteers
+    gathered near the old market to clean the park and plant trees along the river path
+    students from the high school joined them with music and food the weather turned warm by
+    noon and the crowd stayed until evening
+    """
+)
+_LONG = _wordlist(
+    """
+    information community administration development environmental transportation
+    neighborhood construction agricultural independent performance responsibility
+    investigation conservation international temperatures representatives infrastructure
+    participation organization celebration government department management significant
+    opportunity particular recommendation traditional experience understanding electricity
+    committee university restaurant association championship
+    """
+)
+_COMPOUNDS = _wordlist(
+    """
+    long-term well-known city-wide low-income part-time year-round
+    """
+)
+_TOPICS: dict[str, list[str]] = {
+    "politics": _wordlist("election council budget mayor senator campaign ballot legislature"),
+    "weather": _wordlist("storm rainfall forecast flooding temperatures snowfall drought winds"),
+    "sports": _wordlist("championship coach season tournament stadium playoff league athletes"),
+    "business": _wordlist("market investors revenue factory employment merger shares economy"),
+    "science": _wordlist("researchers laboratory telescope experiment discovery climate species"),
+    "culture": _wordlist("festival museum orchestra exhibition theater novelist gallery concert"),
+}
+_FIRST = _wordlist(
+    """
+    Anna Marco Lucia David Sara Tomas Elena Peter Julia Omar Grace Hugo Mina Ivan
+    """
+)
+_LAST = _wordlist(
+    """
+    Rossi Keller Novak Brennan Ortega Lindqvist Moreau Okafor Tanaka Silva Weber Haddad
+    """
+)
+_TITLE_WORDS = _wordlist(
+    """
+    Council Approves Plan Harbor Bridge Budget Vote Storm Brings Record Rain Schools Open
+    New Library Team Wins Title Final Market Rises After Strong Quarter Scientists Find Rare
+    Species River Museum Celebrates Century Festival Draws Crowds Downtown Mayor Unveils
+    Transit Project Farmers Face Drought Season Orchestra Returns Home Stage Winter Roads
+    Repair Delayed Again Students Build Solar Car Hospital Expands Emergency Wing Park
+    Cleanup Volunteers Gather Neighbors Debate Housing Rules Factory Adds Jobs Region Ferry
+    Service Resumes
+    """
+)
+
+
+@dataclass
+class _Article:
+    """One article as planned: its text and what actually got printed."""
+
+    title: str
+    subtitle: str
+    author: str
+    topic: str
+    paragraphs: list[list[str]]
+    printed: list[list[str]] = field(default_factory=list)
+    jump_page: int | None = None
+
+    def gt(self) -> dict[str, Any]:
+        body = "\n\n".join(" ".join(p) for p in self.printed if p)
+        return {
+            "title": self.title,
+            "subtitle": self.subtitle,
+            "author": self.author,
+            "body": body,
+            "topics": [self.topic],
+            "summary": "",
+        }
+
+
+@dataclass
+class _Frame:
+    x: float
+    top: float
+    width: float
+    bottom: float
+
+
+class _Writer:
+    """Generates text for one issue from a seeded random generator."""
+
+    def __init__(self, rng: random.Random, used_titles: set[str]) -> None:
+        self.rng = rng
+        self.used_titles = used_titles
+
+    def word(self, topic: str) -> str:
+        r = self.rng.random()
+        if r < 0.12:
+            return self.rng.choice(_LONG)
+        if r < 0.2:
+            return self.rng.choice(_TOPICS[topic])
+        if r < 0.215:
+            return self.rng.choice(_COMPOUNDS)
+        return self.rng.choice(_COMMON)
+
+    def sentence(self, topic: str) -> list[str]:
+        words = [self.word(topic) for _ in range(self.rng.randint(8, 20))]
+        words[0] = words[0][:1].upper() + words[0][1:]
+        if len(words) > 10 and self.rng.random() < 0.5:
+            k = self.rng.randint(4, len(words) - 4)
+            words[k] += ","
+        words[-1] += "."
+        return words
+
+    def paragraphs(self, topic: str, words_needed: int) -> list[list[str]]:
+        paras: list[list[str]] = []
+        total = 0
+        while total < words_needed:
+            para: list[str] = []
+            for _ in range(self.rng.randint(2, 5)):
+                para.extend(self.sentence(topic))
+            paras.append(para)
+            total += len(para)
+        return paras
+
+    def title(self) -> str:
+        for _ in range(1000):
+            words = self.rng.sample(_TITLE_WORDS, self.rng.randint(4, 8))
+            title = " ".join(words)
+            if title.lower() not in self.used_titles:
+                self.used_titles.add(title.lower())
+                return title
+        raise RuntimeError("ran out of distinct titles")
+
+    def article(self, words_needed: int) -> _Article:
+        topic = self.rng.choice(sorted(_TOPICS))
+        subtitle = ""
+        if self.rng.random() < 0.45:
+            subtitle = " ".join(self.sentence(topic)[:12]).rstrip(".,") + "."
+        author = ""
+        if self.rng.random() < 0.7:
+            author = f"{self.rng.choice(_FIRST)} {self.rng.choice(_LAST)}"
+        return _Article(
+            title=self.title(),
+            subtitle=subtitle,
+            author=author,
+            topic=topic,
+            paragraphs=self.paragraphs(topic, words_needed),
+        )
+
+
+def _wrap(words: list[str], font: str, size: float, width: float) -> list[str]:
+    """Greedy line breaking without hyphenation (headlines, decks)."""
+    lines: list[str] = []
+    line = ""
+    for word in words:
+        candidate = f"{line} {word}".strip()
+        if line and stringWidth(candidate, font, size) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = candidate
+    if line:
+        lines.append(line)
+    return lines
+
+
+@dataclass
+class _Flow:
+    """Lays body paragraphs into column frames, hyphenating long words at line ends."""
+
+    canvas: Canvas
+    frames: list[_Frame]
+    frame: int = 0
+    y: float = 0.0
+    reserve_last_line: bool = False
+
+    def __post_init__(self) -> None:
+        if self.frames:
+            self.y = self.frames[0].top
+
+    def _room(self) -> bool:
+        while self.frame < len(self.frames):
+            frame = self.frames[self.frame]
+            limit = frame.bottom - (
+                BODY_LEADING if self._is_last_frame() and self.reserve_last_line else 0
+            )
+            if self.y + BODY_LEADING <= limit:
+                return True
+            self.frame += 1
+            if self.frame < len(self.frames):
+                self.y = self.frames[self.frame].top
+        return False
+
+    def _is_last_frame(self) -> bool:
+        return self.frame == len(self.frames) - 1
+
+    def lines_for(self, words: list[str], width: float) -> list[tuple[str, int]]:
+        """Break a paragraph into (text, words completed) lines; the first line is indented."""
+        out: list[tuple[str, int]] = []
+        line = ""
+        done = 0
+        indent = 9.0
+        k = 0
+        carry = ""
+        while k < len(words) or carry:
+            word = carry or words[k]
+            avail = width - (indent if not out else 0.0)
+            candidate = f"{line} {word}".strip()
+            if stringWidth(candidate, BODY_FONT, BODY_SIZE) <= avail:
+                line = candidate
+                if carry:
+                    carry = ""
+                k += 1
+                done = k
+                continue
+            split = self._hyphenate(line, word, avail) if word.isalpha() else None
+            if split is not None:
+                head, tail = split
+                out.append((f"{line} {head}-".strip(), done))
+                carry, line = tail, ""
+                if not carry:
+                    k += 1
+                continue
+            if not line:  # a single over-long word: print it anyway
+                out.append((word, k + 1))
+                k += 1
+                done = k
+                carry = ""
+                continue
+            out.append((line, done))
+            line = ""
+        if line:
+            out.append((line, len(words)))
+        return out
+
+    @staticmethod
+    def _hyphenate(line: str, word: str, avail: float) -> tuple[str, str] | None:
+        if len(word) < 7:
+            return None
+        for cut in range(len(word) - 3, 2, -1):
+            head = word[:cut]
+            if stringWidth(f"{line} {head}-".strip(), BODY_FONT, BODY_SIZE) <= avail:
+                return head, word[cut:]
+        return None
+
+    def place(self, paragraphs: list[list[str]]) -> list[list[str]]:
+        """Print whole sentences while they fit; returns the words printed per paragraph."""
+        printed: list[list[str]] = []
+        for para in paragraphs:
+            if not self._room():
+                break
+            # Only whole sentences are printed, so the ground truth never ends mid-sentence.
+            ends = [i + 1 for i, w in enumerate(para) if w.endswith(".")]
+            width = self.frames[self.frame].width
+            fitted = 0
+            for end in ends:
+                if self._fits(para[:end], width):
+                    fitted = end
+                else:
+                    break
+            if fitted == 0:
+                break
+            self._draw(para[:fitted], width)
+            printed.append(para[:fitted])
+            if fitted < len(para):
+                break
+        return printed
+
+    def _fits(self, words: list[str], width: float) -> bool:
+        lines = self.lines_for(words, width)
+        frame, y = self.frame, self.y
+        for _ in lines:
+            while True:
+                if frame >= len(self.frames):
+                    return False
+                f = self.frames[frame]
+                last = frame == len(self.frames) - 1
+                limit = f.bottom - (BODY_LEADING if last and self.reserve_last_line else 0)
+                if y + BODY_LEADING <= limit:
+                    break
+                frame += 1
+                if frame < len(self.frames):
+                    y = self.frames[frame].top
+            y += BODY_LEADING
+        return True
+
+    def _draw(self, words: list[str], width: float) -> None:
+        self.canvas.setFont(BODY_FONT, BODY_SIZE)
+        for n, (text, _) in enumerate(self.lines_for(words, width)):
+            self._room()
+            frame = self.frames[self.frame]
+            x = frame.x + (9.0 if n == 0 else 0.0)
+            self.canvas.drawString(x, PAGE_H - self.y - BODY_SIZE, text)
+            self.y += BODY_LEADING
+
+    def jump_line(self, text: str) -> None:
+        """Print a jump line in the space reserved at the foot of the last frame."""
+        frame = self.frames[-1]
+        self.canvas.setFont(JUMP_FONT, JUMP_SIZE)
+        self.canvas.drawRightString(frame.x + frame.width, PAGE_H - frame.bottom + 2.0, text)
+
+
+def _columns(ncols: int) -> list[tuple[float, float]]:
+    width = (PAGE_W - 2 * MARGIN - (ncols - 1) * GUTTER) / ncols
+    return [(MARGIN + k * (width + GUTTER), width) for k in range(ncols)]
+
+
+def _draw_headline(
+    canvas: Canvas, article: _Article, x: float, width: float, top: float, size: float, font: str
+) -> float:
+    lines = _wrap(article.title.split(), font, size, width)
+    while len(lines) > 3 and size > 14:
+        size -= 1
+        lines = _wrap(article.title.split(), font, size, width)
+    y = top
+    canvas.setFont(font, size)
+    for line in lines:
+        canvas.drawString(x, PAGE_H - y - size, line)
+        y += size * 1.15
+    return y + 4.0
+
+
+def _draw_deck_and_byline(
+    canvas: Canvas, article: _Article, x: float, width: float, top: float
+) -> float:
+    y = top
+    if article.subtitle:
+        canvas.setFont(DECK_FONT, DECK_SIZE)
+        for line in _wrap(article.subtitle.split(), DECK_FONT, DECK_SIZE, width):
+            canvas.drawString(x, PAGE_H - y - DECK_SIZE, line)
+            y += DECK_LEADING
+        y += 4.0
+    if article.author:
+        canvas.setFont(BYLINE_FONT, BYLINE_SIZE)
+        canvas.drawString(x, PAGE_H - y - BYLINE_SIZE, f"By {article.author}")
+        y += BYLINE_SIZE + 8.0
+    return y
+
+
+def _image_box(canvas: Canvas, x: float, top: float, width: float, height: float) -> None:
+    canvas.saveState()
+    canvas.setFillGray(0.82)
+    canvas.setStrokeGray(0.35)
+    canvas.rect(x, PAGE_H - top - height, width, height, stroke=1, fill=1)
+    canvas.line(x, PAGE_H - top - height, x + width, PAGE_H - top)
+    canvas.line(x, PAGE_H - top, x + width, PAGE_H - top - height)
+    canvas.restoreState()
+
+
+@dataclass
+class _Issue:
+    name: str
+    date_text: str
+    issue_date: str
+    pages: int
+    scanned: int | None
+    jump_target: int | None
+
+
+def _furniture(canvas: Canvas, issue: _Issue, page: int) -> float:
+    """Masthead or running head, and the folio; returns where the content starts."""
+    canvas.setFont("Helvetica", 7.5)
+    canvas.drawCentredString(PAGE_W / 2, 20.0, f"Page {page}")
+    if page == 1:
+        canvas.setFont("Times-Bold", 30.0)
+        canvas.drawCentredString(PAGE_W / 2, PAGE_H - 62.0, issue.name.upper())
+        canvas.setFont("Times-Roman", 8.5)
+        canvas.drawCentredString(PAGE_W / 2, PAGE_H - 78.0, issue.date_text)
+        canvas.line(MARGIN, PAGE_H - 86.0, PAGE_W - MARGIN, PAGE_H - 86.0)
+        return 96.0
+    canvas.setFont("Helvetica", 7.5)
+    canvas.drawString(MARGIN, PAGE_H - 28.0, issue.name.upper())
+    canvas.drawRightString(PAGE_W - MARGIN, PAGE_H - 28.0, issue.date_text)
+    canvas.line(MARGIN, PAGE_H - 33.0, PAGE_W - MARGIN, PAGE_H - 33.0)
+    return 46.0
+
+
+def _groups(rng: random.Random, ncols: int) -> list[int]:
+    """How a band's columns are shared between articles (column counts, left to right)."""
+    options = {2: [[2], [1, 1]], 3: [[3], [2, 1], [1, 2]], 4: [[4], [2, 2], [3, 1], [1, 3]]}
+    return rng.choice(options[ncols])
+
+
+def _layout_page(
+    canvas: Canvas,
+    writer: _Writer,
+    issue: _Issue,
+    page: int,
+    pending: list[_Article],
+) -> list[_Article]:
+    """Draw one page; returns the articles that start on it (for the ground truth)."""
+    rng = writer.rng
+    top = _furniture(canvas, issue, page)
+    bottom = PAGE_H - 40.0
+    ncols = rng.choice((2, 3, 3, 4))
+    cols = _columns(ncols)
+    started: list[_Article] = []
+    continuation = [a for a in pending if a.jump_page == page]
+    bands = rng.choice((2, 2, 3))
+    heights = [rng.uniform(0.8, 1.2) for _ in range(bands)]
+    total = sum(heights)
+    edges = [top]
+    for h in heights:
+        edges.append(edges[-1] + (bottom - top) * h / total)
+    image_done = False
+    for band in range(bands):
+        b_top, b_bottom = edges[band] + (6.0 if band else 0.0), edges[band + 1]
+        if band:
+            canvas.setStrokeGray(0.5)
+            canvas.line(MARGIN, PAGE_H - b_top + 3.0, PAGE_W - MARGIN, PAGE_H - b_top + 3.0)
+        if continuation and band == bands - 1:
+            _draw_continuation(canvas, continuation.pop(), cols, b_top, b_bottom)
+            continue
+        col = 0
+        for group in _groups(rng, ncols):
+            g_cols = cols[col : col + group]
+            col += group
+            x, width = g_cols[0][0], g_cols[-1][0] + g_cols[-1][1] - g_cols[0][0]
+            capacity = int(sum(c[1] for c in g_cols) * (b_bottom - b_top) / 52.0)
+            jumps = issue.jump_target is not None and page == 1 and band == 0 and not started
+            article = writer.article(capacity + (160 if jumps else 40))
+            size = rng.choice(HEAD_SIZES[-3:] if band == 0 and group >= 2 else HEAD_SIZES[:3])
+            y = _draw_headline(canvas, article, x, width, b_top, size, rng.choice(HEAD_FONTS))
+            y = _draw_deck_and_byline(canvas, article, x, width, y)
+            frames = [_Frame(cx, y, cw, b_bottom) for cx, cw in g_cols]
+            if not image_done and rng.random() < 0.5 and b_bottom - y > 220:
+                height = rng.uniform(70.0, 120.0)
+                _image_box(canvas, frames[0].x, y, frames[0].width, height)
+                frames[0] = _Frame(frames[0].x, y + height + 8.0, frames[0].width, b_bottom)
+                image_done = True
+            flow = _Flow(canvas, frames, reserve_last_line=jumps)
+            article.printed = flow.place(article.paragraphs)
+            if jumps and issue.jump_target is not None:
+                printed_words = sum(len(p) for p in article.printed)
+                rest = _rest_of(article.paragraphs, printed_words)
+                if rest:
+                    flow.jump_line(f"Continued on page {issue.jump_target}")
+                    article.jump_page = issue.jump_target
+                    article.paragraphs = rest
+                    pending.append(article)
+            started.append(article)
+    return started
+
+
+def _rest_of(paragraphs: list[list[str]], printed: int) -> list[list[str]]:
+    """The paragraphs (or paragraph tails) after the first ``printed`` words."""
+    rest: list[list[str]] = []
+    seen = 0
+    for para in paragraphs:
+        if seen + len(para) <= printed:
+            seen += len(para)
+            continue
+        rest.append(para[max(0, printed - seen) :])
+        seen += len(para)
+    return rest[:3]
+
+
+def _draw_continuation(
+    canvas: Canvas, article: _Article, cols: list[tuple[float, float]], top: float, bottom: float
+) -> None:
+    x, width = cols[0][0], cols[-1][0] + cols[-1][1] - cols[0][0]
+    short = " ".join(article.title.split()[:3])
+    y = _draw_headline(
+        canvas, _Article(short, "", "", "", []), x, width, top, 15.0, "Helvetica-Bold"
+    )
+    canvas.setFont(JUMP_FONT, JUMP_SIZE)
+    canvas.drawString(x, PAGE_H - y - JUMP_SIZE, "Continued from page 1")
+    y += JUMP_SIZE + 6.0
+    flow = _Flow(canvas, [_Frame(cx, y, cw, bottom) for cx, cw in cols])
+    article.printed.extend(flow.place(article.paragraphs))
+
+
+def _rasterise_pages(pdf_bytes: bytes, pages: list[int], dpi: float = 100.0) -> bytes:
+    """Replace the given 1-based pages by a greyscale image of themselves (no text layer)."""
+    import pypdfium2 as pdfium
+    import pypdfium2.raw as pdfium_c
+
+    doc = pdfium.PdfDocument(pdf_bytes)
+    try:
+        for number in pages:
+            index = number - 1
+            page = doc[index]
+            width, height = page.get_size()
+            bitmap = page.render(scale=dpi / 72.0, force_bitmap_format=pdfium_c.FPDFBitmap_Gray)
+            page.close()
+            new_page = doc.new_page(width, height, index)
+            image = pdfium.PdfImage.new(doc)
+            image.set_bitmap(bitmap)
+            image.set_matrix(pdfium.PdfMatrix().scale(width, height))
+            new_page.insert_obj(image)
+            new_page.gen_content()
+            new_page.close()
+            bitmap.close()
+            doc.del_page(index + 1)
+        out = io.BytesIO()
+        doc.save(out)
+    finally:
+        doc.close()
+    # PDFium writes a random second file identifier; a new file may repeat the first one, which
+    # keeps the output byte-identical for a seed (same length, so no offset moves).
+    return _ID_RE.sub(lambda m: b"/ID[<" + m[1] + b"><" + m[1] + b">]", out.getvalue())
+
+
+def make_issue(seed: int, number: int, used_titles: set[str]) -> tuple[bytes, dict[str, Any]]:
+    """One sample issue: the PDF bytes and its ground truth."""
+    rng = random.Random(f"{seed}:{number}")
+    writer = _Writer(rng, used_titles)
+    n_pages = rng.randint(3, 4)
+    month, day = rng.randint(1, 12), rng.randint(1, 28)
+    year = rng.randint(1990, 2024)
+    scanned = rng.choice([None, n_pages]) if number % 2 else n_pages
+    jump_target = 2 if scanned != 2 else 3
+    issue = _Issue(
+        name=rng.choice(PAPER_NAMES),
+        date_text=(
+            f"Vol. {rng.randint(3, 140)}, No. {rng.randint(1, 300)} - {year}-{month:02d}-{day:02d}"
+        ),
+        issue_date=f"{year}-{month:02d}-{day:02d}",
+        pages=n_pages,
+        scanned=scanned,
+        jump_target=jump_target,
+    )
+    buf = io.BytesIO()
+    canvas = Canvas(buf, pagesize=letter, invariant=1, pageCompression=1)
+    canvas.setTitle(f"{issue.name} {issue.issue_date}")
+    pending: list[_Article] = []
+    per_page: list[list[_Article]] = []
+    for page in range(1, n_pages + 1):
+        per_page.append(_layout_page(canvas, writer, issue, page, pending))
+        canvas.showPage()
+    canvas.save()
+    pdf = buf.getvalue()
+    if scanned is not None:
+        pdf = _rasterise_pages(pdf, [scanned])
+    filename = f"gazette-{number:02d}.pdf"
+    truth_pages = []
+    for page, articles in enumerate(per_page, start=1):
+        is_scan = page == scanned
+        truth_pages.append(
+            {
+                "page_number": page,
+                "status": "skipped" if is_scan else "processed",
+                "reason": NO_TEXT_LAYER_REASON if is_scan else None,
+                "articles": [a.gt() for a in articles if a.printed],
+            }
+        )
+    truth = {
+        "filename": filename,
+        "issue_date": issue.issue_date,
+        "pages": truth_pages,
+        "generator": {"seed": seed, "number": number},
+    }
+    return pdf, truth
+
+
+def make_samples(out_dir: str | Path, count: int = 4, seed: int = 0) -> list[Path]:
+    """Write ``count`` issues (PDF + ground-truth JSON) into ``out_dir``; returns the PDFs."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    used: set[str] = set()
+    written: list[Path] = []
+    for number in range(1, count + 1):
+        pdf, truth = make_issue(seed, number, used)
+        path = out / truth["filename"]
+        path.write_bytes(pdf)
+        path.with_suffix(".json").write_text(
+            json.dumps(truth, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
+        written.append(path)
+        logger.info("wrote %s (%d bytes)", path, len(pdf))
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: ``python -m taskflow_server.pdf.samples OUT_DIR [--count N] [--seed S]``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("out_dir")
+    parser.add_argument("--count", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    make_samples(args.out_dir, count=args.count, seed=args.seed)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,416 @@
+"""The ``pdfxtract`` task: a newspaper PDF (an uploaded blob) in, articles per page out.
+
+The payload names the upload by its sha256 (``blob``); a task never holds a PDF and never reads
+a path on the server. Two paths, chosen by the process's LLM provider:
+
+- **offline**: our layout splitter (:mod:`taskflow_server.pdf.layout`) runs in the CPU pool
+  under ``pdf_time_limit``. Pages without a text layer are ``skipped`` with the reason
+  :data:`~taskflow_server.pdf.extract.NO_TEXT_LAYER_REASON`.
+- **openrouter**: every page's image (and its text layer, as a hint) goes to the vision model
+  with a strict JSON schema; the answer is validated with pydantic. A page whose answer is
+  unusable is asked again twice, then ``skipped`` with the reason; a page the model refuses
+  (content filter, invalid request) is ``skipped`` at once. Pages without a text layer go as an
+  image, or as a one-page PDF to the file-parser plugin with ``pdf_use_file_parser``.
+  Failures of the upstream itself (rate limit, outage, credits, auth) end the attempt so the
+  worker retries it on the class's schedule: skipping pages would make a temporary outage a
+  permanent hole in the result. If every page fails, the task fails with ``bad_output``.
+
+Unusable files (not a PDF, encrypted, truncated, over the page or size caps, too slow to read)
+are ``invalid_input`` and go to the DLQ. Articles continued across pages are joined on the page
+where they start. ``summarize: true`` rewrites every article's summary with the provider.
+
+Result: ``{filename, issue_date, pages: [{page_number, status, reason, articles}], provider,
+model, usage}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import logging
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from taskflow_server.config import Settings
+from taskflow_server.pdf.extract import (
+    NO_TEXT_LAYER_REASON,
+    PageData,
+    extract_offline,
+    prepare_pages,
+)
+from taskflow_server.pdf.layout import Article, join_continuations
+from taskflow_server.pdf.reader import Limits, PdfError
+from taskflow_server.resilience.errors import ErrorClass, TaskError
+from taskflow_server.tasks.registry import TaskContext, task
+from taskflow_server.worker.pool import CpuTimeout, WorkerCrashed
+
+logger = logging.getLogger(__name__)
+
+OFFLINE_MODEL = "layout"
+"""The ``model`` reported by the offline path."""
+PAGE_ATTEMPTS = 3
+"""Tries per page when the model's answer is unusable (the first and two quick retries)."""
+RETRY_PAUSE = 0.5
+"""Seconds before retrying a page (doubled on the second retry)."""
+MIN_SUMMARY_WORDS = 40
+"""With ``summarize``, articles shorter than this keep their extractive summary."""
+
+_PAGE_LOCAL = frozenset(
+    {ErrorClass.BAD_OUTPUT, ErrorClass.CONTENT_FILTERED, ErrorClass.INVALID_REQUEST}
+)
+
+SYSTEM_PROMPT = """You read one page of a newspaper and return its articles as JSON.
+For every article on the page give: title (the headline), subtitle (the deck under the
+headline, or ""), author (the byline without "By", or ""), body (the full text, verbatim, in
+reading order across columns, words hyphenated at line ends joined again, paragraphs separated
+by a blank line), topics (2-5 short lower-case keywords), summary (1-2 sentences in the
+article's language), continued_from_page and continued_on_page (page numbers from "continued
+from/on page N" notes, else null). Leave out advertisements, running heads, page numbers,
+captions and mastheads. The text layer, when given, is the page's own text: prefer its spelling
+to what you read in the image. Answer with JSON only."""
+
+
+class PdfxtractPayload(BaseModel):
+    """Input of ``pdfxtract`` (no other fields: a server path is never accepted).
+
+    Attributes:
+        blob: sha256 of the uploaded PDF in the blob store.
+        filename: the original file name (for the result).
+        issue_date: the issue's date, if known.
+        summarize: rewrite each article's summary with the LLM provider.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    blob: str = Field(pattern=r"^[0-9a-f]{64}$", description="sha256 of the uploaded PDF")
+    filename: str = Field(default="upload.pdf", max_length=255)
+    issue_date: str | None = Field(default=None, max_length=40)
+    summarize: bool = False
+
+
+class VisionArticle(BaseModel):
+    """One article as the vision model reports it."""
+
+    title: str
+    subtitle: str = ""
+    author: str = ""
+    body: str
+    topics: list[str] = Field(default_factory=list)
+    summary: str = ""
+    continued_from_page: int | None = None
+    continued_on_page: int | None = None
+
+
+class VisionPage(BaseModel):
+    """The vision model's answer for one page."""
+
+    articles: list[VisionArticle]
+
+
+def page_schema() -> dict[str, Any]:
+    """The strict JSON schema the vision model must answer with."""
+    text = {"type": "string"}
+    page_ref = {"type": ["integer", "null"]}
+    article = {
+        "type": "object",
+        "additionalProperties": False,
+        "required": [
+            "title",
+            "subtitle",
+            "author",
+            "body",
+            "topics",
+            "summary",
+            "continued_from_page",
+            "continued_on_page",
+        ],
+        "properties": {
+            "title": text,
+            "subtitle": text,
+            "author": text,
+            "body": text,
+            "topics": {"type": "array", "items": text},
+            "summary": text,
+            "continued_from_page": page_ref,
+            "continued_on_page": page_ref,
+        },
+    }
+    return {
+        "title": "newspaper_page",
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["articles"],
+        "properties": {"articles": {"type": "array", "items": article}},
+    }
+
+
+def limits_from(settings: Settings) -> Limits:
+    """The PDF caps from the settings."""
+    return Limits(
+        max_pages=settings.pdf_max_pages,
+        max_page_area_pt2=settings.pdf_max_page_area_pt2,
+        render_dpi=settings.pdf_render_dpi,
+        render_max_pixels=settings.pdf_render_max_pixels,
+    )
+
+
+def add_usage(total: dict[str, Any], usage: dict[str, Any]) -> None:
+    """Add the numeric fields of ``usage`` into ``total`` (nested dicts too)."""
+    for key, value in usage.items():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int | float):
+            total[key] = total.get(key, 0) + value
+        elif isinstance(value, dict):
+            add_usage(total.setdefault(key, {}), value)
+
+
+@task("pdfxtract", payload=PdfxtractPayload, lane="llm")
+async def pdfxtract(ctx: TaskContext, payload: PdfxtractPayload) -> dict[str, Any]:
+    """Extract the articles of a newspaper PDF, page by page."""
+    services = ctx.services
+    data = await services.blobs.get(payload.blob)
+    if data is None:
+        raise TaskError(
+            ErrorClass.INVALID_INPUT,
+            f"the uploaded PDF {payload.blob[:12]}... is no longer stored (it expired); "
+            "upload the file again",
+        )
+    if services.llm.name == "openrouter":
+        result = await _vision(ctx, payload, data)
+    else:
+        result = await _offline(ctx, payload, data)
+    if payload.summarize:
+        await _summarize_articles(ctx, result)
+    await ctx.progress(1.0, "done")
+    return result
+
+
+async def _in_pool(ctx: TaskContext, fn: Any, *args: Any) -> Any:
+    settings = ctx.services.settings
+    try:
+        return await ctx.services.cpu.run(fn, *args, timeout=settings.pdf_time_limit)
+    except PdfError as exc:
+        raise TaskError(ErrorClass.INVALID_INPUT, str(exc)) from None
+    except CpuTimeout:
+        raise TaskError(
+            ErrorClass.INVALID_INPUT,
+            f"the PDF could not be read within {settings.pdf_time_limit:g} s "
+            "(TASKFLOW_PDF_TIME_LIMIT); it is too complex or malformed",
+        ) from None
+    except WorkerCrashed as exc:
+        raise TaskError(ErrorClass.UNEXPECTED, f"the PDF reader crashed: {exc}") from None
+
+
+async def _offline(ctx: TaskContext, payload: PdfxtractPayload, data: bytes) -> dict[str, Any]:
+    await ctx.progress(0.0, "reading the PDF")
+    limits = limits_from(ctx.services.settings)
+    result: dict[str, Any] = await _in_pool(
+        ctx, extract_offline, data, payload.filename, payload.issue_date, limits
+    )
+    pages = result["pages"]
+    for i, _ in enumerate(pages, start=1):
+        await ctx.progress(i / len(pages), f"page {i}/{len(pages)}")
+    result.update(provider="offline", model=OFFLINE_MODEL, usage={})
+    return result
+
+
+def page_messages(
+    page: PageData, total: int, payload: PdfxtractPayload, use_file_parser: bool
+) -> list[dict[str, Any]]:
+    """The chat messages for one page: instructions, page facts, text layer, image or file."""
+    facts = f"Filename: {payload.filename}. Page {page.page_number} of {total}."
+    if payload.issue_date:
+        facts += f" Issue date: {payload.issue_date}."
+    if page.has_text_layer and page.text:
+        facts += "\n\nText layer of this page (reading order may be imperfect):\n" + page.text
+    else:
+        facts += "\n\nThis page has no text layer (a scan): read it from the image."
+    content: list[dict[str, Any]] = [{"type": "text", "text": facts}]
+    if use_file_parser and page.page_pdf is not None:
+        encoded = base64.b64encode(page.page_pdf).decode("ascii")
+        content.append(
+            {
+                "type": "file",
+                "file": {
+                    "filename": f"page-{page.page_number}.pdf",
+                    "file_data": f"data:application/pdf;base64,{encoded}",
+                },
+            }
+        )
+    else:
+        encoded = base64.b64encode(page.png).decode("ascii")
+        content.append(
+            {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{encoded}"}}
+        )
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": content}]
+
+
+def parse_page(parsed: Any, content: str) -> VisionPage:
+    """Validate the model's answer; raises ``TaskError(bad_output)`` when unusable."""
+    try:
+        value = parsed if parsed is not None else json.loads(content)
+        return VisionPage.model_validate(value)
+    except (ValueError, ValidationError) as exc:
+        raise TaskError(
+            ErrorClass.BAD_OUTPUT, f"the model's answer does not match the schema: {exc}"
+        ) from None
+
+
+async def _vision(ctx: TaskContext, payload: PdfxtractPayload, data: bytes) -> dict[str, Any]:
+    settings = ctx.services.settings
+    llm: Any = ctx.services.llm
+    client = llm.client
+    await ctx.progress(0.0, "rendering pages")
+    pages: list[PageData] = await _in_pool(
+        ctx,
+        prepare_pages,
+        data,
+        limits_from(settings),
+        settings.pdf_render_dpi,
+        settings.pdf_use_file_parser,
+    )
+    total = len(pages)
+    usage: dict[str, Any] = {}
+    models: list[str] = []
+    outcome: dict[int, VisionPage | str] = {}
+    done = 0
+    gate = asyncio.Semaphore(settings.pdf_page_concurrency)
+    plugins = (
+        [{"id": "file-parser", "pdf": {"engine": settings.pdf_file_parser_engine}}]
+        if settings.pdf_use_file_parser
+        else None
+    )
+
+    async def one(page: PageData) -> None:
+        nonlocal done
+        use_parser = settings.pdf_use_file_parser and not page.has_text_layer
+        messages = page_messages(page, total, payload, use_parser)
+        reason = ""
+        async with gate:
+            for attempt in range(PAGE_ATTEMPTS):
+                if ctx.cancelled:
+                    reason = "cancelled"
+                    break
+                try:
+                    answer = await client.chat(
+                        messages,
+                        max_tokens=settings.pdf_vision_max_tokens,
+                        temperature=0.0,
+                        response_format=page_schema(),
+                        plugins=plugins if use_parser else None,
+                    )
+                    add_usage(usage, dict(answer.usage or {}))
+                    outcome[page.page_number] = parse_page(answer.parsed, answer.content)
+                    if answer.model:
+                        models.append(answer.model)
+                    break
+                except TaskError as exc:
+                    if exc.error_class not in _PAGE_LOCAL:
+                        raise
+                    add_usage(usage, dict(getattr(exc, "usage", None) or {}))
+                    reason = f"{exc.error_class.value}: {exc.message}"
+                    if exc.error_class is not ErrorClass.BAD_OUTPUT:
+                        break
+                    if attempt + 1 < PAGE_ATTEMPTS:
+                        await asyncio.sleep(RETRY_PAUSE * (attempt + 1))
+            if page.page_number not in outcome:
+                logger.warning("pdfxtract page %d skipped: %s", page.page_number, reason)
+                outcome[page.page_number] = reason or "no usable answer"
+        done += 1
+        await ctx.progress(done / total, f"page {done}/{total}")
+
+    await asyncio.gather(*(one(page) for page in pages))
+    failures = [v for v in outcome.values() if isinstance(v, str)]
+    if failures and len(failures) == total:
+        raise TaskError(
+            ErrorClass.BAD_OUTPUT, f"no page of the PDF could be extracted: {failures[0]}"
+        )
+    return _assemble(payload, pages, outcome, usage, models, llm.model)
+
+
+def _assemble(
+    payload: PdfxtractPayload,
+    pages: list[PageData],
+    outcome: dict[int, VisionPage | str],
+    usage: dict[str, Any],
+    models: list[str],
+    default_model: str,
+) -> dict[str, Any]:
+    per_page: list[list[Article]] = []
+    for page in pages:
+        found = outcome.get(page.page_number)
+        articles: list[Article] = []
+        if isinstance(found, VisionPage):
+            for item in found.articles:
+                articles.append(
+                    Article(
+                        title=item.title.strip(),
+                        subtitle=item.subtitle.strip(),
+                        author=item.author.strip(),
+                        paragraphs=[item.body.strip()],
+                        page=page.page_number,
+                        jump_to=item.continued_on_page,
+                        jump_from=item.continued_from_page,
+                        topics=[t for t in item.topics if t],
+                        summary=item.summary.strip(),
+                    )
+                )
+        per_page.append(articles)
+    join_continuations(per_page, frozenset(), [p.page_number for p in pages])
+    result_pages: list[dict[str, Any]] = []
+    for page, articles in zip(pages, per_page, strict=True):
+        found = outcome.get(page.page_number)
+        if isinstance(found, str):
+            result_pages.append(
+                {
+                    "page_number": page.page_number,
+                    "status": "skipped",
+                    "reason": found,
+                    "articles": [],
+                }
+            )
+            continue
+        result_pages.append(
+            {
+                "page_number": page.page_number,
+                "status": "processed",
+                "reason": None,
+                "articles": [a.to_dict() for a in articles],
+            }
+        )
+    return {
+        "filename": payload.filename,
+        "issue_date": payload.issue_date or "unknown",
+        "pages": result_pages,
+        "provider": "openrouter",
+        "model": max(set(models), key=models.count) if models else default_model,
+        "usage": usage,
+    }
+
+
+async def _summarize_articles(ctx: TaskContext, result: dict[str, Any]) -> None:
+    """Replace each long enough article's summary by the provider's summary."""
+    llm = ctx.services.llm
+    usage: dict[str, Any] = result.setdefault("usage", {})
+    for page in result["pages"]:
+        for article in page["articles"]:
+            if len(article["body"].split()) < MIN_SUMMARY_WORDS:
+                continue
+            summary = await llm.summarize(article["body"])
+            article["summary"] = summary.summary
+            add_usage(usage, dict(summary.usage or {}))
+
+
+__all__ = [
+    "NO_TEXT_LAYER_REASON",
+    "PdfxtractPayload",
+    "VisionArticle",
+    "VisionPage",
+    "page_messages",
+    "page_schema",
+    "parse_page",
+    "pdfxtract",
+]

@@ -1,0 +1,185 @@
+"""A process pool for CPU-bound work (PDF parsing) with a hard time limit per call.
+
+:class:`CpuPool` runs a picklable function in a worker process and awaits it without blocking
+the event loop. It is ``size`` single-process :class:`~concurrent.futures.ProcessPoolExecutor`
+slots rather than one executor of ``size`` workers, so that the process running a call is
+known: when a call overruns its ``timeout`` exactly that process is killed (SIGKILL) and its
+slot rebuilt, and the other calls in flight carry on. A hostile PDF therefore costs one worker
+restart, never a stalled worker. A child that dies on its own (a crash in native code, the OOM
+killer) surfaces as :class:`WorkerCrashed` and its slot is rebuilt too.
+
+Processes start with ``forkserver`` where available (else ``spawn``), never ``fork``: the worker
+runs an event loop with threads, and forking such a process copies locks in unknown states.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import multiprocessing
+import os
+import signal
+from collections.abc import Callable
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_PRELOAD = ["taskflow_server.pdf.extract"]
+_KILL = getattr(signal, "SIGKILL", signal.SIGTERM)
+
+
+class CpuPoolError(RuntimeError):
+    """Base class of the pool's own failures."""
+
+
+class CpuTimeout(CpuPoolError, TimeoutError):
+    """A call ran past its time limit; its worker process was killed."""
+
+
+class WorkerCrashed(CpuPoolError):
+    """The worker process died while running a call (a crash, or it was killed)."""
+
+
+class PoolClosed(CpuPoolError):
+    """The pool was shut down."""
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    methods = multiprocessing.get_all_start_methods()
+    if "forkserver" in methods:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(_PRELOAD)
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+@dataclass
+class _Slot:
+    """One single-process executor and the pid of its worker (known after the first call)."""
+
+    executor: ProcessPoolExecutor
+    pid: int | None = None
+
+
+class CpuPool:
+    """``size`` worker processes that run functions with a hard time limit.
+
+    Args:
+        size: the number of worker processes (and of calls that run at once; more wait).
+        start_timeout: how long a new worker process may take to start.
+    """
+
+    def __init__(self, size: int, *, start_timeout: float = 60.0) -> None:
+        if size < 1:
+            raise ValueError("a CpuPool needs at least one process")
+        self.size = size
+        self.start_timeout = start_timeout
+        self._ctx = _context()
+        self._idle: list[_Slot] = []
+        self._busy: list[_Slot] = []
+        self._free: asyncio.Semaphore | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+        self.restarts = 0
+        """How many worker processes were replaced after a timeout or a crash."""
+
+    def _semaphore(self) -> asyncio.Semaphore:
+        loop = asyncio.get_running_loop()
+        if self._free is None or self._loop is not loop:
+            self._free = asyncio.Semaphore(self.size - len(self._busy))
+            self._loop = loop
+        return self._free
+
+    async def _start_slot(self) -> _Slot:
+        slot = _Slot(ProcessPoolExecutor(max_workers=1, mp_context=self._ctx))
+        self._busy.append(slot)
+        try:
+            pid_future = slot.executor.submit(os.getpid)
+            slot.pid = await asyncio.wait_for(asyncio.wrap_future(pid_future), self.start_timeout)
+        except (TimeoutError, BrokenProcessPool, OSError) as exc:
+            self._retire(slot)
+            raise WorkerCrashed(f"a CPU worker process failed to start: {exc!r}") from None
+        return slot
+
+    async def run(self, fn: Callable[..., T], *args: Any, timeout: float) -> T:
+        """Run ``fn(*args)`` in a worker process and return its result.
+
+        Raises :class:`CpuTimeout` after ``timeout`` seconds (the worker is killed),
+        :class:`WorkerCrashed` if the worker died, :class:`PoolClosed` after
+        :meth:`shutdown`; an exception raised by ``fn`` itself is re-raised unchanged.
+        ``fn``, its arguments and its result must be picklable.
+        """
+        if self._closed:
+            raise PoolClosed("the CPU pool is shut down")
+        name = getattr(fn, "__qualname__", "call")
+        async with self._semaphore():
+            if self._idle:
+                slot = self._idle.pop()
+                self._busy.append(slot)
+            else:
+                slot = await self._start_slot()
+            healthy = False
+            try:
+                future: Future[T] = slot.executor.submit(fn, *args)
+                try:
+                    result = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
+                except TimeoutError:
+                    self._kill(slot)
+                    raise CpuTimeout(
+                        f"{name} ran past its {timeout:g} s limit; the worker process was stopped"
+                    ) from None
+                except BrokenProcessPool:
+                    raise WorkerCrashed(
+                        f"the worker process died while running {name} (a crash or out of memory)"
+                    ) from None
+                healthy = True
+                return result
+            except BaseException as exc:
+                # An exception raised by fn itself leaves the worker healthy.
+                healthy = healthy or not isinstance(
+                    exc, CpuPoolError | BrokenProcessPool | asyncio.CancelledError
+                )
+                if isinstance(exc, asyncio.CancelledError):
+                    self._kill(slot)
+                raise
+            finally:
+                if slot in self._busy:
+                    self._busy.remove(slot)
+                if healthy and not self._closed:
+                    self._idle.append(slot)
+                else:
+                    self._retire(slot)
+
+    def _kill(self, slot: _Slot) -> None:
+        if slot.pid is None:
+            return
+        try:
+            os.kill(slot.pid, _KILL)
+        except ProcessLookupError:
+            pass
+        except OSError:
+            logger.exception("could not stop CPU worker %s", slot.pid)
+
+    def _retire(self, slot: _Slot) -> None:
+        if slot in self._busy:
+            self._busy.remove(slot)
+        self._kill(slot)
+        slot.executor.shutdown(wait=False, cancel_futures=True)
+        if not self._closed:
+            self.restarts += 1
+            logger.warning("CPU worker %s stopped; a new one starts on demand", slot.pid)
+
+    def shutdown(self) -> None:
+        """Stop every worker process (running calls are killed); idempotent."""
+        self._closed = True
+        for slot in self._busy:
+            self._kill(slot)
+        for slot in [*self._idle, *self._busy]:
+            slot.executor.shutdown(wait=False, cancel_futures=True)
+        self._idle.clear()
+        self._busy.clear()
