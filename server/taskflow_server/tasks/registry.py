@@ -143,6 +143,13 @@ def load_builtin_tasks() -> None:
         importlib.import_module(f"taskflow_server.tasks.{name}")
 
 
+def load_task_modules(modules: str) -> None:
+    """Import user task modules (comma-separated names) so their ``@task`` types register."""
+    for name in (m.strip() for m in modules.split(",")):
+        if name:
+            importlib.import_module(name)
+
+
 def get_spec(name: str) -> TaskSpec[Any]:
     """The spec of task type ``name``; raises :class:`UnknownTaskType`."""
     load_builtin_tasks()

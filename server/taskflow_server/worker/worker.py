@@ -54,6 +54,7 @@ from taskflow_server.tasks.registry import (
     UnknownTaskType,
     get_spec,
     load_builtin_tasks,
+    load_task_modules,
 )
 from taskflow_server.worker.scheduler import Scheduler
 
@@ -127,6 +128,7 @@ class Worker:
     async def run(self) -> None:
         """Run until :meth:`request_stop` (or a signal) is seen, then stop gracefully."""
         load_builtin_tasks()  # import handlers now, not on the first task
+        load_task_modules(self.settings.task_modules)
         await self.queue.load()
         log.info(
             "worker %s started: concurrency=%d, lanes=%s, provider=%s",
@@ -207,6 +209,7 @@ class Worker:
 
     async def _claim_loop(self) -> None:
         backoff = 0.2
+        down_since: float | None = None
         while not self._stop.is_set():
             free = self.concurrency - len(self._running)
             if free <= 0:
@@ -226,7 +229,16 @@ class Worker:
                     self.id, token, min(free, self.settings.claim_batch), lanes
                 )
                 backoff = 0.2
+                if down_since is not None:
+                    log.info(
+                        "worker %s reconnected to redis after %.1f s; claiming again",
+                        self.id,
+                        time.monotonic() - down_since,
+                    )
+                    down_since = None
             except REDIS_DOWN_ERRORS as exc:
+                if down_since is None:
+                    down_since = time.monotonic()
                 log.warning(
                     "worker %s cannot reach redis (%s); retrying in %.1f s",
                     self.id,
