@@ -15,6 +15,7 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -112,5 +113,14 @@ def worker_main(argv: list[str] | None = None) -> None:
             "taskflow-worker: no Redis to join. Pass --redis-url (or set TASKFLOW_REDIS_URL); "
             "taskflow-server prints the URL of its embedded store at start."
         )
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run_workers(settings, workers))
+    with contextlib.suppress(KeyboardInterrupt), asyncio.Runner(loop_factory=_loop_factory()) as r:
+        r.run(_run_workers(settings, workers))
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's event loop when it is installed (the ``server`` extra brings it), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop

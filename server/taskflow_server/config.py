@@ -60,6 +60,8 @@ class Settings(BaseSettings):
         workers, concurrency: in-process workers (0 = API only) and task slots in each.
         api_token: bearer token required on ``/api`` and ``/ws`` when set.
         insecure: allow listening beyond loopback without a token.
+        redis_max_connections: connections per process; tasks wait for a free one (reusing a
+            connection is much cheaper than opening one per concurrent task).
         task_modules: comma-separated modules to import at start; each registers its own task
             types with ``@task`` (``TASKFLOW_TASK_MODULES=myproject.tasks``).
 
@@ -118,6 +120,7 @@ class Settings(BaseSettings):
     concurrency: int = Field(default=100, ge=1)
     api_token: str | None = None
     insecure: bool = False
+    redis_max_connections: int = Field(default=48, ge=4)
     task_modules: str = ""
     log_level: str = "INFO"
     log_json: bool = False

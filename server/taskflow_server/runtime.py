@@ -69,7 +69,7 @@ class Runtime:
                 self.settings.openrouter_model,
             )
         self.redis = make_redis(
-            self.redis_url, max_connections=max(64, self.settings.concurrency + 16)
+            self.redis_url, max_connections=self.settings.redis_max_connections
         )
         await wait_for_redis(self.redis, self.redis_url, timeout=wait_timeout)
         self.services = build_services(self.settings, self.redis)
