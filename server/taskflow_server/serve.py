@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 import uvicorn
 from fastapi import FastAPI
 
-from taskflow_server.api.app import create_app
+from taskflow_server.api.app import ApiServer, create_app
 from taskflow_server.api.deps import ApiContext
 from taskflow_server.config import Settings
 from taskflow_server.embedded import EmbeddedRedis
@@ -71,14 +71,26 @@ def build_app(settings: Settings) -> FastAPI:
 
     @contextlib.asynccontextmanager
     async def workers(app: FastAPI, ctx: ApiContext) -> AsyncIterator[None]:
-        await runtime.start()
+        # Start in the background: while Redis is not there yet the runtime waits for it (a
+        # log line per try) and the API already answers /live (200) and /ready (503).
         app.state.runtime = runtime
+        starting = asyncio.create_task(runtime.start(), name="runtime-start")
+        starting.add_done_callback(_report_start_failure)
         try:
             yield
         finally:
+            if not starting.done():
+                starting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await starting
             await runtime.stop()
 
     return create_app(settings, extra_lifespan=workers)
+
+
+def _report_start_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("the in-process workers could not start", exc_info=task.exception())
 
 
 def run_server(settings: Settings) -> None:
@@ -94,16 +106,22 @@ def run_server(settings: Settings) -> None:
         settings.concurrency,
     )
     try:
-        uvicorn.run(
-            app,
-            host=settings.host,
-            port=settings.port,
-            log_config=None,
-            timeout_graceful_shutdown=int(settings.grace_seconds) + 5,
-        )
+        ApiServer(_uvicorn_config(app, settings, settings.port)).run()
     finally:
         if embedded is not None:
             embedded.stop()
+
+
+def _uvicorn_config(app: FastAPI, settings: Settings, port: int) -> uvicorn.Config:
+    """uvicorn settings shared by the foreground and background servers."""
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=port,
+        log_config=None,
+        ws="websockets-sansio",
+        timeout_graceful_shutdown=int(settings.grace_seconds) + 5,
+    )
 
 
 def _free_port(host: str) -> int:
@@ -126,15 +144,7 @@ class BackgroundServer:
         port = base.port or _free_port(base.host)
         self.settings, self._embedded = prepare(base.model_copy(update={"port": port}))
         self.url = f"http://{self.settings.host}:{port}"
-        self._server = uvicorn.Server(
-            uvicorn.Config(
-                build_app(self.settings),
-                host=self.settings.host,
-                port=port,
-                log_config=None,
-                timeout_graceful_shutdown=int(self.settings.grace_seconds) + 5,
-            )
-        )
+        self._server = ApiServer(_uvicorn_config(build_app(self.settings), self.settings, port))
         self._thread: threading.Thread | None = None
 
     def start(self, timeout: float = 30.0) -> BackgroundServer:

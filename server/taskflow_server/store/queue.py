@@ -55,6 +55,17 @@ _SCRIPT_NAMES = (
     "orphans",
 )
 
+PEEK_FIELDS: tuple[str, ...] = (
+    "state",
+    "task_type",
+    "created_at",
+    "updated_at",
+    "completed_at",
+    "priority",
+    "retry_count",
+)
+"""The task-hash fields :meth:`TaskQueue.peek_many` returns."""
+
 EXTENDED, LOST, CANCEL_REQUESTED = 0, 1, 2
 """Per-task answers of :meth:`TaskQueue.extend`."""
 
@@ -358,6 +369,40 @@ class TaskQueue:
             return None
         value = json.loads(raw)
         return value if isinstance(value, dict) else {"value": value}
+
+    async def peek_many(self, ids: list[str]) -> list[dict[str, str | None] | None]:
+        """:data:`PEEK_FIELDS` of each task in one round trip (``None`` for a missing task).
+
+        Reads only small fields, so filtering a listing never pulls results over the wire.
+        """
+        if not ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for task_id in ids:
+                pipe.hmget(self.keys.task(task_id), list(PEEK_FIELDS))
+            rows = await pipe.execute()
+        out: list[dict[str, str | None] | None] = []
+        for row in rows:
+            values = [None if v is None else _text(v) for v in row]
+            out.append(None if values[0] is None else dict(zip(PEEK_FIELDS, values, strict=True)))
+        return out
+
+    async def payloads_many(self, ids: list[str]) -> list[dict[str, Any] | None]:
+        """The JSON payload of each task in one round trip (``None`` when missing)."""
+        if not ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for task_id in ids:
+                pipe.get(self.keys.payload(task_id))
+            raws = await pipe.execute()
+        out: list[dict[str, Any] | None] = []
+        for raw in raws:
+            try:
+                value = json.loads(raw) if raw is not None else None
+            except ValueError:
+                value = None
+            out.append(value if isinstance(value, dict) else None)
+        return out
 
     async def counts(self) -> dict[str, int]:
         """Tasks per state, from the counters the scripts keep (never a scan)."""

@@ -1,0 +1,1 @@
+"""One router per resource: health, tasks, queues, workers, openrouter, events."""

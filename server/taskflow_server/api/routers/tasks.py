@@ -1,0 +1,819 @@
+"""Task routes: submit (generic, summarize, pdfxtract, batch), list, detail, retry, cancel,
+delete, requeue-orphaned, and the per-task progress stream.
+
+Idempotency: a submit whose ``idempotency_key`` was seen before returns the first task with
+``created: false`` and status **200** (a new task is **201**), so a client can tell a repeat
+from a new task by the status alone.
+
+Listing: without filters other than dates, a page comes straight from the creation-time index.
+State, type and id-substring filters, and sorting by anything but ``created_at``, scan the most
+recent :data:`SCAN_LIMIT` tasks of the date range (reading only the few fields they need) and
+set ``scan_limited`` when the range holds more.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import AsyncIterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, File, Form, HTTPException, Path, Query, Response, UploadFile
+from pydantic import TypeAdapter, ValidationError
+
+from taskflow_server.api.deps import ApiContext, ContextDep
+from taskflow_server.api.schemas import (
+    BatchItemResult,
+    BatchRequest,
+    BatchResponse,
+    CancelResponse,
+    DeleteResponse,
+    ErrorResponse,
+    IdempotencyKey,
+    Priority,
+    RequeueResponse,
+    RetryRequest,
+    RetryResponse,
+    SortField,
+    SubmitRequest,
+    SummarizeRequest,
+    TaskCreated,
+    TaskDetail,
+    TaskList,
+    TaskState,
+    TaskSummaryList,
+    ValidationErrorResponse,
+)
+from taskflow_server.api.sse import HEARTBEAT_SECONDS, EventStreamResponse, sse_comment, sse_frame
+from taskflow_server.api.views import iso, payload_text, task_detail, task_summary
+from taskflow_server.store.keys import TERMINAL_STATES
+from taskflow_server.store.queue import InvalidTransition, TaskNotFound
+from taskflow_server.store.records import NewTask, TaskRecord
+from taskflow_server.tasks.registry import InvalidPayload, UnknownTaskType, get_spec
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
+stream_router = APIRouter(prefix="/api/v1/tasks", tags=["tasks", "events"])
+
+UPLOAD_PATH = "/api/v1/tasks/pdfxtract"
+"""The upload route (it gets the upload body limit instead of the JSON one)."""
+
+SCAN_LIMIT = 20_000
+"""Filtered listings look at most at this many of the most recent tasks in the date range."""
+
+SCAN_CHUNK = 1_000
+PDF_MAGIC = b"%PDF-"
+READ_CHUNK = 1024 * 1024
+BLOB_FIELD = "blob"
+_PRIORITY_RANK = {"high": 0, "default": 1, "low": 2}
+_DATETIME = TypeAdapter(datetime)
+
+TaskIdPath = Annotated[str, Path(min_length=1, max_length=200, description="The task id.")]
+
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "No task with this id."}
+}
+
+
+class ItemError(ValueError):
+    """A submit item that cannot be accepted; the message says why."""
+
+
+# --------------------------------------------------------------------------- submit helpers
+
+
+def _readable(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"]) or "body"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+async def _prepare(ctx: ApiContext, req: SubmitRequest) -> NewTask:
+    """Validate one submit against its task type; raises :class:`ItemError` with the reason."""
+    try:
+        spec = get_spec(req.task_type)
+    except UnknownTaskType as exc:
+        raise ItemError(str(exc)) from None
+    try:
+        model = spec.parse_payload(req.payload)
+    except InvalidPayload as exc:
+        raise ItemError(str(exc)) from None
+    payload: dict[str, Any] = model.model_dump(mode="json")
+    text = payload_text(payload)
+    if text is not None and len(text) > ctx.settings.max_text_chars:
+        raise ItemError(
+            f"the text has {len(text)} characters; the limit is {ctx.settings.max_text_chars} "
+            "(TASKFLOW_MAX_TEXT_CHARS): split it or raise the limit"
+        )
+    blob = payload.get(BLOB_FIELD)
+    if isinstance(blob, str) and not await ctx.blobs.exists(blob):
+        raise ItemError(
+            f"payload.{BLOB_FIELD}: no uploaded file with sha256 {blob!r} (it expired or was "
+            "never uploaded); upload it with POST /api/v1/tasks/pdfxtract"
+        )
+    return NewTask(
+        task_type=spec.name,
+        payload=payload,
+        lane=spec.lane,
+        priority=req.priority,
+        max_retries=req.max_retries,
+        idempotency_key=req.idempotency_key,
+        metadata=req.metadata,
+    )
+
+
+async def _submit_one(ctx: ApiContext, task: NewTask, response: Response) -> TaskCreated:
+    submitted = await ctx.queue.submit(task)
+    response.status_code = 201 if submitted.created else 200
+    return TaskCreated(
+        task_id=submitted.task_id,
+        state=submitted.state,  # type: ignore[arg-type]
+        created=submitted.created,
+    )
+
+
+def _text_payload(task_type: str, text: str) -> dict[str, Any]:
+    """The payload of a text task: its model's text field is ``content`` or ``text``."""
+    fields = get_spec(task_type).payload_model.model_fields
+    name = "text" if "text" in fields and "content" not in fields else "content"
+    return {name: text}
+
+
+SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"model": TaskCreated, "description": "The idempotency key matched an earlier task."},
+    422: {"model": ValidationErrorResponse, "description": "Unknown task type or bad payload."},
+}
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=TaskCreated,
+    responses=SUBMIT_RESPONSES,
+    summary="Submit a task of any registered type",
+)
+async def submit(req: SubmitRequest, ctx: ContextDep, response: Response) -> TaskCreated:
+    """Validate the payload against the task type and queue the task.
+
+    201 with a new task; 200 with the first task when ``idempotency_key`` was seen before.
+    """
+    try:
+        task = await _prepare(ctx, req)
+    except ItemError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return await _submit_one(ctx, task, response)
+
+
+@router.post(
+    "/summarize",
+    status_code=201,
+    response_model=TaskCreated,
+    responses=SUBMIT_RESPONSES,
+    summary="Summarize a text (v1)",
+)
+async def submit_summarize(
+    req: SummarizeRequest, ctx: ContextDep, response: Response
+) -> TaskCreated:
+    """Queue a summarize task for ``content``. 201 ``{task_id, state: "PENDING"}``."""
+    if len(req.content) > ctx.settings.max_text_chars:
+        raise HTTPException(
+            422,
+            f"content has {len(req.content)} characters; the limit is "
+            f"{ctx.settings.max_text_chars} (TASKFLOW_MAX_TEXT_CHARS)",
+        )
+    spec = get_spec("summarize")
+    try:
+        payload = spec.parse_payload(_text_payload("summarize", req.content))
+    except InvalidPayload as exc:
+        raise HTTPException(422, str(exc)) from None
+    task = NewTask(
+        task_type=spec.name,
+        payload=payload.model_dump(mode="json"),
+        lane=spec.lane,
+        priority=req.priority,
+        max_retries=req.max_retries,
+        idempotency_key=req.idempotency_key,
+    )
+    return await _submit_one(ctx, task, response)
+
+
+def _safe_filename(name: str | None) -> str:
+    base = os.path.basename((name or "").replace("\\", "/")).strip()
+    cleaned = "".join(ch for ch in base if ch.isprintable())[:255]
+    return cleaned or "upload.pdf"
+
+
+@router.post(
+    "/pdfxtract",
+    status_code=201,
+    response_model=TaskCreated,
+    responses={
+        **SUBMIT_RESPONSES,
+        400: {"model": ErrorResponse, "description": "The file is not a PDF."},
+        413: {"model": ErrorResponse, "description": "The file is over the upload limit."},
+    },
+    summary="Extract articles from a newspaper PDF (v1)",
+)
+async def submit_pdfxtract(
+    ctx: ContextDep,
+    response: Response,
+    file: Annotated[UploadFile, File(description="The PDF (its bytes must start with %PDF-).")],
+    issue_date: Annotated[
+        str | None, Form(max_length=40, description="The issue's date, e.g. 2024-05-31.")
+    ] = None,
+    priority: Annotated[Priority, Form()] = "default",
+    idempotency_key: Annotated[IdempotencyKey | None, Form()] = None,
+    max_retries: Annotated[int | None, Form(ge=0, le=100)] = None,
+) -> TaskCreated:
+    """Store the file once (by sha256) and queue a pdfxtract task that references it."""
+    limit = ctx.settings.max_upload_bytes
+    head = await file.read(len(PDF_MAGIC))
+    if head != PDF_MAGIC:
+        raise HTTPException(
+            400, "the file is not a PDF: its bytes do not start with %PDF- (check the file)"
+        )
+    chunks = [head]
+    size = len(head)
+    while chunk := await file.read(READ_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise HTTPException(
+                413,
+                f"the file is over the upload limit of {limit} bytes (TASKFLOW_MAX_UPLOAD_BYTES)",
+            )
+        chunks.append(chunk)
+    data = b"".join(chunks)
+    sha = await ctx.blobs.put(data)
+    filename = _safe_filename(file.filename)
+    payload: dict[str, Any] = {BLOB_FIELD: sha, "filename": filename}
+    if issue_date:
+        payload["issue_date"] = issue_date
+    metadata: dict[str, Any] = {
+        "filename": filename,
+        "issue_date": issue_date,
+        "file_size": size,
+        "content_type": file.content_type or "application/pdf",
+        "sha256": sha,
+    }
+    req = SubmitRequest(
+        task_type="pdfxtract",
+        payload=payload,
+        priority=priority,
+        max_retries=max_retries,
+        idempotency_key=idempotency_key,
+        metadata=metadata,
+    )
+    try:
+        task = await _prepare(ctx, req)
+    except ItemError as exc:
+        raise HTTPException(422, str(exc)) from None
+    return await _submit_one(ctx, task, response)
+
+
+@router.post(
+    "/batch",
+    status_code=201,
+    response_model=BatchResponse,
+    responses={
+        207: {"model": BatchResponse, "description": "Some (or all) items were refused."},
+        422: {"model": ValidationErrorResponse, "description": "The batch is malformed."},
+    },
+    summary="Submit many tasks at once",
+)
+async def submit_batch(req: BatchRequest, ctx: ContextDep, response: Response) -> BatchResponse:
+    """Validate each item on its own and submit the valid ones atomically, in order.
+
+    201 when every item was accepted; 207 when some were refused (each refused item says why,
+    by ``index``). Each item may carry its own ``idempotency_key``.
+    """
+    limit = ctx.settings.max_batch_items
+    if len(req.tasks) > limit:
+        raise HTTPException(
+            422,
+            f"the batch has {len(req.tasks)} items; at most {limit} are allowed per request "
+            "(TASKFLOW_MAX_BATCH_ITEMS): split it",
+        )
+    items: list[BatchItemResult] = []
+    accepted: list[tuple[int, NewTask]] = []
+    for index, raw in enumerate(req.tasks):
+        try:
+            item = SubmitRequest.model_validate(raw)
+            accepted.append((index, await _prepare(ctx, item)))
+        except ValidationError as exc:
+            items.append(BatchItemResult(index=index, ok=False, error=_readable(exc)))
+        except ItemError as exc:
+            items.append(BatchItemResult(index=index, ok=False, error=str(exc)))
+    submitted = await ctx.queue.submit_many([task for _, task in accepted]) if accepted else []
+    for (index, _), result in zip(accepted, submitted, strict=True):
+        items.append(
+            BatchItemResult(
+                index=index,
+                ok=True,
+                task_id=result.task_id,
+                state=result.state,  # type: ignore[arg-type]
+                created=result.created,
+            )
+        )
+    items.sort(key=lambda r: r.index)
+    failed = len(req.tasks) - len(accepted)
+    response.status_code = 201 if failed == 0 else 207
+    return BatchResponse(
+        accepted=len(accepted),
+        failed=failed,
+        created=sum(1 for s in submitted if s.created),
+        items=items,
+        detail=None if failed == 0 else f"{failed} of {len(req.tasks)} items were refused",
+    )
+
+
+@router.post(
+    "/requeue-orphaned",
+    response_model=RequeueResponse,
+    summary="Repair tasks that sit in no queue matching their state",
+)
+async def requeue_orphaned(ctx: ContextDep) -> RequeueResponse:
+    """Scan every task and requeue the ones no structure holds (expected: none)."""
+    report = await ctx.queue.requeue_orphaned()
+    found = int(report.get("found", 0))
+    requeued = int(report.get("requeued", 0))
+    errors = [str(e) for e in report.get("errors", [])]
+    message = (
+        "no orphaned task found"
+        if found == 0
+        else f"found {found} orphaned task(s), requeued {requeued}"
+    )
+    if errors:
+        message += f"; {len(errors)} error(s)"
+    return RequeueResponse(
+        found=found,
+        requeued=requeued,
+        errors=errors,
+        task_ids=[str(t) for t in report.get("task_ids", [])],
+        message=message,
+    )
+
+
+# --------------------------------------------------------------------------- listing
+
+
+def _parse_when(value: str | None, name: str, *, end: bool) -> float | None:
+    """A date (``YYYY-MM-DD``, whole day) or ISO datetime (naive = UTC) as epoch seconds."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            day = date.fromisoformat(text)
+            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            if end:
+                return (start + timedelta(days=1)).timestamp() - 0.001
+            return start.timestamp()
+        moment = _DATETIME.validate_python(text)
+    except (ValueError, ValidationError):
+        raise HTTPException(
+            422,
+            f"{name} {value!r} is not a date: use YYYY-MM-DD or an ISO 8601 datetime "
+            "(e.g. 2024-05-31T12:00:00Z)",
+        ) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
+
+
+def _float(value: str | None) -> float | None:
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def _sort_key(sort_by: str, peek: dict[str, str | None]) -> tuple[int, Any]:
+    """(missing-last flag, value) for sorting; missing values sort after present ones."""
+    raw = peek.get(sort_by)
+    if sort_by in ("created_at", "updated_at", "completed_at"):
+        number = _float(raw)
+        return (0, number) if number is not None else (1, 0.0)
+    if sort_by == "retry_count":
+        return (0, int(raw or 0))
+    if sort_by == "priority":
+        return (0, _PRIORITY_RANK.get(raw or "default", 1))
+    return (0, raw or "")
+
+
+class _Page:
+    def __init__(
+        self, records: list[TaskRecord], total: int, page: int, size: int, limited: bool
+    ) -> None:
+        self.records = records
+        self.total = total
+        self.page = page
+        self.size = size
+        self.limited = limited
+
+    @property
+    def total_pages(self) -> int:
+        return math.ceil(self.total / self.size) if self.size else 0
+
+
+async def _list(
+    ctx: ApiContext,
+    *,
+    state: str | None,
+    task_type: str | None,
+    task_id: str | None,
+    start: float | None,
+    end: float | None,
+    sort_by: str,
+    desc: bool,
+    page: int,
+    size: int,
+) -> _Page:
+    def wanted(peek: dict[str, str | None]) -> bool:
+        return (state is None or peek.get("state") == state) and (
+            task_type is None or peek.get("task_type") == task_type
+        )
+
+    needle = task_id.strip() if task_id else None
+    if needle:
+        exact = await ctx.queue.get(needle)
+        if (
+            exact is not None
+            and (state is None or exact.state == state)
+            and (task_type is None or exact.task_type == task_type)
+        ):
+            return _Page([exact], 1, 1, 1, False)  # v1: an exact id match is a page of one
+
+    if not (state or task_type or needle) and sort_by == "created_at":
+        offset = (page - 1) * size
+        ids, total = await ctx.queue.list_ids(
+            start=start, end=end, desc=desc, offset=offset, limit=size
+        )
+        records = [r for r in await ctx.queue.get_many(ids) if r is not None]
+        return _Page(records, total, page, size, False)
+
+    lowered = needle.lower() if needle else None
+    matches: list[tuple[tuple[int, Any], str]] = []
+    scanned = 0
+    in_range = 0
+    while scanned < SCAN_LIMIT:
+        want = min(SCAN_CHUNK, SCAN_LIMIT - scanned)
+        ids, in_range = await ctx.queue.list_ids(
+            start=start, end=end, desc=True, offset=scanned, limit=want
+        )
+        if not ids:
+            break
+        scanned += len(ids)
+        candidates = [i for i in ids if lowered in i.lower()] if lowered else ids
+        if candidates:
+            for cid, peek in zip(candidates, await ctx.queue.peek_many(candidates), strict=True):
+                if peek is not None and wanted(peek):
+                    matches.append((_sort_key(sort_by, peek), cid))
+        if len(ids) < want:
+            break
+    limited = scanned < in_range
+    if sort_by == "created_at":
+        if not desc:
+            matches.reverse()  # scanned newest first
+    else:
+        matches.sort(key=lambda m: m[0], reverse=desc)
+        if desc:  # keep missing values last in both orders
+            matches.sort(key=lambda m: m[0][0])
+    offset = (page - 1) * size
+    page_ids = [cid for _, cid in matches[offset : offset + size]]
+    records = [r for r in await ctx.queue.get_many(page_ids) if r is not None]
+    return _Page(records, len(matches), page, size, limited)
+
+
+def _check_filters(
+    settings_max: int, page_size: int, task_status: str | None, status: str | None
+) -> str | None:
+    if page_size > settings_max:
+        raise HTTPException(
+            422,
+            f"page_size {page_size} is over the maximum of {settings_max} (TASKFLOW_MAX_PAGE_SIZE)",
+        )
+    if task_status and status and task_status != status:
+        raise HTTPException(
+            422, f"task_status={task_status} and status={status} disagree: send one of them"
+        )
+    return task_status or status
+
+
+StatusQuery = Annotated[TaskState | None, Query(description="Only tasks in this state (v1 name).")]
+StatusAliasQuery = Annotated[
+    TaskState | None, Query(description="Same as task_status (the v1 dashboard sends this).")
+]
+TypeQuery = Annotated[str | None, Query(max_length=100, description="Only this task type.")]
+QueueQuery = Annotated[str | None, Query(max_length=50, description="Accepted and ignored (v1).")]
+DateQuery = Annotated[
+    str | None,
+    Query(max_length=40, description="YYYY-MM-DD (whole day) or ISO 8601; naive means UTC."),
+]
+TaskIdQuery = Annotated[
+    str | None,
+    Query(max_length=200, description="An exact id, else a case-insensitive id substring."),
+]
+SortQuery = Annotated[SortField, Query(description="The field to sort by.")]
+OrderQuery = Annotated[str, Query(pattern="^(asc|desc)$", description="asc or desc.")]
+PageQuery = Annotated[int, Query(ge=1, le=1_000_000, description="1-based page number.")]
+SizeQuery = Annotated[int, Query(ge=1, description="Items per page (at most max_page_size).")]
+
+
+async def _listing(
+    ctx: ApiContext,
+    *,
+    task_status: str | None,
+    status: str | None,
+    task_type: str | None,
+    start_date: str | None,
+    end_date: str | None,
+    task_id: str | None,
+    sort_by: str,
+    sort_order: str,
+    page: int,
+    page_size: int,
+) -> tuple[_Page, str | None, list[dict[str, Any] | None]]:
+    state = _check_filters(ctx.settings.max_page_size, page_size, task_status, status)
+    start = _parse_when(start_date, "start_date", end=False)
+    end = _parse_when(end_date, "end_date", end=True)
+    if start is not None and end is not None and start > end:
+        raise HTTPException(422, "start_date is after end_date")
+    result = await _list(
+        ctx,
+        state=state,
+        task_type=task_type or None,
+        task_id=task_id,
+        start=start,
+        end=end,
+        sort_by=sort_by,
+        desc=sort_order == "desc",
+        page=page,
+        size=page_size,
+    )
+    payloads = await ctx.queue.payloads_many([r.id for r in result.records])
+    return result, state, payloads
+
+
+@router.get("", response_model=TaskList, summary="List tasks (full detail)")
+async def list_tasks(
+    ctx: ContextDep,
+    task_status: StatusQuery = None,
+    status: StatusAliasQuery = None,
+    task_type: TypeQuery = None,
+    queue: QueueQuery = None,
+    start_date: DateQuery = None,
+    end_date: DateQuery = None,
+    task_id: TaskIdQuery = None,
+    sort_by: SortQuery = "created_at",
+    sort_order: OrderQuery = "desc",
+    page: PageQuery = 1,
+    page_size: SizeQuery = 20,
+) -> TaskList:
+    """Filter, sort and paginate tasks; each item is a full TaskDetail."""
+    found, state, payloads = await _listing(
+        ctx,
+        task_status=task_status,
+        status=status,
+        task_type=task_type,
+        start_date=start_date,
+        end_date=end_date,
+        task_id=task_id,
+        sort_by=sort_by,
+        sort_order=sort_order,
+        page=page,
+        page_size=page_size,
+    )
+    return TaskList(
+        tasks=[task_detail(r, p) for r, p in zip(found.records, payloads, strict=True)],
+        page=found.page,
+        page_size=found.size,
+        total_items=found.total,
+        total_pages=found.total_pages,
+        status=state,
+        scan_limited=found.limited,
+    )
+
+
+@router.get("/summaries", response_model=TaskSummaryList, summary="List tasks (no content)")
+async def list_summaries(
+    ctx: ContextDep,
+    task_status: StatusQuery = None,
+    status: StatusAliasQuery = None,
+    task_type: TypeQuery = None,
+    queue: QueueQuery = None,
+    start_date: DateQuery = None,
+    end_date: DateQuery = None,
+    task_id: TaskIdQuery = None,
+    sort_by: SortQuery = "created_at",
+    sort_order: OrderQuery = "desc",
+    page: PageQuery = 1,
+    page_size: SizeQuery = 20,
+) -> TaskSummaryList:
+    """Like the task list, without content or result: ``content_length`` and ``has_result``."""
+    found, state, payloads = await _listing(
+        ctx,
+        task_status=task_status,
+        status=status,
+        task_type=task_type,
+        start_date=start_date,
+        end_date=end_date,
+        task_id=task_id,
+        sort_by=sort_by,
+        sort_order=sort_order,
+        page=page,
+        page_size=page_size,
+    )
+    return TaskSummaryList(
+        tasks=[task_summary(r, p) for r, p in zip(found.records, payloads, strict=True)],
+        page=found.page,
+        page_size=found.size,
+        total_items=found.total,
+        total_pages=found.total_pages,
+        status=state,
+        scan_limited=found.limited,
+    )
+
+
+# --------------------------------------------------------------------------- one task
+
+
+async def _must_get(ctx: ApiContext, task_id: str) -> TaskRecord:
+    record = await ctx.queue.get(task_id)
+    if record is None:
+        raise HTTPException(404, f"task {task_id} not found")
+    return record
+
+
+@router.get("/{task_id}", response_model=TaskDetail, responses=NOT_FOUND, summary="One task")
+async def get_task(task_id: TaskIdPath, ctx: ContextDep) -> TaskDetail:
+    """The task's full detail (v1 TaskDetail plus progress, priority, worker...)."""
+    record = await _must_get(ctx, task_id)
+    return task_detail(record, await ctx.queue.payload(task_id))
+
+
+@router.post(
+    "/{task_id}/retry",
+    response_model=RetryResponse,
+    responses={
+        **NOT_FOUND,
+        400: {"model": ErrorResponse, "description": "Only FAILED or DLQ tasks can be retried."},
+    },
+    summary="Retry a failed or dead-lettered task",
+)
+async def retry_task(
+    task_id: TaskIdPath,
+    ctx: ContextDep,
+    body: Annotated[RetryRequest | None, Body()] = None,
+) -> RetryResponse:
+    """Send a DLQ (or FAILED) task back to the retry queue as PENDING."""
+    reset = body.reset_retry_count if body is not None else False
+    try:
+        record = await ctx.queue.retry(task_id, reset_retry_count=reset)
+    except TaskNotFound:
+        raise HTTPException(404, f"task {task_id} not found") from None
+    except InvalidTransition as exc:
+        raise HTTPException(
+            400, f"task {task_id} is {exc.state}: only FAILED or DLQ tasks can be retried"
+        ) from None
+    return RetryResponse(
+        task_id=record.id,
+        state=record.state,  # type: ignore[arg-type]
+        retry_count=record.retry_count,
+        message="task sent back to the retry queue"
+        + (" with its retry count reset" if reset else ""),
+    )
+
+
+@router.post(
+    "/{task_id}/cancel",
+    response_model=CancelResponse,
+    responses={
+        **NOT_FOUND,
+        202: {"model": CancelResponse, "description": "ACTIVE: the worker will stop it."},
+        409: {"model": ErrorResponse, "description": "The task has already finished."},
+    },
+    summary="Cancel a task",
+)
+async def cancel_task(task_id: TaskIdPath, ctx: ContextDep, response: Response) -> CancelResponse:
+    """PENDING, SCHEDULED and DLQ tasks are CANCELLED at once (200); an ACTIVE task is asked
+    to stop and its worker cancels it at its next lease check (202, state still ACTIVE)."""
+    try:
+        record = await ctx.queue.cancel(task_id)
+    except TaskNotFound:
+        raise HTTPException(404, f"task {task_id} not found") from None
+    except InvalidTransition as exc:
+        raise HTTPException(
+            409, f"task {task_id} is {exc.state} and can no longer be cancelled"
+        ) from None
+    if record.state == "ACTIVE":
+        response.status_code = 202
+        message = "cancel requested: the worker running the task will stop it"
+    else:
+        message = f"task is {record.state}"
+    return CancelResponse(
+        task_id=record.id,
+        state=record.state,  # type: ignore[arg-type]
+        cancel_requested=record.cancel_requested or record.state == "ACTIVE",
+        message=message,
+    )
+
+
+@router.delete(
+    "/{task_id}", response_model=DeleteResponse, responses=NOT_FOUND, summary="Delete a task"
+)
+async def delete_task(task_id: TaskIdPath, ctx: ContextDep) -> DeleteResponse:
+    """Remove the task from every structure, whatever its state (an ACTIVE one included: its
+    worker's later outcome is discarded)."""
+    if not await ctx.queue.delete(task_id):
+        raise HTTPException(404, f"task {task_id} not found")
+    return DeleteResponse(task_id=task_id, message=f"task {task_id} deleted")
+
+
+# --------------------------------------------------------------------------- progress stream
+
+
+def _status_frame(record: TaskRecord) -> dict[str, Any]:
+    updated = iso(record.updated_at)
+    return {
+        "type": "status",
+        "task_id": record.id,
+        "state": record.state,
+        "progress": record.progress,
+        "progress_message": record.progress_message,
+        "retry_count": record.retry_count,
+        "error_type": record.error_type,
+        "last_error": record.last_error,
+        "cancel_requested": record.cancel_requested,
+        "updated_at": updated.isoformat().replace("+00:00", "Z") if updated else None,
+    }
+
+
+def _fingerprint(record: TaskRecord) -> tuple[Any, ...]:
+    return (
+        record.state,
+        record.progress,
+        record.progress_message,
+        record.retry_count,
+        record.cancel_requested,
+        record.updated_at,
+    )
+
+
+async def _task_frames(ctx: ApiContext, task_id: str, first: TaskRecord) -> AsyncIterator[bytes]:
+    sub = ctx.hub.subscribe()
+    try:
+        # Read again after subscribing, so no change between the two reads is missed.
+        record: TaskRecord | None = await ctx.queue.get(task_id) or first
+        assert record is not None
+        yield sse_frame(_status_frame(record), retry_ms=3000)
+        seen = _fingerprint(record)
+        while record.state not in TERMINAL_STATES:
+            batch = await sub.get(HEARTBEAT_SECONDS)
+            if sub.closed:
+                yield sse_frame({"type": "end", "task_id": task_id, "reason": "server_stopping"})
+                return
+            if sub.lagged:
+                sub.close()
+                sub = ctx.hub.subscribe()
+            elif batch and not any(e.task_id == task_id for e in batch):
+                continue
+            fresh = await ctx.queue.get(task_id)
+            if fresh is None:
+                yield sse_frame({"type": "end", "task_id": task_id, "reason": "deleted"})
+                return
+            record = fresh
+            if _fingerprint(record) != seen:
+                seen = _fingerprint(record)
+                yield sse_frame(_status_frame(record))
+            elif not batch:
+                yield sse_comment()
+        yield sse_frame(
+            {"type": "end", "task_id": task_id, "reason": "finished", "state": record.state}
+        )
+    finally:
+        sub.close()
+
+
+@stream_router.get(
+    "/{task_id}/stream",
+    response_class=EventStreamResponse,
+    responses={
+        200: {
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "description": "SSE: `status` frames as the task changes, then one `end` frame.",
+        },
+        **NOT_FOUND,
+    },
+    summary="Follow one task until it finishes (SSE)",
+)
+async def stream_task(task_id: TaskIdPath, ctx: ContextDep) -> EventStreamResponse:
+    """Unnamed ``data:`` frames ``{type: "status", state, progress, ...}`` on every change, a
+    ``: ping`` comment every 15 s, and a final ``{type: "end", reason}`` (finished, deleted or
+    server_stopping) after which the server closes the stream."""
+    record = await _must_get(ctx, task_id)
+    return EventStreamResponse(_task_frames(ctx, task_id, record))

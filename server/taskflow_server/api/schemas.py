@@ -1,0 +1,478 @@
+"""Request and response models of the HTTP API.
+
+The shapes follow the AsyncTaskFlow v1 API (the React dashboard reads them unchanged): upper-case
+states, ISO 8601 timestamps in UTC with a ``Z``, ``result`` as a string with the structured value
+beside it in ``result_data``. Everything here is plain pydantic; the routers fill these models from
+store records with :mod:`taskflow_server.api.views`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+TaskState = Literal["PENDING", "ACTIVE", "SCHEDULED", "COMPLETED", "FAILED", "DLQ", "CANCELLED"]
+"""Every task state (the six of v1 plus CANCELLED)."""
+
+Priority = Literal["high", "default", "low"]
+"""Task priorities, most urgent first."""
+
+QueueName = Literal["primary", "retry", "scheduled", "dlq", "active"]
+"""Queues that ``GET /api/v1/queues/{name}/tasks`` can list."""
+
+SortField = Literal[
+    "created_at", "updated_at", "completed_at", "state", "task_type", "priority", "retry_count"
+]
+"""Fields the task list can be sorted by."""
+
+IdempotencyKey = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Printable ASCII without spaces; a repeated key returns the first task.",
+    ),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class ErrorResponse(BaseModel):
+    """Every error: ``detail`` says what went wrong and, for a 4xx, what to fix."""
+
+    detail: str = Field(description="What went wrong and, for a 4xx, what to fix.")
+
+
+class ValidationIssue(BaseModel):
+    """One problem with the input (pydantic's error shape)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ValidationErrorResponse(BaseModel):
+    """A 422: a message, or one entry per invalid field."""
+
+    detail: str | list[ValidationIssue]
+
+
+# --------------------------------------------------------------------------- submit
+
+
+class SummarizeRequest(_Model):
+    """``POST /api/v1/tasks/summarize/``: the text to summarize (v1 body ``{content}``)."""
+
+    content: str = Field(min_length=1, description="The text to summarize.")
+    priority: Priority = "default"
+    max_retries: int | None = Field(default=None, ge=0, le=100)
+    idempotency_key: IdempotencyKey | None = None
+
+
+class SubmitRequest(_Model):
+    """``POST /api/v1/tasks``: any registered task type with its payload."""
+
+    task_type: str = Field(min_length=1, max_length=100, examples=["summarize"])
+    payload: dict[str, Any] = Field(default_factory=dict)
+    priority: Priority = "default"
+    max_retries: int | None = Field(default=None, ge=0, le=100)
+    idempotency_key: IdempotencyKey | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class TaskCreated(BaseModel):
+    """A submitted task: ``created`` is False when an idempotency key matched an earlier task."""
+
+    task_id: str
+    state: TaskState
+    created: bool = True
+
+
+class BatchRequest(_Model):
+    """``POST /api/v1/tasks/batch``: many submits, each validated on its own."""
+
+    tasks: list[
+        Annotated[
+            Any,
+            WithJsonSchema({"$ref": "#/components/schemas/SubmitRequest"}),
+        ]
+    ] = Field(
+        min_length=1,
+        description="Items shaped like the body of POST /api/v1/tasks; each is validated on "
+        "its own, so one bad item does not refuse the others.",
+    )
+
+
+class BatchItemResult(BaseModel):
+    """The outcome of one batch item, by its position in the request."""
+
+    index: int
+    ok: bool
+    task_id: str | None = None
+    state: TaskState | None = None
+    created: bool | None = None
+    error: str | None = Field(default=None, description="Why the item was refused.")
+
+
+class BatchResponse(BaseModel):
+    """The outcome of a batch: accepted items are submitted, refused ones say why."""
+
+    accepted: int
+    failed: int
+    created: int = Field(description="Accepted items that made a new task (the others matched).")
+    items: list[BatchItemResult]
+    detail: str | None = None
+
+
+# --------------------------------------------------------------------------- task views
+
+
+class StateChange(BaseModel):
+    """One entry of a task's state history."""
+
+    state: str
+    timestamp: datetime
+
+
+class TaskDetail(BaseModel):
+    """A task as the v1 API shows it, plus the fields this server adds.
+
+    ``result`` is a string (the summary text for summarize, JSON text otherwise); the structured
+    value is in ``result_data``. ``content`` is the input text for summarize and a short
+    description for other types (never the PDF itself).
+    """
+
+    task_id: str
+    state: TaskState
+    task_type: str
+    priority: Priority
+    lane: str
+    content: str | None
+    result: str | None
+    result_data: Any = None
+    retry_count: int
+    max_retries: int
+    last_error: str | None
+    error_type: str | None
+    retry_after: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    scheduled_at: datetime | None
+    dlq_at: datetime | None
+    worker_id: str | None
+    progress: float
+    progress_message: str | None
+    error_history: list[dict[str, Any]]
+    state_history: list[StateChange]
+    idempotency_key: str | None
+    metadata: dict[str, Any]
+    cancel_requested: bool
+    lost_leases: int
+
+
+class TaskSummary(BaseModel):
+    """A row of ``GET /api/v1/tasks/summaries/``: no content, no result."""
+
+    task_id: str
+    state: TaskState
+    task_type: str
+    priority: Priority
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    retry_count: int
+    max_retries: int
+    last_error: str | None
+    error_type: str | None
+    progress: float
+    content_length: int = Field(description="Characters of text, or bytes of an uploaded file.")
+    has_result: bool
+
+
+class TaskListBase(BaseModel):
+    """Pagination fields shared by both list routes (``page`` is 1-based)."""
+
+    page: int
+    page_size: int
+    total_items: int
+    total_pages: int = Field(description="ceil(total_items / page_size); 0 when empty.")
+    status: str | None = Field(default=None, description="The state filter, echoed (v1).")
+    scan_limited: bool = Field(
+        default=False,
+        description="True when a filter had to stop scanning at the scan bound: totals then "
+        "cover only the most recent tasks within the date range.",
+    )
+
+
+class TaskList(TaskListBase):
+    """``GET /api/v1/tasks/``."""
+
+    tasks: list[TaskDetail]
+
+
+class TaskSummaryList(TaskListBase):
+    """``GET /api/v1/tasks/summaries/``."""
+
+    tasks: list[TaskSummary]
+
+
+class RetryRequest(_Model):
+    """Optional body of ``POST /api/v1/tasks/{id}/retry``."""
+
+    reset_retry_count: bool = False
+
+
+class RetryResponse(BaseModel):
+    """A task sent back to the retry queue."""
+
+    task_id: str
+    state: TaskState
+    retry_count: int
+    message: str
+
+
+class CancelResponse(BaseModel):
+    """The state after a cancel: CANCELLED, or ACTIVE with ``cancel_requested`` (202)."""
+
+    task_id: str
+    state: TaskState
+    cancel_requested: bool
+    message: str
+
+
+class DeleteResponse(BaseModel):
+    """A deleted task."""
+
+    task_id: str
+    message: str
+
+
+class RequeueResponse(BaseModel):
+    """What ``requeue-orphaned`` repaired (with leases it should find nothing)."""
+
+    found: int
+    requeued: int
+    errors: list[str]
+    task_ids: list[str] = Field(default_factory=list)
+    message: str
+
+
+# --------------------------------------------------------------------------- queues
+
+
+class PriorityDepths(BaseModel):
+    """Primary queue depth per priority."""
+
+    high: int
+    default: int
+    low: int
+
+
+class QueueDepthsModel(BaseModel):
+    """Queue depths; ``primary`` is the sum over priorities (a number, as in v1)."""
+
+    primary: int
+    retry: int
+    scheduled: int
+    dlq: int
+    active: int
+    primary_by_priority: PriorityDepths
+
+
+class StateCounts(BaseModel):
+    """Tasks per state, from the counters the store keeps."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    PENDING: int = 0
+    ACTIVE: int = 0
+    SCHEDULED: int = 0
+    COMPLETED: int = 0
+    FAILED: int = 0
+    DLQ: int = 0
+    CANCELLED: int = 0
+
+
+class QueueStatus(BaseModel):
+    """``GET /api/v1/queues/status``."""
+
+    queues: QueueDepthsModel
+    states: StateCounts
+    retry_ratio: float = Field(
+        description="The share of claims that prefer the retry queue when both queues wait."
+    )
+
+
+# --------------------------------------------------------------------------- workers
+
+
+class BreakerView(BaseModel):
+    """A circuit breaker as the v1 dashboard reads it (``state``: closed, half-open, open)."""
+
+    state: str
+    fail_count: int = 0
+    success_count: int = 0
+    note: str | None = None
+
+
+class WorkerDetail(BaseModel):
+    """One worker, from its heartbeat."""
+
+    worker_id: str
+    worker_name: str
+    status: Literal["healthy", "stale"]
+    circuit_breaker: BreakerView
+    last_heartbeat: float | None = Field(description="Epoch seconds of the last heartbeat.")
+    heartbeat_age: float | None = Field(description="Seconds since the last heartbeat.")
+    active: int = 0
+    completed: int = 0
+    failed: int = 0
+    concurrency: int = 0
+    host: str | None = None
+    pid: int | None = None
+    started: float | None = None
+    active_tasks: list[Any] = Field(default_factory=list)
+
+
+class WorkersStatus(BaseModel):
+    """``GET /api/v1/workers/`` (always 200 when the store answers)."""
+
+    overall_status: Literal["healthy", "degraded"]
+    total_workers: int
+    healthy_workers: int
+    stale_workers: int
+    circuit_breaker_states: dict[str, int]
+    circuit_breaker: dict[str, Any] | None = Field(
+        default=None, description="The shared breaker's full status, when available."
+    )
+    worker_details: list[WorkerDetail]
+    timestamp: datetime
+    error: str | None = None
+
+
+class BreakerActionResult(BaseModel):
+    """How one worker sees the shared breaker after the action."""
+
+    worker_id: str
+    status: Literal["success"]
+    state: str
+
+
+class BreakerAction(BaseModel):
+    """Result of opening or resetting the shared breaker: every worker reads it from Redis."""
+
+    message: str
+    successful_workers: int
+    successful_resets: int | None = None
+    successful_opens: int | None = None
+    breaker: dict[str, Any]
+    results: list[BreakerActionResult]
+    timestamp: datetime
+
+
+class OpenBreakerRequest(_Model):
+    """Optional body of ``POST /api/v1/workers/open-circuit-breaker``."""
+
+    reason: str = Field(default="opened by an operator through the API", max_length=500)
+
+
+# --------------------------------------------------------------------------- health
+
+
+class ComponentStatus(BaseModel):
+    """One component of ``/health`` (only the fields that apply are set)."""
+
+    status: str
+    latency_ms: float | None = None
+    error: str | None = None
+    total: int | None = None
+    healthy: int | None = None
+    stale: int | None = None
+
+
+class HealthStatus(BaseModel):
+    """``GET /health``: always 200; ``status`` says whether everything works."""
+
+    status: Literal["healthy", "unhealthy"]
+    components: dict[str, ComponentStatus]
+    note: str
+    timestamp: datetime
+
+
+class SimpleStatus(BaseModel):
+    """``/live`` and ``/ready``."""
+
+    status: str
+    detail: str | None = None
+
+
+class ServiceInfo(BaseModel):
+    """``GET /``: what this server is and where to look next."""
+
+    name: str
+    version: str
+    docs: str
+    openapi: str
+    health: str
+    auth_required: bool
+    offline: bool
+
+
+# --------------------------------------------------------------------------- events
+
+
+class QueueSnapshotEvent(BaseModel):
+    """A frame of ``/api/v1/queues/status/stream`` (and ``/ws/stats``), as JSON in ``data:``."""
+
+    type: Literal["initial_status", "queue_update", "heartbeat", "error"]
+    queue_depths: dict[str, int] | None = None
+    primary_by_priority: PriorityDepths | None = None
+    state_counts: StateCounts | None = None
+    retry_ratio: float | None = None
+    timestamp: datetime
+    message: str | None = None
+
+
+# --------------------------------------------------------------------------- openrouter
+
+
+class OpenRouterStatus(BaseModel):
+    """``GET /api/v1/openrouter/status`` (v1 fields; the monitor may add more).
+
+    ``status``: active, api_key_missing, api_key_invalid, credits_exhausted, rate_limited, error.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    status: str
+    message: str | None = None
+    balance: float | None = None
+    usage_today: float | None = None
+    usage_month: float | None = None
+    last_check: str | None = None
+    error_details: Any = None
+    consecutive_failures: int | None = None
+    circuit_breaker_open: bool | None = None
+    cache_hit: bool | None = None
+
+
+class OpenRouterMetrics(BaseModel):
+    """``GET /api/v1/openrouter/metrics``: per-day counters (``metrics`` keyed by date)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    metrics: dict[str, dict[str, Any]]
+    days: int
+    generated_at: str | None = None

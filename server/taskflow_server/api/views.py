@@ -1,0 +1,170 @@
+"""Turn store records into API models (v1 shapes), without touching Redis.
+
+The task hash keeps epoch seconds and structured JSON; the v1 API shows ISO 8601 timestamps with a
+``Z``, ``result`` as a string and ``content`` as the task's input. These pure functions do that
+translation so every router shows a task the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from taskflow_server.api.schemas import StateChange, TaskDetail, TaskSummary
+from taskflow_server.store.records import TaskRecord
+
+CONTENT_PREVIEW_CHARS = 2000
+"""The most characters of a non-text payload shown as ``content``."""
+
+_TEXT_FIELDS = ("content", "text")
+
+
+def iso(ts: float | None) -> datetime | None:
+    """Epoch seconds as an aware UTC datetime (serialised with a ``Z``); ``None`` stays None."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def utcnow() -> datetime:
+    """The current time, aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def _must_iso(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def payload_text(payload: dict[str, Any] | None) -> str | None:
+    """The input text of a text task (``content`` or ``text`` field), if it has one."""
+    if not payload:
+        return None
+    for name in _TEXT_FIELDS:
+        value = payload.get(name)
+        if isinstance(value, str):
+            return value
+    return None
+
+
+def describe_content(record: TaskRecord, payload: dict[str, Any] | None) -> str | None:
+    """What ``content`` shows: the text for text tasks, a description of a file, else JSON."""
+    text = payload_text(payload)
+    if text is not None:
+        return text
+    if payload is None:
+        return None
+    blob = payload.get("blob")
+    if isinstance(blob, str):
+        name = payload.get("filename") or record.metadata.get("filename") or "upload"
+        size = record.metadata.get("file_size")
+        size_text = f"{size} bytes, " if isinstance(size, int) else ""
+        issue = payload.get("issue_date")
+        issue_text = f", issue {issue}" if issue else ""
+        return f"PDF {name} ({size_text}sha256 {blob[:16]}){issue_text}"
+    encoded = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), default=str)
+    if len(encoded) > CONTENT_PREVIEW_CHARS:
+        return encoded[: CONTENT_PREVIEW_CHARS - 1] + "…"
+    return encoded
+
+
+def content_length(record: TaskRecord, payload: dict[str, Any] | None) -> int:
+    """Characters of input text, or bytes of an uploaded file, or the payload's JSON length."""
+    text = payload_text(payload)
+    if text is not None:
+        return len(text)
+    size = record.metadata.get("file_size")
+    if isinstance(size, int):
+        return size
+    if payload is None:
+        return 0
+    return len(json.dumps(payload, separators=(",", ":"), default=str))
+
+
+def result_text(record: TaskRecord) -> str | None:
+    """The v1 ``result`` string: the summary for summarize, the JSON text of anything else."""
+    result = record.result
+    if result is None:
+        return None
+    if isinstance(result, str):
+        return result
+    if isinstance(result, dict):
+        summary = result.get("summary")
+        if record.task_type == "summarize" and isinstance(summary, str):
+            return summary
+    return json.dumps(result, ensure_ascii=False, default=str)
+
+
+def _history(entries: list[dict[str, Any]]) -> list[StateChange]:
+    out: list[StateChange] = []
+    for entry in entries:
+        state = entry.get("state")
+        ts = entry.get("ts", entry.get("timestamp"))
+        if isinstance(state, str) and isinstance(ts, int | float):
+            out.append(StateChange(state=state, timestamp=_must_iso(float(ts))))
+    return out
+
+
+def _errors(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for entry in entries:
+        item = dict(entry)
+        ts = item.get("timestamp")
+        if isinstance(ts, int | float):
+            item["timestamp"] = _must_iso(float(ts)).isoformat().replace("+00:00", "Z")
+        out.append(item)
+    return out
+
+
+def task_detail(record: TaskRecord, payload: dict[str, Any] | None) -> TaskDetail:
+    """The full v1 TaskDetail of a record (``payload`` supplies ``content``)."""
+    return TaskDetail(
+        task_id=record.id,
+        state=record.state,  # type: ignore[arg-type]  # the store only writes known states
+        task_type=record.task_type,
+        priority=record.priority,  # type: ignore[arg-type]
+        lane=record.lane,
+        content=describe_content(record, payload),
+        result=result_text(record),
+        result_data=record.result,
+        retry_count=record.retry_count,
+        max_retries=record.max_retries,
+        last_error=record.last_error,
+        error_type=record.error_type,
+        retry_after=iso(record.retry_after),
+        created_at=_must_iso(record.created_at),
+        updated_at=_must_iso(record.updated_at),
+        started_at=iso(record.started_at),
+        completed_at=iso(record.completed_at),
+        scheduled_at=iso(record.scheduled_at),
+        dlq_at=iso(record.dlq_at),
+        worker_id=record.worker_id,
+        progress=record.progress,
+        progress_message=record.progress_message,
+        error_history=_errors(record.error_history),
+        state_history=_history(record.state_history),
+        idempotency_key=record.idempotency_key,
+        metadata=record.metadata,
+        cancel_requested=record.cancel_requested,
+        lost_leases=record.lost_leases,
+    )
+
+
+def task_summary(record: TaskRecord, payload: dict[str, Any] | None) -> TaskSummary:
+    """A summary row: no content, no result; ``content_length`` and ``has_result`` instead."""
+    return TaskSummary(
+        task_id=record.id,
+        state=record.state,  # type: ignore[arg-type]
+        task_type=record.task_type,
+        priority=record.priority,  # type: ignore[arg-type]
+        created_at=_must_iso(record.created_at),
+        updated_at=_must_iso(record.updated_at),
+        completed_at=iso(record.completed_at),
+        retry_count=record.retry_count,
+        max_retries=record.max_retries,
+        last_error=record.last_error,
+        error_type=record.error_type,
+        progress=record.progress,
+        content_length=content_length(record, payload),
+        has_result=record.result is not None,
+    )
