@@ -68,9 +68,7 @@ class Runtime:
                 self.settings.openrouter_base_url,
                 self.settings.openrouter_model,
             )
-        self.redis = make_redis(
-            self.redis_url, max_connections=self.settings.redis_max_connections
-        )
+        self.redis = make_redis(self.redis_url, max_connections=self.settings.redis_max_connections)
         await wait_for_redis(self.redis, self.redis_url, timeout=wait_timeout)
         self.services = build_services(self.settings, self.redis)
         self.queue = TaskQueue(self.redis, self.services.keys, self.settings)

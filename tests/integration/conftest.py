@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from redis.asyncio import Redis
+
 from support import make_settings
 from taskflow_server.store.keys import Keys
 from taskflow_server.store.queue import TaskQueue

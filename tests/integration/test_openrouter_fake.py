@@ -379,6 +379,41 @@ async def test_control_endpoint_and_stats(fake: FakeOpenRouterThread) -> None:
         assert (await http.get("/_stats")).json()["requests"] == 0
 
 
+async def test_fault_rules_match_requests_and_the_log_records_them(
+    fake: FakeOpenRouterThread,
+) -> None:
+    headers = {"Authorization": f"Bearer {KEY}"}
+    image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}
+
+    def ask(text: str) -> dict[str, Any]:
+        content = [{"type": "text", "text": text}, image]
+        return {"messages": [{"role": "user", "content": content}]}
+
+    async with httpx.AsyncClient(base_url=fake.root_url) as http:
+        bad = await http.post("/_control", json={"fault_rules": [{"match": "x", "fault": "?"}]})
+        assert bad.status_code == 400
+        rules = [
+            {"match": "page 2", "fault": "bad_json", "times": 2},
+            {"match": "page 3", "fault": "502", "times": None},
+        ]
+        view = (await http.post("/_control", json={"fault_rules": rules})).json()
+        assert [r["remaining"] for r in view["fault_rules"]] == [2, None]
+        statuses = []
+        for text in ["page 1", "page 2", "page 2", "page 2", "page 3", "page 3"]:
+            answer = await http.post("/api/v1/chat/completions", json=ask(text), headers=headers)
+            statuses.append(answer.status_code)
+        assert statuses == [200, 200, 200, 200, 502, 502]
+        log = (await http.get("/_requests")).json()
+        assert [e["fault"] for e in log] == [None, "bad_json", "bad_json", None, "502", "502"]
+        assert log[1]["content"] == '{"this is": not valid JSON'
+        assert all(e["parts"] == ["text", "image_url"] for e in log)
+        assert (await http.get("/_stats")).json()["content_parts"] == {"text": 6, "image_url": 6}
+        view = (await http.post("/_control", json={"clear_rules": True})).json()
+        assert view["fault_rules"] == []
+        await http.post("/_reset")
+        assert (await http.get("/_requests")).json() == []
+
+
 async def test_random_failures_are_deterministic_for_a_seed(fake: FakeOpenRouterThread) -> None:
     async def run() -> list[int]:
         fake.app.state.fake = FakeState(FakeConfig(fail_rate=0.5, seed=7))

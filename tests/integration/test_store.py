@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 from redis.asyncio import Redis
+
 from support import make_settings
 from taskflow_server.store.audit import audit
 from taskflow_server.store.events import EventLog

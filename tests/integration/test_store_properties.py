@@ -9,6 +9,7 @@ import redis.asyncio as aioredis
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
+
 from support import make_settings
 from taskflow_server.store.audit import audit
 from taskflow_server.store.keys import Keys

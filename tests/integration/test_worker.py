@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 from redis.asyncio import Redis
+
 from support import make_settings
 from taskflow_server.config import Settings
 from taskflow_server.store.audit import audit

@@ -31,7 +31,7 @@ from taskflow_server.api.deps import ApiContext
 from taskflow_server.api.errors import install_error_handlers
 from taskflow_server.api.hub import EventHub, StatsCache
 from taskflow_server.api.limits import MULTIPART_OVERHEAD, BodyLimitMiddleware
-from taskflow_server.api.routers import events, health, openrouter, queues, tasks, workers
+from taskflow_server.api.routers import blobs, events, health, openrouter, queues, tasks, workers
 from taskflow_server.api.schemas import ErrorResponse, ValidationErrorResponse
 from taskflow_server.config import Settings, get_settings
 from taskflow_server.services import build_services
@@ -169,6 +169,7 @@ def create_app(
     app.include_router(queues.router, **auth)
     app.include_router(queues.stream_router, **stream_auth)
     app.include_router(workers.router, **auth)
+    app.include_router(blobs.router, **auth)
     app.include_router(openrouter.router, **auth)
     app.include_router(events.stream_router, **stream_auth)
     app.include_router(events.ws_router)  # checks the token itself during the handshake

@@ -476,3 +476,23 @@ class OpenRouterMetrics(BaseModel):
     metrics: dict[str, dict[str, Any]]
     days: int
     generated_at: str | None = None
+
+
+class TaskLookupRequest(BaseModel):
+    """Many task ids to read at once."""
+
+    task_ids: list[str] = Field(min_length=1, max_length=1000, description="Up to 1,000 ids.")
+
+
+class TaskLookup(BaseModel):
+    """The tasks found (in the order asked) and the ids that do not exist."""
+
+    tasks: list[TaskDetail]
+    missing: list[str]
+
+
+class BlobInfo(BaseModel):
+    """An uploaded file the server holds."""
+
+    sha256: str
+    size: int

@@ -15,7 +15,9 @@ Endpoints (under ``/api/v1``): ``POST /chat/completions`` (plain and ``json_sche
 
 Faults, in the order they are checked for a chat request:
 
-1. **scripted**: the next requests take faults from a queue (``enqueue``, see :data:`FAULTS`);
+1. **scripted**: a request whose last user message contains a rule's ``match`` text takes the
+   rule's fault (``fault_rules``, each for ``times`` requests or for good); otherwise the next
+   requests take faults from a queue (``enqueue``, see :data:`FAULTS`);
 2. **outage**: 503 ``provider_overloaded`` with ``Retry-After`` until the outage ends;
 3. **server-side token bucket** (``rate_limit``): a real 429 with ``Retry-After`` and
    ``X-RateLimit-Limit/Remaining/Reset`` (reset in epoch ms) when the bucket is empty;
@@ -28,8 +30,12 @@ distribution. Everything random comes from one ``random.Random(seed)``.
 Control at run time: ``POST /_control`` with any of ``latency``, ``latency_dist``, ``fail_rate``,
 ``fail_statuses``, ``outage_seconds``, ``rate_limit`` (``"N/Ts"`` or null), ``key_limit``,
 ``cost_per_1k_tokens``, ``seed``, ``enqueue`` (a list of faults), ``clear_queue``,
-``reset_stats``; ``GET /_control`` shows the config; ``GET /_stats`` counts requests, answers per
-status, 429s, tokens and the most requests ever in flight at once; ``POST /_reset`` clears stats.
+``fault_rules`` (a list of ``{"match": text, "fault": name, "times": n | null}``, added to the
+rules), ``clear_rules``, ``reset_stats``; ``GET /_control`` shows the config; ``GET /_stats``
+counts requests, answers per status, 429s, tokens, content parts by type and the most requests
+ever in flight at once; ``GET /_requests`` lists the last :data:`REQUEST_LOG_SIZE` chat requests
+(content part types, plugins, schema, fault, status, answer; never the file or image data);
+``POST /_reset`` clears stats, the log, the queue and the rules.
 """
 
 from __future__ import annotations
@@ -85,6 +91,9 @@ FAULTS: tuple[str, ...] = (
     "slow",
 )
 """Faults that ``enqueue`` accepts (``slow`` waits ``slow_seconds`` before answering normally)."""
+
+REQUEST_LOG_SIZE = 500
+"""How many chat requests ``GET /_requests`` remembers (the oldest are dropped)."""
 
 _PAGE = re.compile(rb"/Type\s*/Page(?![a-zA-Z])")
 _WORDS = re.compile(r"\w+", re.UNICODE)
@@ -143,13 +152,49 @@ class FakeConfig:
         }
 
 
+@dataclass
+class FaultRule:
+    """A scripted fault for the requests whose last user message contains ``match``.
+
+    Attributes:
+        match: text to look for (``""`` matches every request).
+        fault: one of :data:`FAULTS`.
+        remaining: how many more requests it applies to (``None`` = every matching request).
+    """
+
+    match: str
+    fault: str
+    remaining: int | None = None
+
+    @classmethod
+    def parse(cls, raw: Any) -> FaultRule:
+        """A rule from ``{"match", "fault", "times"}`` (raises ``ValueError`` when malformed)."""
+        if not isinstance(raw, Mapping):
+            raise ValueError("a fault rule is an object with match, fault and times")
+        fault = str(raw.get("fault"))
+        if fault not in FAULTS:
+            raise ValueError(f"unknown faults: [{fault!r}]")
+        times = raw.get("times")
+        if times is not None and (isinstance(times, bool) or int(times) < 1):
+            raise ValueError("times must be a positive integer or null")
+        return cls(str(raw.get("match") or ""), fault, None if times is None else int(times))
+
+    def public(self) -> dict[str, Any]:
+        """The rule as JSON-friendly data."""
+        return {"match": self.match, "fault": self.fault, "remaining": self.remaining}
+
+
 class FakeState:
-    """The server's mutable state: config, random generator, bucket, fault queue, statistics."""
+    """The server's mutable state: config, random generator, bucket, fault queue and rules,
+    statistics and the request log."""
 
     def __init__(self, config: FakeConfig) -> None:
         self.config = config
         self.rng = random.Random(config.seed)
         self.queue: collections.deque[str] = collections.deque()
+        self.rules: list[FaultRule] = []
+        self.log: collections.deque[dict[str, Any]] = collections.deque(maxlen=REQUEST_LOG_SIZE)
+        self.logged = 0
         self.outage_until = 0.0
         self.tokens = float(config.rate_limit.requests) if config.rate_limit else 0.0
         self.bucket_ts = time.monotonic()
@@ -160,7 +205,9 @@ class FakeState:
         self.reset_stats()
 
     def reset_stats(self) -> None:
-        """Zero every counter."""
+        """Zero every counter and empty the request log."""
+        self.log.clear()
+        self.logged = 0
         self.stats = {
             "requests": 0,
             "chat_requests": 0,
@@ -168,6 +215,7 @@ class FakeState:
             "rate_limited": 0,
             "by_status": collections.Counter[str](),
             "faults": collections.Counter[str](),
+            "content_parts": collections.Counter[str](),
             "prompt_tokens": 0,
             "completion_tokens": 0,
             "max_in_flight": 0,
@@ -179,6 +227,7 @@ class FakeState:
         out = dict(self.stats)
         out["by_status"] = dict(self.stats["by_status"])
         out["faults"] = dict(self.stats["faults"])
+        out["content_parts"] = dict(self.stats["content_parts"])
         out["in_flight"] = self.in_flight
         out["queued_faults"] = len(self.queue)
         out["elapsed"] = round(time.time() - self.stats["started_at"], 3)
@@ -215,6 +264,23 @@ class FakeState:
         if self.config.latency_dist == "exponential":
             return self.rng.expovariate(1.0 / mean)
         return mean
+
+    def next_request_number(self) -> int:
+        """The 1-based number of the next request-log entry (counts since the last reset)."""
+        self.logged += 1
+        return self.logged
+
+    def rule_fault(self, text: str) -> str | None:
+        """The fault of the first live rule whose ``match`` is in ``text`` (uses one of its
+        ``times``; an exhausted rule is dropped)."""
+        for rule in self.rules:
+            if rule.match in text:
+                if rule.remaining is not None:
+                    rule.remaining -= 1
+                    if rule.remaining <= 0:
+                        self.rules.remove(rule)
+                return rule.fault
+        return None
 
     def random_fault(self) -> str | None:
         """A random failure, drawn with ``fail_rate`` over ``fail_statuses``."""
@@ -508,14 +574,58 @@ async def _chat(request: Request) -> Response:
         return _count(state, _error(400, "messages is required", {"error_type": "invalid_request"}))
     state.in_flight += 1
     state.stats["max_in_flight"] = max(state.stats["max_in_flight"], state.in_flight)
+    entry = _describe(state, body)
     try:
-        return _count(state, await _answer(state, body))
+        response = _count(state, await _answer(state, body, entry))
+        entry["status"] = response.status_code
+        return response
     finally:
         state.in_flight -= 1
+        state.log.append(entry)
 
 
-def _pre_answer_fault(state: FakeState) -> tuple[str | None, Response | None]:
+def _describe(state: FakeState, body: Mapping[str, Any]) -> dict[str, Any]:
+    """The request-log entry of a chat request (no file or image data), counting its parts."""
+    parts: list[str] = []
+    file_pages: list[int] = []
+    for message in body["messages"]:
+        content = message.get("content") if isinstance(message, Mapping) else None
+        for part in content if isinstance(content, list) else []:
+            if not isinstance(part, Mapping):
+                continue
+            kind = str(part.get("type"))
+            parts.append(kind)
+            state.stats["content_parts"][kind] += 1
+            if kind == "file" and isinstance(part.get("file"), Mapping):
+                file_pages.append(_pages(part["file"]))
+    text, _ = _text_of(body["messages"])
+    response_format = body.get("response_format")
+    spec = response_format.get("json_schema") if isinstance(response_format, Mapping) else None
+    return {
+        "n": state.next_request_number(),
+        "at": time.time(),
+        "model": body.get("model"),
+        "stream": bool(body.get("stream")),
+        "text": text[:300],
+        "parts": parts,
+        "file_pages": file_pages,
+        "plugins": body.get("plugins"),
+        "response_format": (
+            response_format.get("type") if isinstance(response_format, Mapping) else None
+        ),
+        "json_schema": dict(spec) if isinstance(spec, Mapping) else None,
+        "fault": None,
+        "status": None,
+        "content": None,
+    }
+
+
+def _pre_answer_fault(state: FakeState, text: str) -> tuple[str | None, Response | None]:
     """The fault to apply, and an error response when it ends the request before the model."""
+    ruled = state.rule_fault(text)
+    if ruled is not None:
+        state.stats["faults"][ruled] += 1
+        return ruled, _fault_response(state, ruled)
     if state.queue:
         fault = state.queue.popleft()
         state.stats["faults"][fault] += 1
@@ -540,15 +650,16 @@ def _pre_answer_fault(state: FakeState) -> tuple[str | None, Response | None]:
     return None, None
 
 
-async def _answer(state: FakeState, body: dict[str, Any]) -> Response:
-    fault, early = _pre_answer_fault(state)
+async def _answer(state: FakeState, body: dict[str, Any], entry: dict[str, Any]) -> Response:
+    messages = body["messages"]
+    text, notes = _text_of(messages)
+    fault, early = _pre_answer_fault(state, text)
+    entry["fault"] = fault
     delay = state.latency() + (state.config.slow_seconds if fault == "slow" else 0.0)
     if delay > 0:
         await asyncio.sleep(delay)
     if early is not None:
         return early
-    messages = body["messages"]
-    text, notes = _text_of(messages)
     response_format = body.get("response_format")
     if fault == "bad_json":
         content = '{"this is": not valid JSON'
@@ -560,6 +671,7 @@ async def _answer(state: FakeState, body: dict[str, Any]) -> Response:
         content = json.dumps({"summary": _plain_answer(text, notes)}, ensure_ascii=False)
     else:
         content = _plain_answer(text, notes)
+    entry["content"] = content
     state.generation += 1
     gen_id = f"gen-{state.generation}"
     usage = _usage(state, len(json.dumps(messages)), content)
@@ -578,7 +690,7 @@ async def _answer(state: FakeState, body: dict[str, Any]) -> Response:
     }
     if fault in ("200_error", "stream_error"):
         choice["finish_reason"] = choice["native_finish_reason"] = "error"
-        choice["message"]["content"] = ""
+        choice["message"]["content"] = entry["content"] = ""
         choice["error"] = {"code": 502, "message": "Upstream error after generation started"}
     elif fault == "content_filter":
         choice["finish_reason"] = choice["native_finish_reason"] = "content_filter"
@@ -707,6 +819,13 @@ def apply_control(state: FakeState, changes: Mapping[str, Any]) -> None:
         if unknown:
             raise ValueError(f"unknown faults: {sorted(unknown)}")
         state.queue.extend(faults)
+    if changes.get("clear_rules"):
+        state.rules.clear()
+    if "fault_rules" in changes:
+        rules = changes["fault_rules"]
+        if not isinstance(rules, list):
+            raise ValueError("fault_rules must be a list")
+        state.rules.extend([FaultRule.parse(rule) for rule in rules])
     if changes.get("reset_stats"):
         state.reset_stats()
 
@@ -717,6 +836,7 @@ def _control_view(state: FakeState) -> dict[str, Any]:
         **state.config.public(),
         "outage_remaining": round(outage, 3),
         "queued_faults": list(state.queue),
+        "fault_rules": [rule.public() for rule in state.rules],
         "faults": list(FAULTS),
     }
 
@@ -738,10 +858,15 @@ async def _stats(request: Request) -> Response:
     return JSONResponse(request.app.state.fake.snapshot())
 
 
+async def _requests(request: Request) -> Response:
+    return JSONResponse(list(request.app.state.fake.log))
+
+
 async def _reset(request: Request) -> Response:
     state: FakeState = request.app.state.fake
     state.reset_stats()
     state.queue.clear()
+    state.rules.clear()
     state.outage_until = 0.0
     state.set_rate(state.config.rate_limit)
     return JSONResponse(state.snapshot())
@@ -757,6 +882,7 @@ def build_app(config: FakeConfig | None = None) -> Starlette:
             Route("/api/v1/credits", _credits, methods=["GET"]),
             Route("/_control", _control, methods=["GET", "POST"]),
             Route("/_stats", _stats, methods=["GET"]),
+            Route("/_requests", _requests, methods=["GET"]),
             Route("/_reset", _reset, methods=["POST"]),
         ]
     )

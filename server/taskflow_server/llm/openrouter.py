@@ -485,7 +485,19 @@ class OpenRouterClient:
         try:
             if self.limiter is not None:
                 async with self.limiter.slot():
-                    result = await self._send(body, expect_json)
+                    try:
+                        result = await self._send(body, expect_json)
+                    except UpstreamError as exc:
+                        if exc.error_class is ErrorClass.RATE_LIMITED:
+                            # Set the shared cool-down while this call still holds its slot:
+                            # released first, the slot can go to a caller that sends before
+                            # the cool-down exists and earns a second 429.
+                            await _quietly(
+                                self.limiter.set_cooldown(
+                                    exc.retry_after or DEFAULT_COOLDOWN_SECONDS
+                                )
+                            )
+                        raise
             else:
                 result = await self._send(body, expect_json)
         except asyncio.CancelledError:
@@ -529,8 +541,6 @@ class OpenRouterClient:
     async def _after_failure(self, error: UpstreamError) -> None:
         cls = error.error_class
         log.info("openrouter call failed: %s", error)
-        if self.limiter is not None and cls is ErrorClass.RATE_LIMITED:
-            await _quietly(self.limiter.set_cooldown(error.retry_after or DEFAULT_COOLDOWN_SECONDS))
         if self.limiter is not None and cls is ErrorClass.IN_FLIGHT_BUDGET:
             await _quietly(
                 self.limiter.reduce_in_flight(error.retry_after or DEFAULT_IN_FLIGHT_SECONDS)

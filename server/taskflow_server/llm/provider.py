@@ -21,7 +21,7 @@ from taskflow_server.llm.offline import LABEL, summarize_text
 from taskflow_server.llm.openrouter import OpenRouterClient
 from taskflow_server.resilience.breaker import CircuitBreaker
 from taskflow_server.resilience.errors import ErrorClass, TaskError
-from taskflow_server.resilience.ratelimit import RateLimiter
+from taskflow_server.resilience.ratelimit import RateLimiter, upstream_burst
 from taskflow_server.store.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -174,13 +174,15 @@ def make_provider(settings: Settings, redis: Redis, keys: Keys) -> LLMProvider:
         monitor = OpenRouterMonitor(redis, keys, settings, None)
         return OfflineProvider(monitor=monitor)
     breaker = CircuitBreaker(redis, keys, "openrouter", settings)
+    rate = settings.parsed_rate_limit
     limiter = RateLimiter(
         redis,
         keys,
         "openrouter",
-        settings.parsed_rate_limit,
+        rate,
         settings.max_in_flight,
         lease_seconds=settings.openrouter_timeout + 30.0,
+        burst=upstream_burst(rate) if rate is not None else None,
     )
     monitor = OpenRouterMonitor(redis, keys, settings, None)
     client = OpenRouterClient(settings, limiter=limiter, breaker=breaker, metrics=monitor)

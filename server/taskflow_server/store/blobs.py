@@ -42,6 +42,15 @@ class BlobStore:
         value: Any = await self._redis.get(self._keys.blob(sha))
         return bytes(value) if value is not None else None
 
+    async def size(self, sha: str) -> int | None:
+        """The stored size in bytes, or ``None`` when unknown or expired."""
+        key = self._keys.blob(sha)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.exists(key)
+            pipe.strlen(key)
+            exists, length = await pipe.execute()
+        return int(length) if exists else None
+
     async def exists(self, sha: str) -> bool:
         """Whether a blob with this digest is stored."""
         return bool(await self._redis.exists(self._keys.blob(sha)))

@@ -284,13 +284,17 @@ async def _vision(ctx: TaskContext, payload: PdfxtractPayload, data: bytes) -> d
         else None
     )
 
+    aborted = False  # set when a page's failure ends the attempt
+
     async def one(page: PageData) -> None:
-        nonlocal done
+        nonlocal done, aborted
         use_parser = settings.pdf_use_file_parser and not page.has_text_layer
         messages = page_messages(page, total, payload, use_parser)
         reason = ""
         async with gate:
             for attempt in range(PAGE_ATTEMPTS):
+                if aborted:  # another page ended the attempt: send nothing more
+                    return
                 if ctx.cancelled:
                     reason = "cancelled"
                     break
@@ -309,6 +313,7 @@ async def _vision(ctx: TaskContext, payload: PdfxtractPayload, data: bytes) -> d
                     break
                 except TaskError as exc:
                     if exc.error_class not in _PAGE_LOCAL:
+                        aborted = True  # before the gate opens for a waiting page
                         raise
                     add_usage(usage, dict(getattr(exc, "usage", None) or {}))
                     reason = f"{exc.error_class.value}: {exc.message}"
@@ -322,7 +327,16 @@ async def _vision(ctx: TaskContext, payload: PdfxtractPayload, data: bytes) -> d
         done += 1
         await ctx.progress(done / total, f"page {done}/{total}")
 
-    await asyncio.gather(*(one(page) for page in pages))
+    jobs = [asyncio.create_task(one(page)) for page in pages]
+    try:
+        await asyncio.gather(*jobs)
+    except BaseException:
+        # One page ended the attempt (an upstream failure): stop the others, so pages still
+        # waiting for a slot are not sent on behalf of an attempt that has already failed.
+        for job in jobs:
+            job.cancel()
+        await asyncio.gather(*jobs, return_exceptions=True)
+        raise
     failures = [v for v in outcome.values() if isinstance(v, str)]
     if failures and len(failures) == total:
         raise TaskError(

@@ -42,6 +42,8 @@ from taskflow_server.api.schemas import (
     TaskCreated,
     TaskDetail,
     TaskList,
+    TaskLookup,
+    TaskLookupRequest,
     TaskState,
     TaskSummaryList,
     ValidationErrorResponse,
@@ -647,6 +649,19 @@ async def _must_get(ctx: ApiContext, task_id: str) -> TaskRecord:
     if record is None:
         raise HTTPException(404, f"task {task_id} not found")
     return record
+
+
+@router.post("/lookup", response_model=TaskLookup, summary="Many tasks at once")
+async def lookup_tasks(body: TaskLookupRequest, ctx: ContextDep) -> TaskLookup:
+    """Full detail of up to 1,000 tasks in one request (what a client waiting on many polls)."""
+    ids = list(dict.fromkeys(body.task_ids))
+    records = await ctx.queue.get_many(ids)
+    found = [r for r in records if r is not None]
+    payloads = await ctx.queue.payloads_many([r.id for r in found])
+    return TaskLookup(
+        tasks=[task_detail(r, p) for r, p in zip(found, payloads, strict=True)],
+        missing=[i for i, r in zip(ids, records, strict=True) if r is None],
+    )
 
 
 @router.get("/{task_id}", response_model=TaskDetail, responses=NOT_FOUND, summary="One task")

@@ -129,6 +129,17 @@ async def _action_result(ctx: ApiContext, verb: str) -> BreakerAction:
     )
 
 
+@router.get(
+    "/circuit-breaker",
+    response_model=dict[str, Any],
+    summary="The shared circuit breaker's state",
+)
+async def breaker_state(ctx: ContextDep) -> dict[str, Any]:
+    """State (closed, open, half-open), failure counts, time to half-open, reason."""
+    status = await _breaker(ctx).status()
+    return {**status, "state": _view(status).state}
+
+
 @router.post(
     "/reset-circuit-breaker",
     response_model=BreakerAction,

@@ -1,0 +1,527 @@
+"""The asynchronous client, on ``httpx.AsyncClient``: the same surface as
+:class:`~taskflow_sdk.Client`, with coroutines.
+
+Await it at the top level of a notebook or inside any running loop; it creates no loop and
+patches none. All the logic lives in :mod:`taskflow_sdk._base`; this module only sends requests
+(concurrently for ``Gather``) and sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+
+import httpx
+
+from taskflow_sdk._base import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_TIMEOUT,
+    USE_CLIENT_DEFAULT,
+    Flow,
+    Gather,
+    ListQuery,
+    Requests,
+    Send,
+    Timeout,
+    TimeoutTypes,
+    WaitState,
+    resolve_config,
+    task_id_of,
+)
+from taskflow_sdk._files import FileInput, read_upload
+from taskflow_sdk.client import STREAM_REPOLL_SECONDS, TERMINAL_EVENT_TYPES
+from taskflow_sdk.events import AsyncEventStream, EventCursor
+from taskflow_sdk.models import (
+    BatchSubmitResult,
+    BreakerStatus,
+    Event,
+    Health,
+    Metrics,
+    OpenRouterStatus,
+    QueueStatus,
+    Task,
+    TaskList,
+    TaskState,
+    WorkerList,
+    tasks_frame,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from taskflow_sdk.batch import AsyncBatchRun
+
+T = TypeVar("T")
+
+__all__ = ["AsyncClient", "AsyncTaskPager"]
+
+GATHER_CONCURRENCY = 32
+"""Requests one ``Gather`` (e.g. a polling round of ``wait()``) keeps in flight."""
+
+
+class AsyncClient:
+    """An asyncio client of the AsyncTaskFlow API (same options as
+    :class:`~taskflow_sdk.Client`).
+
+    Args:
+        base_url: the server; default ``TASKFLOW_URL``, else ``http://127.0.0.1:8000``.
+        token: the bearer token; default ``TASKFLOW_API_TOKEN``.
+        timeout: per-request timeout (seconds, ``httpx.Timeout`` or ``None``); every method
+            also takes ``timeout=``.
+        max_retries: automatic retries of idempotent requests (connection errors, 429, 5xx),
+            with backoff and jitter honouring ``Retry-After``; submits keep one idempotency key
+            across their retries.
+        http_client: an ``httpx.AsyncClient`` to use; the client does not close it.
+
+    Use it as ``async with AsyncClient() as client:``, or ``await client.close()``.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        token: str | None = None,
+        timeout: TimeoutTypes = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._config = resolve_config(base_url, token, timeout, max_retries)
+        self._requests = Requests(self._config)
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.AsyncClient(timeout=self._config.timeout)
+        self.breaker = AsyncBreaker(self)
+        """The shared circuit breaker: ``await open()``, ``reset()``, ``status()``."""
+        self.openrouter = AsyncOpenRouter(self)
+        """The upstream: ``await status()``, ``metrics()``."""
+
+    @property
+    def base_url(self) -> str:
+        """The server's URL."""
+        return self._config.base_url
+
+    # ------------------------------------------------------------------ flow driver
+
+    async def _run(self, flow: Flow[T]) -> T:
+        outcome: Any = None
+        while True:
+            try:
+                action = flow.send(outcome)
+            except StopIteration as stop:
+                return cast(T, stop.value)
+            if isinstance(action, Send):
+                request = self._http.build_request(**action.spec.build_kwargs(self._config))
+                try:
+                    outcome = await self._http.send(request)
+                except httpx.TransportError as exc:
+                    outcome = exc
+            elif isinstance(action, Gather):
+                outcome = await self._gather(action.flows)
+            else:
+                await asyncio.sleep(action.seconds)
+                outcome = None
+
+    async def _gather(self, flows: Sequence[Flow[Any]]) -> builtins.list[Any]:
+        limit = asyncio.Semaphore(GATHER_CONCURRENCY)
+
+        async def one(flow: Flow[Any]) -> Any:
+            async with limit:
+                try:
+                    return await self._run(flow)
+                except Exception as exc:
+                    return exc
+
+        return builtins.list(await asyncio.gather(*(one(f) for f in flows)))
+
+    # ------------------------------------------------------------------ submit
+
+    async def summarize(
+        self,
+        text: str,
+        *,
+        sentences: int | None = None,
+        language: str | None = None,
+        priority: str | None = None,
+        max_retries: int | None = None,
+        idempotency_key: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> Task:
+        """Submit a summarize task for ``text`` (see :meth:`Client.summarize`)."""
+        options = {"sentences": sentences, "language": language}
+        return await self._run(
+            self._requests.summarize(
+                text,
+                options=options,
+                priority=priority,
+                max_retries=max_retries,
+                idempotency_key=idempotency_key,
+                metadata=metadata,
+                timeout=timeout,
+            )
+        )
+
+    async def extract_pdf(
+        self,
+        file: FileInput,
+        issue_date: str | None = None,
+        *,
+        filename: str | None = None,
+        priority: str | None = None,
+        max_retries: int | None = None,
+        idempotency_key: str | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> Task:
+        """Submit a pdfxtract task; the file is uploaded only when the server lacks it (see
+        :meth:`Client.extract_pdf`)."""
+        upload = await asyncio.to_thread(read_upload, file, filename)
+        return await self._run(
+            self._requests.extract_pdf(
+                upload,
+                issue_date=issue_date,
+                priority=priority,
+                max_retries=max_retries,
+                idempotency_key=idempotency_key,
+                timeout=timeout,
+            )
+        )
+
+    async def submit(
+        self,
+        task_type: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        priority: str | None = None,
+        max_retries: int | None = None,
+        idempotency_key: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> Task:
+        """Submit a task of any registered type (see :meth:`Client.submit`)."""
+        return await self._run(
+            self._requests.submit(
+                task_type,
+                payload,
+                priority=priority,
+                max_retries=max_retries,
+                idempotency_key=idempotency_key,
+                metadata=metadata,
+                timeout=timeout,
+            )
+        )
+
+    async def submit_many(
+        self, items: Iterable[Mapping[str, Any]], *, timeout: Timeout = USE_CLIENT_DEFAULT
+    ) -> BatchSubmitResult:
+        """Submit many tasks in few requests (see :meth:`Client.submit_many`)."""
+        return await self._run(self._requests.submit_many(items, timeout=timeout))
+
+    # ------------------------------------------------------------------ tasks
+
+    async def get(self, task: Task | str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> Task:
+        """The task with every field (raises :class:`~taskflow_sdk.NotFoundError`)."""
+        return await self._run(self._requests.get(task_id_of(task), timeout=timeout))
+
+    def list(
+        self,
+        *,
+        state: TaskState | str | None = None,
+        task_type: str | None = None,
+        since: datetime | date | str | None = None,
+        until: datetime | date | str | None = None,
+        id_prefix: str | None = None,
+        sort: str = "-created_at",
+        page_size: int = 100,
+        limit: int | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> AsyncTaskPager:
+        """Tasks matching the filters, as an async iterator over pages fetched as needed (see
+        :meth:`Client.list`); ``await pager.to_pandas()`` collects them."""
+        query = ListQuery.make(
+            state=state,
+            task_type=task_type,
+            since=since,
+            until=until,
+            id_prefix=id_prefix,
+            sort=sort,
+            page_size=page_size,
+            limit=limit,
+        )
+        return AsyncTaskPager(self, query, timeout)
+
+    @overload
+    async def wait(  # type: ignore[overload-overlap]
+        self,
+        tasks: Task | str,
+        *,
+        timeout: float | None = ...,
+        poll_interval: float = ...,
+        stream: bool = ...,
+        raise_on_failure: bool = ...,
+    ) -> Task: ...
+
+    @overload
+    async def wait(
+        self,
+        tasks: Sequence[Task | str],
+        *,
+        timeout: float | None = ...,
+        poll_interval: float = ...,
+        stream: bool = ...,
+        raise_on_failure: bool = ...,
+    ) -> builtins.list[Task]: ...
+
+    async def wait(
+        self,
+        tasks: Task | str | Sequence[Task | str],
+        *,
+        timeout: float | None = None,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        stream: bool = False,
+        raise_on_failure: bool = False,
+    ) -> Task | builtins.list[Task]:
+        """Wait until the task (or every task of a list) has finished (see
+        :meth:`Client.wait`)."""
+        single = isinstance(tasks, Task | str)
+        if isinstance(tasks, Task | str):
+            ids = [task_id_of(tasks)]
+        else:
+            ids = [task_id_of(t) for t in tasks]
+        if stream:
+            done = await self._wait_stream(ids, timeout, poll_interval, raise_on_failure)
+        else:
+            flow = self._requests.wait(
+                ids, timeout=timeout, poll_interval=poll_interval, raise_on_failure=raise_on_failure
+            )
+            done = await self._run(flow)
+        return done[0] if single else done
+
+    async def _wait_stream(
+        self, ids: builtins.list[str], timeout: float | None, poll: float, raise_on_failure: bool
+    ) -> builtins.list[Task]:
+        state = WaitState(ids, timeout, raise_on_failure)
+        stream = self.events(types=TERMINAL_EVENT_TYPES)
+        inbox: asyncio.Queue[Event | BaseException] = asyncio.Queue()
+
+        async def pump() -> None:
+            try:
+                async for event in stream:
+                    inbox.put_nowait(event)
+            except Exception as exc:
+                inbox.put_nowait(exc)
+
+        reader = asyncio.create_task(pump(), name="taskflow-wait-events")
+        try:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stream.connected.wait(), timeout=state.clip(5.0))
+            repoll = max(STREAM_REPOLL_SECONDS, poll)
+            fresh = builtins.list(state.pending)
+            while True:
+                if fresh:
+                    for task in await self._gather([self._requests.get(i) for i in fresh]):
+                        if isinstance(task, BaseException):
+                            raise task
+                        state.update(task)
+                if state.finished:
+                    return state.result()
+                state.check_deadline()
+                try:
+                    item = await asyncio.wait_for(inbox.get(), timeout=state.clip(repoll))
+                except TimeoutError:
+                    fresh = state.pending
+                    continue
+                if isinstance(item, BaseException):
+                    raise item
+                fresh = [item.task_id] if item.task_id and state.is_pending(item.task_id) else []
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reader
+            await stream.aclose()
+
+    async def cancel(self, task: Task | str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> Task:
+        """Cancel a task (see :meth:`Client.cancel`)."""
+        return await self._run(self._requests.cancel(task_id_of(task), timeout=timeout))
+
+    async def retry(
+        self,
+        task: Task | str,
+        reset_retry_count: bool = False,
+        *,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> Task:
+        """Send a DLQ (or FAILED) task back to the queue (see :meth:`Client.retry`)."""
+        return await self._run(
+            self._requests.retry(
+                task_id_of(task), reset_retry_count=reset_retry_count, timeout=timeout
+            )
+        )
+
+    async def delete(self, task: Task | str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> None:
+        """Delete a task, whatever its state."""
+        await self._run(self._requests.delete(task_id_of(task), timeout=timeout))
+
+    # ------------------------------------------------------------------ system
+
+    async def dlq(self, limit: int = 100, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> TaskList:
+        """The dead-lettered tasks, oldest first (at most ``limit``, up to 1000)."""
+        return await self._run(self._requests.dlq(limit, timeout=timeout))
+
+    async def queues(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> QueueStatus:
+        """Queue depths and tasks per state."""
+        return await self._run(self._requests.queues(timeout=timeout))
+
+    async def workers(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> WorkerList:
+        """The workers seen recently, with their heartbeats."""
+        return await self._run(self._requests.workers(timeout=timeout))
+
+    async def health(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> Health:
+        """The server's component health (``/health``; no token needed)."""
+        return await self._run(self._requests.health(timeout=timeout))
+
+    def events(
+        self,
+        last_event_id: str | None = None,
+        types: Sequence[str] | None = None,
+        *,
+        task_id: str | None = None,
+    ) -> AsyncEventStream:
+        """Live task events as an async iterator that resumes after dropped connections (see
+        :meth:`Client.events`)."""
+        cursor = EventCursor(last_event_id, types, task_id)
+        return AsyncEventStream(
+            self, lambda after: self._requests.events_spec(after, cursor.types, task_id), cursor
+        )
+
+    async def batch(
+        self,
+        texts: Sequence[str] | None = None,
+        paths: Sequence[str] | None = None,
+        folder: str | None = None,
+        pattern: str = "*.pdf",
+        summarize: bool = True,
+        **opts: Any,
+    ) -> AsyncBatchRun:
+        """Submit a batch idempotently and return its :class:`~taskflow_sdk.AsyncBatchRun` (see
+        :meth:`Client.batch`)."""
+        from taskflow_sdk.batch import AsyncBatchRun
+
+        run = AsyncBatchRun(
+            self,
+            texts=texts,
+            paths=paths,
+            folder=folder,
+            pattern=pattern,
+            summarize=summarize,
+            **opts,
+        )
+        await run.submit()
+        return run
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def close(self) -> None:
+        """Close the connections (not those of an ``http_client`` you passed in)."""
+        if self._owns_http:
+            await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def __repr__(self) -> str:
+        return f"AsyncClient(base_url={self.base_url!r})"
+
+
+class AsyncBreaker:
+    """The shared circuit breaker of the upstream (``client.breaker``)."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def status(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> BreakerStatus:
+        """Its state, counters and time to half-open."""
+        c = self._client
+        return await c._run(c._requests.breaker_status(timeout=timeout))
+
+    async def open(
+        self, reason: str | None = None, *, timeout: Timeout = USE_CLIENT_DEFAULT
+    ) -> BreakerStatus:
+        """Hold it open until :meth:`reset`: workers stop claiming LLM tasks (they wait)."""
+        c = self._client
+        return await c._run(c._requests.breaker_open(reason, timeout=timeout))
+
+    async def reset(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> BreakerStatus:
+        """Close it and clear its counters: workers resume."""
+        c = self._client
+        return await c._run(c._requests.breaker_reset(timeout=timeout))
+
+
+class AsyncOpenRouter:
+    """The LLM upstream's key status and daily metrics (``client.openrouter``)."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def status(
+        self, force_refresh: bool = False, *, timeout: Timeout = USE_CLIENT_DEFAULT
+    ) -> OpenRouterStatus:
+        """The key's state (cached 60 s by the server unless ``force_refresh``)."""
+        c = self._client
+        return await c._run(c._requests.openrouter_status(force_refresh, timeout=timeout))
+
+    async def metrics(self, days: int = 7, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> Metrics:
+        """Calls, failures, tokens and cost per day for the last ``days`` days."""
+        c = self._client
+        return await c._run(c._requests.openrouter_metrics(days, timeout=timeout))
+
+
+class AsyncTaskPager:
+    """Tasks of ``AsyncClient.list()``: ``async for`` every match, ``pages()`` for the raw
+    pages, ``await to_pandas()`` / ``await to_list()`` to collect."""
+
+    def __init__(self, client: AsyncClient, query: ListQuery, timeout: Timeout) -> None:
+        self._client = client
+        self._query = query
+        self._timeout = timeout
+
+    async def pages(self) -> AsyncIterator[TaskList]:
+        """Each page, in order."""
+        page = 1
+        while True:
+            flow = self._client._requests.list_page(self._query, page, timeout=self._timeout)
+            result = await self._client._run(flow)
+            yield result
+            if not result.tasks or page >= result.total_pages:
+                return
+            page += 1
+
+    async def _items(self) -> AsyncIterator[Task]:
+        limit = self._query.limit
+        count = 0
+        async for page in self.pages():
+            for task in page.tasks:
+                if not self._query.keep(task):
+                    continue
+                if limit is not None and count >= limit:
+                    return
+                count += 1
+                yield task
+            if limit is not None and count >= limit:
+                return
+
+    def __aiter__(self) -> AsyncIterator[Task]:
+        return self._items()
+
+    async def to_list(self) -> builtins.list[Task]:
+        """Every matching task."""
+        return [task async for task in self._items()]
+
+    async def to_pandas(self) -> pd.DataFrame:
+        """Every matching task, one row each."""
+        return tasks_frame(await self.to_list())

@@ -1,0 +1,547 @@
+"""The synchronous client, on ``httpx.Client``.
+
+It never touches an event loop, so it works the same in scripts, threads and notebooks. All the
+logic lives in :mod:`taskflow_sdk._base`; this module only sends requests and sleeps.
+"""
+
+from __future__ import annotations
+
+import builtins
+import queue
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+
+import httpx
+
+from taskflow_sdk._base import (
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_POLL_INTERVAL,
+    DEFAULT_TIMEOUT,
+    USE_CLIENT_DEFAULT,
+    Flow,
+    Gather,
+    ListQuery,
+    Requests,
+    Send,
+    Timeout,
+    TimeoutTypes,
+    WaitState,
+    gather_flow,
+    resolve_config,
+    task_id_of,
+)
+from taskflow_sdk._files import FileInput, read_upload
+from taskflow_sdk.events import EventCursor, EventStream
+from taskflow_sdk.models import (
+    BatchSubmitResult,
+    BreakerStatus,
+    Health,
+    Metrics,
+    OpenRouterStatus,
+    QueueStatus,
+    Task,
+    TaskList,
+    TaskState,
+    WorkerList,
+    tasks_frame,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from taskflow_sdk.batch import BatchRun
+
+T = TypeVar("T")
+
+__all__ = ["Client", "TaskPager"]
+
+STREAM_REPOLL_SECONDS = 5.0
+"""In ``wait(stream=True)``, unfinished tasks are polled again after this long without news."""
+TERMINAL_EVENT_TYPES = ("task_state_changed", "task_deleted", "task_expired")
+
+
+class Client:
+    """A client of the AsyncTaskFlow API.
+
+    Args:
+        base_url: the server, e.g. ``http://127.0.0.1:8000``; default ``TASKFLOW_URL``, else
+            ``http://127.0.0.1:8000``.
+        token: the bearer token; default ``TASKFLOW_API_TOKEN`` (none when unset).
+        timeout: per-request timeout in seconds (or an ``httpx.Timeout``; ``None``: no limit).
+            Every method also takes ``timeout=`` for one call.
+        max_retries: automatic retries of idempotent requests after a connection error, a 429
+            or a 5xx, with exponential backoff and jitter honouring ``Retry-After``. Submits are
+            idempotent: each call sends one idempotency key, reused by its retries.
+        http_client: an ``httpx.Client`` to use (its transport, proxies, limits); the client
+            does not close it.
+
+    Use it as a context manager, or call :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        token: str | None = None,
+        timeout: TimeoutTypes = DEFAULT_TIMEOUT,
+        max_retries: int = DEFAULT_MAX_RETRIES,
+        http_client: httpx.Client | None = None,
+    ) -> None:
+        self._config = resolve_config(base_url, token, timeout, max_retries)
+        self._requests = Requests(self._config)
+        self._owns_http = http_client is None
+        self._http = http_client or httpx.Client(timeout=self._config.timeout)
+        self.breaker = Breaker(self)
+        """The shared circuit breaker: ``open()``, ``reset()``, ``status()``."""
+        self.openrouter = OpenRouter(self)
+        """The upstream: ``status()``, ``metrics()``."""
+
+    @property
+    def base_url(self) -> str:
+        """The server's URL."""
+        return self._config.base_url
+
+    # ------------------------------------------------------------------ flow driver
+
+    def _run(self, flow: Flow[T]) -> T:
+        outcome: Any = None
+        while True:
+            try:
+                action = flow.send(outcome)
+            except StopIteration as stop:
+                return cast(T, stop.value)
+            if isinstance(action, Send):
+                request = self._http.build_request(**action.spec.build_kwargs(self._config))
+                try:
+                    outcome = self._http.send(request)
+                except httpx.TransportError as exc:
+                    outcome = exc
+            elif isinstance(action, Gather):
+                results: builtins.list[Any] = []
+                for sub in action.flows:
+                    try:
+                        results.append(self._run(sub))
+                    except Exception as exc:
+                        results.append(exc)
+                outcome = results
+            else:
+                time.sleep(action.seconds)
+                outcome = None
+
+    # ------------------------------------------------------------------ submit
+
+    def summarize(
+        self,
+        text: str,
+        *,
+        sentences: int | None = None,
+        language: str | None = None,
+        priority: str | None = None,
+        max_retries: int | None = None,
+        idempotency_key: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> Task:
+        """Submit a summarize task for ``text`` (``sentences``: length of the summary,
+        ``language``: of the summary, default the text's). Returns the new (or, for a repeated
+        ``idempotency_key``, the first) task; ``wait()`` for its result."""
+        options = {"sentences": sentences, "language": language}
+        return self._run(
+            self._requests.summarize(
+                text,
+                options=options,
+                priority=priority,
+                max_retries=max_retries,
+                idempotency_key=idempotency_key,
+                metadata=metadata,
+                timeout=timeout,
+            )
+        )
+
+    def extract_pdf(
+        self,
+        file: FileInput,
+        issue_date: str | None = None,
+        *,
+        filename: str | None = None,
+        priority: str | None = None,
+        max_retries: int | None = None,
+        idempotency_key: str | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> Task:
+        """Submit a pdfxtract task for a PDF (a path, its bytes or a binary file object).
+
+        The file is uploaded only when the server does not hold it yet (it is referenced by
+        sha256). ``issue_date`` (e.g. ``2024-05-31``) is passed to the extraction.
+        """
+        upload = read_upload(file, filename)
+        return self._run(
+            self._requests.extract_pdf(
+                upload,
+                issue_date=issue_date,
+                priority=priority,
+                max_retries=max_retries,
+                idempotency_key=idempotency_key,
+                timeout=timeout,
+            )
+        )
+
+    def submit(
+        self,
+        task_type: str,
+        payload: Mapping[str, Any] | None = None,
+        *,
+        priority: str | None = None,
+        max_retries: int | None = None,
+        idempotency_key: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> Task:
+        """Submit a task of any registered type (``demo.noop``, ``summarize``...).
+
+        ``priority``: high, default or low. ``max_retries``: retries the server allows this
+        task (default: the server's). ``idempotency_key``: a repeat returns the first task
+        (``created`` False); without one, a fresh key is used for this call and its retries.
+        """
+        return self._run(
+            self._requests.submit(
+                task_type,
+                payload,
+                priority=priority,
+                max_retries=max_retries,
+                idempotency_key=idempotency_key,
+                metadata=metadata,
+                timeout=timeout,
+            )
+        )
+
+    def submit_many(
+        self, items: Iterable[Mapping[str, Any]], *, timeout: Timeout = USE_CLIENT_DEFAULT
+    ) -> BatchSubmitResult:
+        """Submit many tasks in few requests. Each item is shaped like :meth:`submit`'s
+        arguments: ``{"task_type": ..., "payload": {...}, "priority": ..., "idempotency_key":
+        ...}``. Items are validated one by one: refused ones are reported, not raised."""
+        return self._run(self._requests.submit_many(items, timeout=timeout))
+
+    # ------------------------------------------------------------------ tasks
+
+    def get(self, task: Task | str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> Task:
+        """The task with every field (raises :class:`~taskflow_sdk.NotFoundError`)."""
+        return self._run(self._requests.get(task_id_of(task), timeout=timeout))
+
+    def list(
+        self,
+        *,
+        state: TaskState | str | None = None,
+        task_type: str | None = None,
+        since: datetime | date | str | None = None,
+        until: datetime | date | str | None = None,
+        id_prefix: str | None = None,
+        sort: str = "-created_at",
+        page_size: int = 100,
+        limit: int | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> TaskPager:
+        """Tasks matching the filters, fetched page by page as you iterate.
+
+        ``sort``: a field (created_at, updated_at, completed_at, state, task_type, priority,
+        retry_count), ``-`` in front for descending. ``since``/``until``: dates or datetimes
+        (naive = UTC). ``limit``: stop after that many tasks. ``.to_pandas()`` collects them.
+        """
+        query = ListQuery.make(
+            state=state,
+            task_type=task_type,
+            since=since,
+            until=until,
+            id_prefix=id_prefix,
+            sort=sort,
+            page_size=page_size,
+            limit=limit,
+        )
+        return TaskPager(self, query, timeout)
+
+    @overload
+    def wait(  # type: ignore[overload-overlap]
+        self,
+        tasks: Task | str,
+        *,
+        timeout: float | None = ...,
+        poll_interval: float = ...,
+        stream: bool = ...,
+        raise_on_failure: bool = ...,
+    ) -> Task: ...
+
+    @overload
+    def wait(
+        self,
+        tasks: Sequence[Task | str],
+        *,
+        timeout: float | None = ...,
+        poll_interval: float = ...,
+        stream: bool = ...,
+        raise_on_failure: bool = ...,
+    ) -> builtins.list[Task]: ...
+
+    def wait(
+        self,
+        tasks: Task | str | Sequence[Task | str],
+        *,
+        timeout: float | None = None,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        stream: bool = False,
+        raise_on_failure: bool = False,
+    ) -> Task | builtins.list[Task]:
+        """Wait until the task (or every task of a list) has finished; returns it (them, in
+        order) with every field.
+
+        ``timeout``: seconds, ``None`` for no limit; raises :class:`~taskflow_sdk.TaskTimeout`
+        (``.pending``, ``.done``). ``stream``: follow the event stream instead of polling
+        (fewer requests for long tasks). ``raise_on_failure``: raise
+        :class:`~taskflow_sdk.TaskFailed` as soon as a task ends in DLQ, FAILED or CANCELLED.
+        """
+        single = isinstance(tasks, Task | str)
+        if isinstance(tasks, Task | str):
+            ids = [task_id_of(tasks)]
+        else:
+            ids = [task_id_of(t) for t in tasks]
+        if stream:
+            done = self._wait_stream(ids, timeout, poll_interval, raise_on_failure)
+        else:
+            flow = self._requests.wait(
+                ids, timeout=timeout, poll_interval=poll_interval, raise_on_failure=raise_on_failure
+            )
+            done = self._run(flow)
+        return done[0] if single else done
+
+    def _wait_stream(
+        self, ids: builtins.list[str], timeout: float | None, poll: float, raise_on_failure: bool
+    ) -> builtins.list[Task]:
+        state = WaitState(ids, timeout, raise_on_failure)
+        stream = self.events(types=TERMINAL_EVENT_TYPES)
+        inbox: queue.Queue[Any] = queue.Queue()
+
+        def pump() -> None:
+            try:
+                for event in stream:
+                    inbox.put(event)
+            except Exception as exc:
+                inbox.put(exc)
+
+        reader = threading.Thread(target=pump, name="taskflow-wait-events", daemon=True)
+        reader.start()
+        try:
+            stream.connected.wait(timeout=state.clip(5.0))
+            repoll = max(STREAM_REPOLL_SECONDS, poll)
+            fresh = list(state.pending)
+            while True:
+                if fresh:
+                    for task in self._run(gather_flow([self._requests.get(i) for i in fresh])):
+                        if isinstance(task, BaseException):
+                            raise task
+                        state.update(task)
+                if state.finished:
+                    return state.result()
+                state.check_deadline()
+                try:
+                    item = inbox.get(timeout=state.clip(repoll))
+                except queue.Empty:
+                    fresh = state.pending
+                    continue
+                if isinstance(item, BaseException):
+                    raise item
+                fresh = [item.task_id] if state.is_pending(item.task_id) else []
+        finally:
+            stream.close()
+            reader.join(timeout=5)
+
+    def cancel(self, task: Task | str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> Task:
+        """Cancel a task: PENDING/SCHEDULED/DLQ at once; an ACTIVE one is asked to stop (its
+        ``cancel_requested`` is True until its worker stops it). Returns its state after the
+        request (``task_id``, ``state``, ``cancel_requested``)."""
+        return self._run(self._requests.cancel(task_id_of(task), timeout=timeout))
+
+    def retry(
+        self,
+        task: Task | str,
+        reset_retry_count: bool = False,
+        *,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> Task:
+        """Send a DLQ (or FAILED) task back to the queue; ``reset_retry_count`` gives it its
+        retries back. Returns it as requeued (``task_id``, ``state`` PENDING, ``retry_count``)."""
+        return self._run(
+            self._requests.retry(
+                task_id_of(task), reset_retry_count=reset_retry_count, timeout=timeout
+            )
+        )
+
+    def delete(self, task: Task | str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> None:
+        """Delete a task, whatever its state."""
+        self._run(self._requests.delete(task_id_of(task), timeout=timeout))
+
+    # ------------------------------------------------------------------ system
+
+    def dlq(self, limit: int = 100, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> TaskList:
+        """The dead-lettered tasks, oldest first (at most ``limit``, up to 1000)."""
+        return self._run(self._requests.dlq(limit, timeout=timeout))
+
+    def queues(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> QueueStatus:
+        """Queue depths and tasks per state."""
+        return self._run(self._requests.queues(timeout=timeout))
+
+    def workers(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> WorkerList:
+        """The workers seen recently, with their heartbeats."""
+        return self._run(self._requests.workers(timeout=timeout))
+
+    def health(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> Health:
+        """The server's component health (``/health``; no token needed)."""
+        return self._run(self._requests.health(timeout=timeout))
+
+    def events(
+        self,
+        last_event_id: str | None = None,
+        types: Sequence[str] | None = None,
+        *,
+        task_id: str | None = None,
+    ) -> EventStream:
+        """Live task events (an iterator that resumes after dropped connections).
+
+        ``last_event_id``: start after that event (default: from now). ``types``: only these
+        event types (task_created, task_state_changed, task_progress...). ``task_id``: only
+        that task's events.
+        """
+        cursor = EventCursor(last_event_id, types, task_id)
+        return EventStream(
+            self, lambda after: self._requests.events_spec(after, cursor.types, task_id), cursor
+        )
+
+    def batch(
+        self,
+        texts: Sequence[str] | None = None,
+        paths: Sequence[str] | None = None,
+        folder: str | None = None,
+        pattern: str = "*.pdf",
+        summarize: bool = True,
+        **opts: Any,
+    ) -> BatchRun:
+        """Submit a batch of texts or PDFs (a list of paths, or a folder and a glob pattern)
+        idempotently and return its :class:`~taskflow_sdk.BatchRun`. Running the same call
+        again resumes the same batch instead of submitting it twice. ``opts``: ``priority``,
+        ``max_retries``, ``issue_date``, ``sentences``, ``language``."""
+        from taskflow_sdk.batch import BatchRun
+
+        run = BatchRun(
+            self,
+            texts=texts,
+            paths=paths,
+            folder=folder,
+            pattern=pattern,
+            summarize=summarize,
+            **opts,
+        )
+        run.submit()
+        return run
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def close(self) -> None:
+        """Close the connections (not those of an ``http_client`` you passed in)."""
+        if self._owns_http:
+            self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Client(base_url={self.base_url!r})"
+
+
+class Breaker:
+    """The shared circuit breaker of the upstream (``client.breaker``)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def status(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> BreakerStatus:
+        """Its state, counters and time to half-open."""
+        c = self._client
+        return c._run(c._requests.breaker_status(timeout=timeout))
+
+    def open(
+        self, reason: str | None = None, *, timeout: Timeout = USE_CLIENT_DEFAULT
+    ) -> BreakerStatus:
+        """Hold it open until :meth:`reset`: workers stop claiming LLM tasks (they wait)."""
+        c = self._client
+        return c._run(c._requests.breaker_open(reason, timeout=timeout))
+
+    def reset(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> BreakerStatus:
+        """Close it and clear its counters: workers resume."""
+        c = self._client
+        return c._run(c._requests.breaker_reset(timeout=timeout))
+
+
+class OpenRouter:
+    """The LLM upstream's key status and daily metrics (``client.openrouter``)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def status(
+        self, force_refresh: bool = False, *, timeout: Timeout = USE_CLIENT_DEFAULT
+    ) -> OpenRouterStatus:
+        """The key's state (cached 60 s by the server unless ``force_refresh``)."""
+        c = self._client
+        return c._run(c._requests.openrouter_status(force_refresh, timeout=timeout))
+
+    def metrics(self, days: int = 7, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> Metrics:
+        """Calls, failures, tokens and cost per day for the last ``days`` days."""
+        c = self._client
+        return c._run(c._requests.openrouter_metrics(days, timeout=timeout))
+
+
+class TaskPager:
+    """Tasks of ``Client.list()``: iterate for every match (pages are fetched as needed),
+    ``pages()`` for the raw pages, ``to_pandas()`` / ``to_list()`` to collect."""
+
+    def __init__(self, client: Client, query: ListQuery, timeout: Timeout) -> None:
+        self._client = client
+        self._query = query
+        self._timeout = timeout
+
+    def pages(self) -> Iterator[TaskList]:
+        """Each page, in order."""
+        page = 1
+        while True:
+            flow = self._client._requests.list_page(self._query, page, timeout=self._timeout)
+            result = self._client._run(flow)
+            yield result
+            if not result.tasks or page >= result.total_pages:
+                return
+            page += 1
+
+    def __iter__(self) -> Iterator[Task]:
+        limit = self._query.limit
+        count = 0
+        for page in self.pages():
+            for task in page.tasks:
+                if not self._query.keep(task):
+                    continue
+                if limit is not None and count >= limit:
+                    return
+                count += 1
+                yield task
+            if limit is not None and count >= limit:
+                return
+
+    def to_list(self) -> builtins.list[Task]:
+        """Every matching task."""
+        return builtins.list(self)
+
+    def to_pandas(self) -> pd.DataFrame:
+        """Every matching task, one row each."""
+        return tasks_frame(self.to_list())

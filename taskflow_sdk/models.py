@@ -1,0 +1,503 @@
+"""Typed views of what the server sends: tasks, pages of tasks, queues, workers, the breaker...
+
+Every model accepts fields it does not know (a newer server may send more) and defaults the
+optional ones it misses (an older one may send fewer). Collections have ``to_pandas()``;
+:class:`Task` and :class:`TaskList` render as HTML tables in notebooks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "BatchItem",
+    "BatchSubmitResult",
+    "BreakerStatus",
+    "BreakerView",
+    "Event",
+    "Health",
+    "Metrics",
+    "OpenRouterStatus",
+    "QueueDepths",
+    "QueueStatus",
+    "StateChange",
+    "Task",
+    "TaskList",
+    "TaskState",
+    "Worker",
+    "WorkerList",
+]
+
+
+class TaskState(StrEnum):
+    """The state of a task (upper-case strings on the wire)."""
+
+    PENDING = "PENDING"
+    """Queued, waiting for a worker."""
+    ACTIVE = "ACTIVE"
+    """A worker holds it under a lease."""
+    SCHEDULED = "SCHEDULED"
+    """An attempt failed with a transient error; waits for its retry time."""
+    COMPLETED = "COMPLETED"
+    """Finished with a result."""
+    FAILED = "FAILED"
+    """A failed attempt (v1 state; kept in history)."""
+    DLQ = "DLQ"
+    """Given up: a permanent error or no retries left. ``retry()`` sends it back."""
+    CANCELLED = "CANCELLED"
+    """Cancelled before it finished."""
+
+    @property
+    def is_terminal(self) -> bool:
+        """True when the task will not change again without a retry: COMPLETED, FAILED, DLQ,
+        CANCELLED."""
+        return self in _TERMINAL
+
+    @property
+    def is_failure(self) -> bool:
+        """True for FAILED, DLQ and CANCELLED."""
+        return self in _TERMINAL and self is not TaskState.COMPLETED
+
+
+_TERMINAL = frozenset({TaskState.COMPLETED, TaskState.FAILED, TaskState.DLQ, TaskState.CANCELLED})
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+
+def _frame(rows: list[dict[str, Any]], columns: list[str] | None = None) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame(rows, columns=columns) if columns and not rows else pd.DataFrame(rows)
+
+
+def _epoch_or_iso(value: Any) -> Any:
+    """Epoch seconds (number or numeric string) become an aware datetime; ISO strings pass."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return datetime.fromtimestamp(float(value), UTC)
+    if isinstance(value, str):
+        try:
+            return datetime.fromtimestamp(float(value), UTC)
+        except ValueError:
+            return value
+    return value
+
+
+class StateChange(_Model):
+    """One entry of a task's state history."""
+
+    state: str
+    timestamp: datetime | None = None
+
+
+_TASK_COLUMNS = [
+    "task_id",
+    "task_type",
+    "state",
+    "priority",
+    "retry_count",
+    "max_retries",
+    "progress",
+    "error_type",
+    "last_error",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "summary",
+]
+
+
+class Task(_Model):
+    """A task as the server reports it.
+
+    A submit answers only ``task_id``, ``state`` and ``created`` (False when an idempotency key
+    matched an earlier task); ``get()`` and ``wait()`` return every field.
+
+    ``result`` is the structured result: the server's ``result_data`` when it sends one, else its
+    ``result`` string decoded when it holds JSON. ``result_text`` keeps the v1 string (the summary
+    for ``summarize``). :attr:`summary` is the summary text when the result has one.
+    """
+
+    task_id: str
+    state: TaskState
+    task_type: str | None = None
+    priority: str = "default"
+    lane: str | None = None
+    created: bool | None = None
+    content: str | None = None
+    result: Any = None
+    result_text: str | None = None
+    retry_count: int = 0
+    max_retries: int = 0
+    last_error: str | None = None
+    error_type: str | None = None
+    retry_after: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    scheduled_at: datetime | None = None
+    dlq_at: datetime | None = None
+    worker_id: str | None = None
+    progress: float = 0.0
+    progress_message: str | None = None
+    error_history: list[dict[str, Any]] = Field(default_factory=list)
+    state_history: list[StateChange] = Field(default_factory=list)
+    idempotency_key: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    cancel_requested: bool = False
+    lost_leases: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _structured_result(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or "result_text" in data:
+            return data
+        out = dict(data)
+        raw = out.get("result")
+        structured = out.pop("result_data", None)
+        if isinstance(raw, str):
+            out["result_text"] = raw
+        if structured is not None:
+            out["result"] = structured
+        elif isinstance(raw, str) and raw[:1] in ("{", "["):
+            with contextlib.suppress(ValueError):
+                out["result"] = json.loads(raw)
+        if out.get("metadata") is None:
+            out.pop("metadata", None)
+        return out
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the task has finished (COMPLETED, FAILED, DLQ or CANCELLED)."""
+        return self.state.is_terminal
+
+    @property
+    def ok(self) -> bool:
+        """True when the task COMPLETED."""
+        return self.state is TaskState.COMPLETED
+
+    @property
+    def summary(self) -> str | None:
+        """The summary text of a summarize result, if there is one."""
+        if isinstance(self.result, dict):
+            value = self.result.get("summary")
+            return value if isinstance(value, str) else None
+        if isinstance(self.result, str) and self.task_type == "summarize":
+            return self.result
+        return None
+
+    @property
+    def duration(self) -> float | None:
+        """Seconds from creation to completion, when both are known."""
+        if self.created_at and self.completed_at:
+            return (self.completed_at - self.created_at).total_seconds()
+        return None
+
+    def row(self) -> dict[str, Any]:
+        """The flat columns used by ``to_pandas()``."""
+        data = {name: getattr(self, name) for name in _TASK_COLUMNS if name != "summary"}
+        data["state"] = self.state.value
+        data["summary"] = self.summary
+        return data
+
+    def _repr_html_(self) -> str:
+        rows = [(k, v) for k, v in self.row().items() if v not in (None, "")]
+        if self.result is not None and self.summary is None:
+            text = json.dumps(self.result, default=str, ensure_ascii=False)
+            rows.append(("result", text if len(text) <= 300 else text[:299] + "…"))
+        cells = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(str(k))}</th>"
+            f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>"
+            for k, v in rows
+        )
+        return f"<table><caption>Task {html.escape(self.task_id)}</caption>{cells}</table>"
+
+
+def tasks_frame(tasks: list[Task]) -> pd.DataFrame:
+    """One row per task (the columns of :meth:`Task.row`)."""
+    return _frame([t.row() for t in tasks], _TASK_COLUMNS)
+
+
+class TaskList(_Model):
+    """One page of tasks (or the DLQ): iterable, sized, ``to_pandas()``."""
+
+    tasks: list[Task] = Field(default_factory=list)
+    page: int = 1
+    page_size: int = 0
+    total_items: int = 0
+    total_pages: int = 0
+    scan_limited: bool = False
+
+    def __iter__(self) -> Iterator[Task]:  # type: ignore[override]
+        return iter(self.tasks)
+
+    def __len__(self) -> int:
+        return len(self.tasks)
+
+    def __getitem__(self, index: int) -> Task:
+        return self.tasks[index]
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per task."""
+        return tasks_frame(self.tasks)
+
+    def _repr_html_(self) -> str:
+        frame = self.to_pandas()
+        caption = f"{len(self.tasks)} of {self.total_items} task(s), page {self.page}"
+        return f"<div><b>{html.escape(caption)}</b>{frame.to_html(index=False)}</div>"
+
+
+class BatchItem(_Model):
+    """The outcome of one item of ``submit_many``, by its position."""
+
+    index: int
+    ok: bool
+    task_id: str | None = None
+    state: TaskState | None = None
+    created: bool | None = None
+    error: str | None = None
+
+
+class BatchSubmitResult(_Model):
+    """The outcome of ``submit_many``: accepted items became tasks, refused ones say why."""
+
+    accepted: int = 0
+    failed: int = 0
+    created: int = 0
+    items: list[BatchItem] = Field(default_factory=list)
+    detail: str | None = None
+
+    @property
+    def tasks(self) -> list[Task]:
+        """The accepted items as (submit-answer) tasks, in request order."""
+        return [
+            Task(task_id=i.task_id, state=i.state or TaskState.PENDING, created=i.created)
+            for i in self.items
+            if i.ok and i.task_id is not None
+        ]
+
+    @property
+    def errors(self) -> list[BatchItem]:
+        """The refused items."""
+        return [i for i in self.items if not i.ok]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per item: index, ok, task_id, state, created, error."""
+        rows = [i.model_dump(mode="json") for i in self.items]
+        return _frame(rows, ["index", "ok", "task_id", "state", "created", "error"])
+
+
+class QueueDepths(_Model):
+    """Queue depths; ``primary`` sums the priorities (split in ``primary_by_priority``)."""
+
+    primary: int = 0
+    retry: int = 0
+    scheduled: int = 0
+    dlq: int = 0
+    active: int = 0
+    primary_by_priority: dict[str, int] = Field(default_factory=dict)
+
+
+class QueueStatus(_Model):
+    """Queue depths, tasks per state and the retry share (``GET /api/v1/queues/status``)."""
+
+    queues: QueueDepths = Field(default_factory=QueueDepths)
+    states: dict[str, int] = Field(default_factory=dict)
+    retry_ratio: float = 0.0
+
+    def count(self, state: TaskState | str) -> int:
+        """Tasks currently in ``state``."""
+        return int(self.states.get(str(state), 0))
+
+    def to_pandas(self) -> pd.DataFrame:
+        """Rows ``(kind, name, count)``: one per queue, then one per state."""
+        depths = self.queues
+        rows: list[dict[str, Any]] = [
+            {"kind": "queue", "name": name, "count": getattr(depths, name)}
+            for name in ("primary", "retry", "scheduled", "dlq", "active")
+        ]
+        rows += [{"kind": "state", "name": str(s), "count": self.count(s)} for s in TaskState]
+        return _frame(rows)
+
+
+class BreakerView(_Model):
+    """A circuit breaker as one worker reports it (``state``: closed, half-open, open)."""
+
+    state: str = "closed"
+    fail_count: int = 0
+    success_count: int = 0
+    note: str | None = None
+
+
+class Worker(_Model):
+    """One worker, from its heartbeat."""
+
+    worker_id: str
+    worker_name: str | None = None
+    status: str = "unknown"
+    circuit_breaker: BreakerView = Field(default_factory=BreakerView)
+    last_heartbeat: datetime | None = None
+    heartbeat_age: float | None = None
+    active: int = 0
+    completed: int = 0
+    failed: int = 0
+    concurrency: int = 0
+    host: str | None = None
+    pid: int | None = None
+    started: datetime | None = None
+    active_tasks: list[Any] = Field(default_factory=list)
+
+    @field_validator("last_heartbeat", "started", mode="before")
+    @classmethod
+    def _epochs(cls, value: Any) -> Any:
+        return _epoch_or_iso(value)
+
+
+class WorkerList(_Model):
+    """Every worker seen recently (``GET /api/v1/workers/``): iterable, ``to_pandas()``."""
+
+    overall_status: str = "unknown"
+    total_workers: int = 0
+    healthy_workers: int = 0
+    stale_workers: int = 0
+    circuit_breaker_states: dict[str, int] = Field(default_factory=dict)
+    circuit_breaker: dict[str, Any] | None = None
+    workers: list[Worker] = Field(default_factory=list, alias="worker_details")
+    timestamp: datetime | None = None
+    error: str | None = None
+
+    def __iter__(self) -> Iterator[Worker]:  # type: ignore[override]
+        return iter(self.workers)
+
+    def __len__(self) -> int:
+        return len(self.workers)
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per worker."""
+        cols = ["worker_id", "worker_name", "status", "breaker", "last_heartbeat", "active"]
+        cols += ["completed", "failed", "concurrency", "host", "pid"]
+        rows = []
+        for w in self.workers:
+            row = {c: getattr(w, c, None) for c in cols if c != "breaker"}
+            row["breaker"] = w.circuit_breaker.state
+            rows.append(row)
+        return _frame(rows, cols)
+
+
+class BreakerStatus(_Model):
+    """The shared circuit breaker of an upstream.
+
+    ``state`` is closed, open or half-open; ``held`` is True when it was opened by hand and stays
+    open until reset; ``seconds_to_half_open`` counts down while it is open.
+    """
+
+    name: str = "openrouter"
+    state: str = "closed"
+    failure_count: int = 0
+    success_count: int = 0
+    opened_at: datetime | None = None
+    open_until: datetime | None = None
+    seconds_to_half_open: float | None = None
+    held: bool = False
+    reason: str | None = None
+    last_error_class: str | None = None
+    opens: int = 0
+    message: str | None = None
+
+    @field_validator("opened_at", "open_until", mode="before")
+    @classmethod
+    def _epochs(cls, value: Any) -> Any:
+        return _epoch_or_iso(value)
+
+    @field_validator("state", mode="before")
+    @classmethod
+    def _public_state(cls, value: Any) -> Any:
+        return str(value).lower().replace("_", "-") if value is not None else "closed"
+
+    @property
+    def is_open(self) -> bool:
+        """True while the breaker stops LLM work (open or half-open)."""
+        return self.state != "closed"
+
+
+class OpenRouterStatus(_Model):
+    """The upstream key's state (``status``: active, api_key_missing, api_key_invalid,
+    credits_exhausted, rate_limited or error), with usage and breaker information."""
+
+    status: str = "unknown"
+    message: str | None = None
+    balance: float | None = None
+    usage_today: float | None = None
+    usage_month: float | None = None
+    last_check: str | None = None
+    error_details: Any = None
+    consecutive_failures: int | None = None
+    circuit_breaker_open: bool | None = None
+    cache_hit: bool | None = None
+
+
+class Metrics(_Model):
+    """Daily upstream call metrics (``metrics`` keyed by ``YYYY-MM-DD``)."""
+
+    metrics: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    days: int = 0
+    generated_at: str | None = None
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per day (a ``date`` column, then the counters), oldest first."""
+        rows = [{"date": day, **values} for day, values in sorted(self.metrics.items())]
+        return _frame(rows, ["date", "total_calls", "successful_calls", "failed_calls"])
+
+
+class Event(_Model):
+    """One event of ``GET /api/v1/events``.
+
+    ``type`` is task_created, task_state_changed, task_progress, task_cancel_requested,
+    task_deleted, task_expired (or events_lost, when the log was trimmed past a resume point).
+    Type-specific fields (``progress``, ``error_type``...) are kept as extra attributes.
+    """
+
+    id: str | None = None
+    type: str = "unknown"
+    task_id: str | None = None
+    state: str | None = None
+    old_state: str | None = None
+    ts: float | None = None
+    timestamp: datetime | None = None
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """The fields beyond the common ones."""
+        return dict(self.model_extra or {})
+
+
+class Health(_Model):
+    """``GET /health``: ``status`` healthy or unhealthy, per-component detail, a note."""
+
+    status: str = "unknown"
+    components: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    note: str | None = None
+    timestamp: datetime | None = None
+
+    @property
+    def healthy(self) -> bool:
+        """True when every component answers."""
+        return self.status == "healthy"

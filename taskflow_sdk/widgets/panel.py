@@ -1,0 +1,710 @@
+"""The control panel: one plain-Python object that owns the state and the live feed, and
+composes the widgets that show them.
+
+::
+
+    from taskflow_sdk import Client
+    from taskflow_sdk.widgets import ControlPanel
+
+    panel = ControlPanel(Client("http://127.0.0.1:8000"))
+    panel            # in a notebook cell: displays and stays live
+    ...
+    panel.stop()
+
+Layout, top to bottom: the header (server health, Redis, workers online, provider, feed), a
+message line, the queue-depth timeline next to the task counts per state, the circuit breaker
+lamp with Open/Reset next to OpenRouter's state (key usage and limit, rate-limit utilisation),
+the daily metrics chart, the workers table, the DLQ table (per-row and bulk Retry/Delete) and a
+progress bar per watched batch.
+
+Events drive the state (:class:`~taskflow_sdk.widgets.state.PanelState`); the feed
+(:mod:`~taskflow_sdk.widgets.feed`) reads them on threads for a ``Client`` and as tasks on the
+kernel's loop for an ``AsyncClient``, and redraws at most ``refresh_hz`` times a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import html
+import threading
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import ipywidgets as widgets
+
+from taskflow_sdk.widgets.charts import (
+    counts_figure,
+    metrics_figure,
+    timeline_figure,
+    update_counts,
+    update_metrics,
+    update_timeline,
+)
+from taskflow_sdk.widgets.components import BreakerLamp, DataTable
+from taskflow_sdk.widgets.feed import (
+    SNAPSHOT_NAMES,
+    AsyncFeed,
+    RefreshPolicy,
+    ThreadFeed,
+    is_async_client,
+)
+from taskflow_sdk.widgets.progress import BatchProgress
+from taskflow_sdk.widgets.protocol import ACTION_DELETE, ACTION_RETRY
+from taskflow_sdk.widgets.state import Dirty, PanelState, Want
+
+__all__ = ["ControlPanel", "header_html", "openrouter_html"]
+
+TICK_SECONDS = 1.0
+"""The timeline scrolls (is redrawn) at least this often while the panel runs."""
+
+WORKER_COLUMNS = (
+    ("name", "Worker"),
+    ("status", "Status"),
+    ("heartbeat", "Heartbeat age"),
+    ("active", "Active"),
+    ("completed", "Completed"),
+    ("failed", "Failed"),
+)
+DLQ_COLUMNS = (
+    ("task_id", "Task"),
+    ("task_type", "Type"),
+    ("error_type", "Error class"),
+    ("last_error", "Last error"),
+    ("retries", "Retries"),
+    ("dlq_at", "In DLQ since (UTC)"),
+)
+
+_GOOD = {"healthy", "active", "closed", "openrouter", "live"}
+_BAD = {"unhealthy", "open", "api_key_invalid", "credits_exhausted", "error", "down", "offline"}
+
+
+def _pill(label: str, value: str, tone: str | None = None) -> str:
+    tone = tone or ("good" if value in _GOOD else "bad" if value in _BAD else "warn")
+    colour = {"good": "#2e7d32", "bad": "#c62828", "warn": "#ef6c00", "none": "#616161"}[tone]
+    return (
+        f"<span class='tf-pill' data-name='{html.escape(label)}' style='margin-right:1.2em'>"
+        f"{html.escape(label)} <b style='color:{colour}'>{html.escape(value)}</b></span>"
+    )
+
+
+def header_html(state: PanelState) -> str:
+    """The header line: server, Redis, workers online, provider and the feed (pure)."""
+    h, feed = state.health, state.feed
+    redis = h.redis
+    if h.redis_latency_ms is not None and redis == "healthy":
+        redis = f"{redis} ({h.redis_latency_ms:.1f} ms)"
+    if feed.connected is None:
+        feed_text, tone = "connecting", "warn"
+    elif feed.connected:
+        feed_text, tone = f"live · {feed.events:,} events", "good"
+    else:
+        feed_text, tone = "reconnecting", "bad"
+    workers_tone = "good" if h.workers_total and h.workers_healthy == h.workers_total else "warn"
+    provider_tone = "good" if h.provider == "openrouter" else "none"
+    parts = [
+        _pill("Server", h.status),
+        _pill("Redis", redis, "good" if h.redis == "healthy" else None),
+        _pill("Workers online", f"{h.workers_healthy}/{h.workers_total}", workers_tone),
+        _pill("Provider", h.provider, provider_tone),
+        _pill("Feed", feed_text, tone),
+    ]
+    return f"<div class='tf-header' style='font-size:13px'>{''.join(parts)}</div>"
+
+
+def _money(value: float | None) -> str:
+    return "—" if value is None else f"${value:,.4f}"
+
+
+def openrouter_html(state: PanelState) -> str:
+    """OpenRouter's service state, key usage and limit, and the limiter's load (pure)."""
+    o = state.openrouter
+    rows = [
+        ("Service", o.status + (f" — {o.message}" if o.message else "")),
+        ("Provider", o.provider),
+        ("Key usage", f"{_money(o.usage)} (today {_money(o.usage_today)})"),
+        (
+            "Key limit",
+            "none" if o.limit is None else f"{_money(o.limit)}, {_money(o.limit_remaining)} left",
+        ),
+        ("Rate limit", o.rate or "none"),
+        (
+            "Rate-limit utilisation",
+            "—" if o.utilisation is None else f"{o.utilisation:.0%}",
+        ),
+        ("In flight", f"{o.in_flight}" + (f" / {o.max_in_flight}" if o.max_in_flight else "")),
+        ("Consecutive failures", str(o.consecutive_failures)),
+    ]
+    if o.cooldown_remaining > 0:
+        rows.append(("Cool-down", f"{o.cooldown_remaining:.1f} s (429 from upstream)"))
+    cells = "".join(
+        f"<tr><th style='text-align:left;padding-right:1em'>{html.escape(k)}</th>"
+        f"<td>{html.escape(v)}</td></tr>"
+        for k, v in rows
+    )
+    return (
+        "<div class='tf-openrouter' style='font-size:12px'><b>OpenRouter</b>"
+        f"<table>{cells}</table></div>"
+    )
+
+
+def _utc(epoch: float | None) -> str:
+    if epoch is None:
+        return ""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _age(seconds: float | None) -> str:
+    return "" if seconds is None else f"{seconds:.1f} s"
+
+
+def _error_text(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return text if len(text) <= 200 else text[:199] + "…"
+
+
+def _is_connection_error(error: BaseException) -> bool:
+    names = {cls.__name__ for cls in type(error).__mro__}
+    return bool(names & {"APIConnectionError", "TransportError", "ConnectionError", "OSError"})
+
+
+class ControlPanel:
+    """A live control panel over an AsyncTaskFlow server.
+
+    Args:
+        client: a ``taskflow_sdk.Client`` (the feed runs on two daemon threads) or
+            ``AsyncClient`` (the feed runs as two tasks on the running loop: create the panel
+            in a notebook cell or a coroutine).
+        window_seconds: the queue-depth timeline shows this many seconds.
+        refresh_hz: at most this many redraws a second, however many events arrive.
+        days: days of OpenRouter metrics in the daily chart.
+        dlq_limit: rows of the DLQ table.
+        autostart: start the feed now (else call :meth:`start`).
+
+    The panel displays itself (``panel`` as a cell's last line, or ``display(panel)``);
+    :attr:`widget` is the ipywidgets box. :meth:`stop` ends the feed. Batches run with the same
+    client are shown when the client lists them (``client.batch_runs``) or after
+    :meth:`watch`.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        window_seconds: float = 300.0,
+        refresh_hz: float = 4.0,
+        days: int = 7,
+        dlq_limit: int = 50,
+        autostart: bool = True,
+    ) -> None:
+        if refresh_hz <= 0:
+            raise ValueError("refresh_hz must be positive")
+        self.client = client
+        self.refresh_hz = float(refresh_hz)
+        self.days = int(days)
+        self.dlq_limit = int(dlq_limit)
+        self.is_async = is_async_client(client)
+        resolution = max(1.0 / self.refresh_hz, window_seconds / 600.0)
+        self.state = PanelState(window_seconds, resolution=resolution)
+        self.policy = RefreshPolicy()
+        self.renders = 0
+        """How many redraws happened (tests and benchmarks read it)."""
+        self._lock = threading.RLock()
+        self._dirty = Dirty.ALL
+        self._last_render = float("-inf")
+        self._last_tick = float("-inf")
+        self._feed: ThreadFeed | AsyncFeed | None = None
+        self._executor: concurrent.futures.ThreadPoolExecutor | None = None
+        self._pending: set[Any] = set()
+        self._runs: dict[int, tuple[Any, str]] = {}
+        self._batch_views: dict[str, BatchProgress] = {}
+        self._build()
+        if autostart:
+            self.start()
+
+    # ----------------------------------------------------------------- widgets
+
+    def _build(self) -> None:
+        self.header = widgets.HTML(header_html(self.state))
+        self.message = widgets.HTML("")
+        self.timeline = timeline_figure()
+        self.counts = counts_figure()
+        self.lamp = BreakerLamp(on_open=self._click_open, on_reset=self._click_reset)
+        self.openrouter = widgets.HTML(openrouter_html(self.state))
+        self.utilisation = widgets.FloatProgress(
+            value=0.0, min=0.0, max=1.0, description="Rate limit", bar_style="info"
+        )
+        self.key_left = widgets.FloatProgress(
+            value=1.0, min=0.0, max=1.0, description="Key left", bar_style="success"
+        )
+        self.metrics = metrics_figure()
+        self.workers_table = DataTable(
+            WORKER_COLUMNS,
+            key="worker_id",
+            title="Workers",
+            empty_text="no worker has sent a heartbeat",
+        )
+        self.dlq_table = DataTable(
+            DLQ_COLUMNS,
+            key="task_id",
+            title="Dead-letter queue",
+            empty_text="the DLQ is empty",
+            row_actions=((ACTION_RETRY, "Retry"), (ACTION_DELETE, "Delete")),
+            bulk_actions=(
+                (ACTION_RETRY, "Retry selected (all)"),
+                (ACTION_DELETE, "Delete selected (all)"),
+            ),
+            on_action=self._click_dlq,
+        )
+        self.batches = widgets.VBox([])
+
+        def cell(child: Any, flex: str) -> widgets.Box:
+            return widgets.Box([child], layout=widgets.Layout(flex=flex, min_width="0"))
+
+        resilience = widgets.VBox(
+            [self.lamp, self.openrouter, self.utilisation, self.key_left],
+            layout=widgets.Layout(flex="1 1 0", min_width="0"),
+        )
+        self.widget = widgets.VBox(
+            [
+                self.header,
+                self.message,
+                widgets.HBox([cell(self.timeline, "2 1 0"), cell(self.counts, "1 1 0")]),
+                widgets.HBox([resilience, cell(self.metrics, "2 1 0")]),
+                self.workers_table,
+                self.dlq_table,
+                self.batches,
+            ]
+        )
+        self.widget.add_class("taskflow-panel")
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    # ----------------------------------------------------------------- feed
+
+    @property
+    def running(self) -> bool:
+        """True while the feed runs."""
+        return self._feed is not None and self._feed.running
+
+    def start(self) -> ControlPanel:
+        """Start the live feed (threads for a Client, tasks on the running loop for an
+        AsyncClient). Does nothing when it already runs."""
+        if self.running:
+            return self
+        feed: ThreadFeed | AsyncFeed
+        if self.is_async:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                raise RuntimeError(
+                    "a ControlPanel over an AsyncClient needs a running event loop: create it "
+                    "in a notebook cell or inside a coroutine (or pass autostart=False and "
+                    "call start() from one)"
+                ) from None
+            feed = AsyncFeed(self.client, self, days=self.days, dlq_limit=self.dlq_limit)
+        else:
+            feed = ThreadFeed(self.client, self, days=self.days, dlq_limit=self.dlq_limit)
+        self._feed = feed
+        feed.start()
+        return self
+
+    def stop(self) -> None:
+        """End the feed (the stream closes, the threads or tasks end); the widgets stay."""
+        feed, self._feed = self._feed, None
+        if feed is not None:
+            feed.stop()
+        if self._executor is not None:
+            self._executor.shutdown(wait=False)
+            self._executor = None
+        with self._lock:
+            self.state.set_connected(False, "stopped")
+            self.state.set_message("the panel is stopped (call start() to resume)")
+            self._dirty |= Dirty.FEED
+            self._render_locked(time.monotonic())
+
+    # FeedSink: called by the feed (any thread)
+
+    def last_event_id(self) -> str | None:
+        """Where a new event stream resumes."""
+        with self._lock:
+            return self.state.feed.last_event_id
+
+    def ingest(self, event: Any) -> None:
+        """Apply one event; the redraw waits for the next refresh slot."""
+        with self._lock:
+            self._dirty |= self.state.apply(event)
+
+    def ingest_many(self, events: Iterable[Any]) -> None:
+        """Apply events in order (recorded events, tests)."""
+        with self._lock:
+            for event in events:
+                self._dirty |= self.state.apply(event)
+
+    def feed_error(self, error: BaseException | None) -> None:
+        """The event stream failed (``None``: it is back)."""
+        with self._lock:
+            if error is None:
+                self._dirty |= self.state.set_connected(True)
+            else:
+                self._dirty |= self.state.set_connected(False, _error_text(error))
+
+    def due_snapshots(self, now: float) -> list[Want]:
+        """Snapshots to read now (claimed)."""
+        with self._lock:
+            due = self.policy.due(self.state.wants, now)
+            for kind in due:
+                self.state.claim(kind)
+                self.policy.mark(kind, now)
+            return due
+
+    def next_snapshot_in(self, now: float) -> float:
+        """Seconds until the next snapshot is due."""
+        with self._lock:
+            return self.policy.next_due(self.state.wants, now)
+
+    def apply_snapshot(self, kind: Want | str, data: Any, read_at: float | None = None) -> None:
+        """Apply a snapshot's answer (``kind``: a :class:`Want` or its name)."""
+        name = SNAPSHOT_NAMES[kind] if isinstance(kind, Want) else kind
+        with self._lock:
+            self._dirty |= self.state.apply_snapshot(
+                name, data, read_at if read_at is not None else time.time()
+            )
+
+    def snapshot_failed(self, kind: Want, error: BaseException) -> None:
+        """A snapshot call failed: a connection error marks the server unreachable."""
+        with self._lock:
+            if _is_connection_error(error):
+                self._dirty |= self.state.set_connected(False, _error_text(error))
+                self.state.health.status = "down"
+                self._dirty |= Dirty.HEALTH
+            elif kind is not Want.OPENROUTER and kind is not Want.METRICS:
+                name = SNAPSHOT_NAMES[kind]
+                self._dirty |= self.state.set_message(f"{name}: {_error_text(error)}")
+
+    def render_due(self, now: float) -> float | None:
+        """Redraw when something changed and the last redraw is ``1/refresh_hz`` old; returns
+        the seconds until a pending redraw is due (None when nothing is pending)."""
+        with self._lock:
+            self._poll_runs()
+            if now - self._last_tick >= TICK_SECONDS:
+                self._last_tick = now
+                self._dirty |= Dirty.TIMELINE
+            if not self._dirty:
+                return None
+            wait = self._last_render + 1.0 / self.refresh_hz - now
+            if wait > 0:
+                return wait
+            self._render_locked(now)
+            return None
+
+    def refresh(self) -> None:
+        """Redraw every changed part now (the feed does this by itself)."""
+        with self._lock:
+            self._poll_runs()
+            self._render_locked(time.monotonic())
+
+    # ----------------------------------------------------------------- drawing
+
+    def _render_locked(self, now: float) -> None:
+        dirty, self._dirty = self._dirty, Dirty.NONE
+        state = self.state
+        epoch = time.time()
+        if dirty & Dirty.TIMELINE:
+            state.sample(epoch)
+            update_timeline(self.timeline, state, epoch)
+        if dirty & Dirty.COUNTS:
+            update_counts(self.counts, state)
+        if dirty & (Dirty.HEALTH | Dirty.FEED):
+            self._set(self.header, "value", header_html(state))
+            message = state.feed.message or (
+                f"feed: {state.feed.error}" if state.feed.connected is False else ""
+            )
+            self._set(self.message, "value", html.escape(message))
+        if dirty & Dirty.BREAKER:
+            b = state.breaker
+            with self.lamp.hold_sync():
+                self.lamp.state = b.state
+                self.lamp.failure_count = b.failure_count
+                self.lamp.half_open_at_ms = (b.half_open_at or 0.0) * 1000.0
+                self.lamp.reason = b.reason or ""
+                self.lamp.held = b.held
+        if dirty & Dirty.OPENROUTER:
+            o = state.openrouter
+            self._set(self.openrouter, "value", openrouter_html(state))
+            self._set(self.utilisation, "value", min(1.0, max(0.0, o.utilisation or 0.0)))
+            left = 1.0
+            if o.limit and o.limit_remaining is not None:
+                left = min(1.0, max(0.0, o.limit_remaining / o.limit))
+            self._set(self.key_left, "value", left)
+        if dirty & Dirty.METRICS:
+            update_metrics(self.metrics, state)
+        if dirty & Dirty.WORKERS:
+            self.workers_table.rows = [
+                {
+                    "worker_id": w.worker_id,
+                    "name": w.name,
+                    "status": w.status,
+                    "heartbeat": _age(w.heartbeat_age),
+                    "active": w.active,
+                    "completed": w.completed,
+                    "failed": w.failed,
+                }
+                for w in state.workers
+            ]
+        if dirty & (Dirty.DLQ | Dirty.TIMELINE):
+            rows = [
+                {
+                    "task_id": r.task_id,
+                    "task_type": r.task_type or "",
+                    "error_type": r.error_type or "",
+                    "last_error": (r.last_error or "")[:160],
+                    "retries": f"{r.retry_count}/{r.max_retries}" if r.loaded else "",
+                    "dlq_at": _utc(r.dlq_at),
+                }
+                for r in list(state.dlq.values())[: self.dlq_limit]
+            ]
+            with self.dlq_table.hold_sync():
+                if rows != self.dlq_table.rows:
+                    self.dlq_table.rows = rows
+                self.dlq_table.total = max(state.depths.dlq, len(state.dlq))
+        if dirty & Dirty.BATCHES:
+            self._render_batches()
+        self._last_render = now
+        self.renders += 1
+
+    @staticmethod
+    def _set(widget: Any, name: str, value: Any) -> None:
+        if getattr(widget, name) != value:
+            setattr(widget, name, value)
+
+    def _render_batches(self) -> None:
+        views = []
+        for name, info in self.state.batches.items():
+            view = self._batch_views.get(name)
+            if view is None:
+                view = self._batch_views[name] = BatchProgress(name, info.total)
+            counts: dict[str, int] = {}
+            for s in info.states.values():
+                counts[s] = counts.get(s, 0) + 1
+            view.update(counts, total=info.total)
+            if info.done and view.finished_at is None:
+                view.close("done")
+            views.append(view.widget)
+        if list(self.batches.children) != views:
+            self.batches.children = views
+
+    # ----------------------------------------------------------------- batches
+
+    def watch(self, run: Any, name: str | None = None) -> None:
+        """Show the progress of ``run`` (a ``BatchRun``: its ``tasks``, or ``task_ids``)."""
+        with self._lock:
+            label = name or getattr(run, "name", None) or f"batch {len(self._runs) + 1}"
+            self._runs[id(run)] = (run, str(label))
+            self._poll_runs()
+
+    def _poll_runs(self) -> None:
+        listed = getattr(self.client, "batch_runs", None)
+        if listed:
+            for run in list(listed):
+                if id(run) not in self._runs:
+                    label = getattr(run, "name", None) or f"batch {len(self._runs) + 1}"
+                    self._runs[id(run)] = (run, str(label))
+        for run, label in self._runs.values():
+            known = _run_states(run)
+            if known is None:
+                continue
+            info = self.state.batches.get(label)
+            fresh = {t: s for t, s in known.items() if info is None or t not in info.states}
+            if fresh:
+                self._dirty |= self.state.watch_batch(label, fresh.keys(), fresh)
+
+    # ----------------------------------------------------------------- actions
+
+    def open_breaker(self, reason: str = "opened from the control panel") -> Any:
+        """Hold the shared breaker open (``client.breaker.open``); awaitable for an AsyncClient."""
+        return self._act(
+            lambda: self.client.breaker.open(reason), self._breaker_done("opened"), lamp=True
+        )
+
+    def reset_breaker(self) -> Any:
+        """Close the shared breaker (``client.breaker.reset``); awaitable for an AsyncClient."""
+        return self._act(
+            lambda: self.client.breaker.reset(), self._breaker_done("reset"), lamp=True
+        )
+
+    def retry_tasks(self, task_ids: Iterable[str]) -> Any:
+        """Send DLQ tasks back to the queue (``client.retry`` each)."""
+        ids = list(task_ids)
+        return self._act_each(ids, lambda t: self.client.retry(t), "retried")
+
+    def delete_tasks(self, task_ids: Iterable[str]) -> Any:
+        """Delete tasks (``client.delete`` each)."""
+        ids = list(task_ids)
+        return self._act_each(ids, lambda t: self.client.delete(t), "deleted")
+
+    def _breaker_done(self, verb: str) -> Callable[[Any], None]:
+        def done(result: Any) -> None:
+            self._dirty |= self.state.apply_breaker(result, time.time())
+            self._dirty |= self.state.set_message(f"breaker {verb}")
+            self.state.wants |= Want.WORKERS | Want.OPENROUTER
+
+        return done
+
+    def _act(self, call: Callable[[], Any], done: Callable[[Any], None], lamp: bool = False) -> Any:
+        if lamp:
+            self.lamp.busy = True
+        if not self.is_async:
+            try:
+                result = call()
+            except Exception as exc:
+                self._action_failed(exc, lamp)
+                raise
+            self._action_done(done, result, lamp)
+            return result
+
+        async def run() -> Any:
+            try:
+                result = await call()
+            except Exception as exc:
+                self._action_failed(exc, lamp)
+                raise
+            self._action_done(done, result, lamp)
+            return result
+
+        return run()
+
+    def _act_each(self, ids: list[str], call: Callable[[str], Any], verb: str) -> Any:
+        def finish(results: list[BaseException | None]) -> None:
+            ok = [t for t, err in zip(ids, results, strict=True) if err is None]
+            errors = [err for err in results if err is not None]
+            for task_id in ok:
+                if self.state.dlq.pop(task_id, None) is not None:
+                    self.state.depths.dlq = max(0, self.state.depths.dlq - 1)
+            text = f"{verb} {len(ok)} task(s)"
+            if errors:
+                text += f"; {len(errors)} failed: {_error_text(errors[0])}"
+            self._dirty |= Dirty.DLQ | Dirty.TIMELINE | self.state.set_message(text)
+            self.state.wants |= Want.DLQ | Want.QUEUES
+
+        if not self.is_async:
+            results: list[BaseException | None] = []
+            for task_id in ids:
+                try:
+                    call(task_id)
+                    results.append(None)
+                except Exception as exc:
+                    results.append(exc)
+            self._action_done(finish, results, False)
+            return results
+
+        async def run() -> list[BaseException | None]:
+            out: list[BaseException | None] = []
+            for task_id in ids:
+                try:
+                    await call(task_id)
+                    out.append(None)
+                except Exception as exc:
+                    out.append(exc)
+            self._action_done(finish, out, False)
+            return out
+
+        return run()
+
+    def _action_done(self, done: Callable[[Any], None], result: Any, lamp: bool) -> None:
+        with self._lock:
+            done(result)
+        if lamp:
+            self.lamp.busy = False
+        self._changed()
+
+    def _action_failed(self, error: BaseException, lamp: bool) -> None:
+        with self._lock:
+            self._dirty |= self.state.set_message(f"action failed: {_error_text(error)}")
+        if lamp:
+            self.lamp.busy = False
+        self._changed()
+
+    def _changed(self) -> None:
+        """Redraw soon: the pump does it when the feed runs, else now."""
+        feed = self._feed
+        if feed is not None and feed.running:
+            feed.wake()
+        else:
+            self.refresh()
+
+    # button clicks (kernel thread): never block the kernel on the network
+
+    def _click_open(self) -> None:
+        self._dispatch(self.open_breaker)
+
+    def _click_reset(self) -> None:
+        self._dispatch(self.reset_breaker)
+
+    def _click_dlq(self, action: str, ids: list[str]) -> None:
+        if action == ACTION_RETRY:
+            self._dispatch(lambda: self.retry_tasks(ids))
+        elif action == ACTION_DELETE:
+            self._dispatch(lambda: self.delete_tasks(ids))
+
+    def _dispatch(self, action: Callable[[], Any]) -> None:
+        if self.is_async:
+            feed = self._feed
+            loop = feed.loop if isinstance(feed, AsyncFeed) else None
+            coro = action()
+            if loop is not None and not loop.is_closed():
+                fut: Any = asyncio.run_coroutine_threadsafe(coro, loop)
+            else:
+                fut = asyncio.ensure_future(coro)
+        else:
+            if self._executor is None:
+                self._executor = concurrent.futures.ThreadPoolExecutor(
+                    max_workers=1, thread_name_prefix="taskflow-panel-action"
+                )
+            fut = self._executor.submit(action)
+        self._pending.add(fut)
+        fut.add_done_callback(self._pending.discard)
+
+    def wait_actions(self, timeout: float = 10.0) -> None:
+        """Block until the actions started by buttons have finished (for tests and scripts;
+        not for an AsyncClient's loop thread)."""
+        deadline = time.monotonic() + timeout
+        while self._pending and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for fut in list(self._pending):
+            with contextlib.suppress(Exception):
+                fut.result(timeout=max(0.0, deadline - time.monotonic()))
+
+    async def wait_actions_async(self, timeout: float = 10.0) -> None:
+        """Await the actions started by buttons (AsyncClient)."""
+        pending = [asyncio.wrap_future(f) for f in list(self._pending)]
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+
+    def __repr__(self) -> str:
+        s = self.state
+        return (
+            f"<ControlPanel {getattr(self.client, 'base_url', '?')} "
+            f"running={self.running} events={s.feed.events} breaker={s.breaker.state}>"
+        )
+
+
+def _run_states(run: Any) -> dict[str, str] | None:
+    """task id -> state as the run last saw it (``run.tasks``), or PENDING for ``task_ids``."""
+    tasks = getattr(run, "tasks", None)
+    if tasks is not None and not callable(tasks):
+        out: dict[str, str] = {}
+        for task in tasks:
+            task_id = getattr(task, "task_id", None)
+            if task_id:
+                state = getattr(task, "state", None)
+                out[str(task_id)] = str(getattr(state, "value", state) or "PENDING")
+        return out
+    ids = getattr(run, "task_ids", None)
+    if ids is not None:
+        return dict.fromkeys((str(i) for i in ids), "PENDING")
+    return None

@@ -1,0 +1,129 @@
+"""A live progress bar for a batch, for notebooks (the terminal gets tqdm).
+
+The SDK's ``BatchRun`` calls :func:`batch_progress_widget` when it runs under a kernel, displays
+the result and calls :meth:`BatchProgress.update` whenever it learns more::
+
+    view = batch_progress_widget(run)
+    display(view)
+    view.update({"COMPLETED": 12, "DLQ": 1, "ACTIVE": 4, "PENDING": 23}, total=40)
+    view.close("done")
+
+The bar is one ``ipywidgets.HTML`` (a stacked bar: completed, failed, active, waiting) so it
+needs no JavaScript of its own; the control panel shows one per watched batch.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import ipywidgets as widgets
+
+__all__ = ["BatchProgress", "batch_progress_widget", "progress_html"]
+
+_SEGMENTS = (
+    ("completed", ("COMPLETED",), "#2e7d32"),
+    ("failed", ("DLQ", "FAILED", "CANCELLED"), "#c62828"),
+    ("active", ("ACTIVE",), "#42a5f5"),
+    ("retrying", ("SCHEDULED",), "#8e24aa"),
+)
+
+
+def progress_html(
+    name: str,
+    counts: Mapping[str, int],
+    total: int,
+    elapsed: float | None = None,
+    note: str | None = None,
+) -> str:
+    """The bar and its caption as HTML (pure: tests read it)."""
+    total = max(total, sum(counts.values()))
+    parts = []
+    caption = []
+    for label, states, colour in _SEGMENTS:
+        n = sum(int(counts.get(s, 0)) for s in states)
+        if n:
+            width = 100.0 * n / total if total else 0.0
+            parts.append(
+                f"<div title='{label}: {n}' style='width:{width:.2f}%;background:{colour}'></div>"
+            )
+            caption.append(f"{n:,} {label}")
+    finished = sum(int(counts.get(s, 0)) for s in ("COMPLETED", "DLQ", "FAILED", "CANCELLED"))
+    waiting = total - sum(int(counts.get(s, 0)) for _, states, _ in _SEGMENTS for s in states)
+    if waiting > 0:
+        caption.append(f"{waiting:,} waiting")
+    line = f"{finished:,}/{total:,} finished"
+    if caption:
+        line += " · " + " · ".join(caption)
+    if elapsed is not None:
+        line += f" · {elapsed:.1f} s"
+        if 0 < finished < total:
+            line += f" · about {elapsed * (total - finished) / finished:.0f} s left"
+    if note:
+        line += f" · {note}"
+    return (
+        "<div class='tf-batch' style='font-size:12px;margin:0.2em 0'>"
+        f"<div><b>{html.escape(name)}</b> <span class='tf-batch-caption'>"
+        f"{html.escape(line)}</span></div>"
+        "<div style='display:flex;height:0.8em;background:#eeeeee;border-radius:3px;"
+        f"overflow:hidden'>{''.join(parts)}</div></div>"
+    )
+
+
+class BatchProgress:
+    """A batch's progress bar: :meth:`update` it with counts per state; display it directly.
+
+    Attributes:
+        widget: the ``ipywidgets.HTML`` shown.
+        counts: the last counts per state.
+        total: tasks in the batch.
+    """
+
+    def __init__(self, name: str = "batch", total: int = 0) -> None:
+        self.name = name
+        self.total = total
+        self.counts: dict[str, int] = {}
+        self.started = time.monotonic()
+        self.finished_at: float | None = None
+        self.note: str | None = None
+        self.widget = widgets.HTML(progress_html(name, {}, total))
+
+    def update(self, counts: Mapping[str, int] | None = None, *, total: int | None = None) -> None:
+        """New counts per task state (COMPLETED, DLQ, ACTIVE, PENDING...) and/or total."""
+        if counts is not None:
+            self.counts = {str(k).upper(): int(v) for k, v in counts.items()}
+        if total is not None:
+            self.total = int(total)
+        self._draw()
+
+    def close(self, note: str | None = None) -> None:
+        """Freeze the clock (the batch ended); ``note`` is added to the caption."""
+        self.finished_at = time.monotonic()
+        self.note = note
+        self._draw()
+
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the bar was made (until :meth:`close`)."""
+        return (self.finished_at or time.monotonic()) - self.started
+
+    def _draw(self) -> None:
+        value = progress_html(self.name, self.counts, self.total, self.elapsed, self.note)
+        if value != self.widget.value:
+            self.widget.value = value
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        return self.widget._repr_mimebundle_(**kwargs)
+
+
+def batch_progress_widget(run: Any = None, *, name: str | None = None) -> BatchProgress:
+    """A :class:`BatchProgress` for ``run`` (a ``BatchRun``: its ``name`` and ``total`` or
+    ``task_ids`` are read when present)."""
+    label = name or getattr(run, "name", None) or "batch"
+    total = getattr(run, "total", None)
+    if not isinstance(total, int):
+        ids = getattr(run, "task_ids", None)
+        total = len(ids) if ids is not None else 0
+    return BatchProgress(str(label), total)

@@ -1,0 +1,259 @@
+"""Helpers of the SDK suites: a live server with in-process workers, one adapter that drives
+either client from async tests, a TCP proxy that can drop connections, and polling."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import operator
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import redis as redis_sync
+import uvicorn
+
+from support import make_settings
+from taskflow_sdk import AsyncClient, Client, Event, Task
+from taskflow_server.api.app import ApiServer
+from taskflow_server.config import Settings
+from taskflow_server.serve import build_app
+
+TOKEN = "sdk-test-token"
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    """A running API + workers."""
+
+    url: str
+    settings: Settings
+
+
+def _delete_prefix(redis_url: str, prefix: str) -> None:
+    client = redis_sync.Redis.from_url(redis_url, socket_connect_timeout=2)
+    try:
+        keys = list(client.scan_iter(match="{" + prefix + "}:*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start : start + 500])
+    except redis_sync.ConnectionError:
+        pass
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def run_server(redis_url: str, *, workers: int = 1, **overrides: Any) -> Iterator[LiveServer]:
+    """The real app (``create_app`` + in-process workers) under uvicorn in a thread, on its own
+    key prefix; the keys are deleted afterwards."""
+    prefix = f"tfsdk{uuid.uuid4().hex[:10]}"
+    settings = make_settings(
+        redis_url=redis_url, key_prefix=prefix, workers=workers, concurrency=100, **overrides
+    )
+    app = build_app(settings)
+    port = free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        timeout_graceful_shutdown=5,
+    )
+    server = ApiServer(config)
+    thread = threading.Thread(target=server.run, name=f"sdk-api-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the API server did not start within 20 s")
+        time.sleep(0.01)
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", settings)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        _delete_prefix(settings.redis_url or redis_url, prefix)
+
+
+class Api:
+    """One async interface over either client: ``await api("get", task)`` calls the async
+    client directly and the sync one in a worker thread, so one test body covers both."""
+
+    def __init__(self, client: Client | AsyncClient) -> None:
+        self.client = client
+        self.is_async = isinstance(client, AsyncClient)
+        self.kind = "async" if self.is_async else "sync"
+
+    async def __call__(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        method = operator.attrgetter(name)(self.client)
+        if self.is_async:
+            return await method(*args, **kwargs)
+        return await asyncio.to_thread(method, *args, **kwargs)
+
+    async def list(self, **kwargs: Any) -> list[Task]:
+        """``client.list(**kwargs).to_list()``."""
+        pager = self.client.list(**kwargs)
+        if self.is_async:
+            return await pager.to_list()  # type: ignore[no-any-return,misc]
+        return await asyncio.to_thread(pager.to_list)  # type: ignore[arg-type]
+
+    async def list_frame(self, **kwargs: Any) -> Any:
+        """``client.list(**kwargs).to_pandas()``."""
+        pager = self.client.list(**kwargs)
+        if self.is_async:
+            return await pager.to_pandas()  # type: ignore[misc]
+        return await asyncio.to_thread(pager.to_pandas)
+
+    async def batch(self, **kwargs: Any) -> Any:
+        """``client.batch(**kwargs)`` (awaited for the async client)."""
+        return await self("batch", **kwargs)
+
+    async def run(self, run: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        """Call a method of a batch run of this client."""
+        method = getattr(run, name)
+        if self.is_async:
+            return await method(*args, **kwargs)
+        return await asyncio.to_thread(method, *args, **kwargs)
+
+    async def events(
+        self,
+        count: int,
+        *,
+        timeout: float = 20.0,
+        on_open: Callable[[], Any] | None = None,
+        **kwargs: Any,
+    ) -> tuple[list[Event], Any]:
+        """Read ``count`` events from ``client.events(**kwargs)``; ``on_open`` runs (in a thread)
+        once the stream is connected. Returns the events and the stream."""
+        stream = self.client.events(**kwargs)
+        got: list[Event] = []
+        if self.is_async:
+
+            async def read() -> None:
+                async for event in stream:  # type: ignore[union-attr]
+                    got.append(event)
+                    if len(got) >= count:
+                        return
+
+            reader = asyncio.create_task(read())
+            if on_open is not None:
+                await asyncio.wait_for(stream.connected.wait(), timeout)  # type: ignore[union-attr]
+                await asyncio.to_thread(on_open)
+            try:
+                await asyncio.wait_for(reader, timeout)
+            finally:
+                await stream.aclose()  # type: ignore[union-attr]
+            return got, stream
+
+        def read_sync() -> None:
+            for event in stream:  # type: ignore[union-attr]
+                got.append(event)
+                if len(got) >= count:
+                    return
+
+        thread = threading.Thread(target=read_sync, daemon=True)
+        thread.start()
+        if on_open is not None:
+            assert await asyncio.to_thread(stream.connected.wait, timeout)  # type: ignore[union-attr]
+            await asyncio.to_thread(on_open)
+        await asyncio.to_thread(thread.join, timeout)
+        stream.close()  # type: ignore[union-attr]
+        assert not thread.is_alive(), f"only {len(got)} of {count} events in {timeout} s"
+        return got, stream
+
+    async def close(self) -> None:
+        """Close the client."""
+        if self.is_async:
+            await self.client.close()  # type: ignore[misc]
+        else:
+            self.client.close()
+
+
+async def eventually(check: Callable[[], Any], timeout: float = 10.0, every: float = 0.02) -> Any:
+    """Poll ``check`` (sync or async) until it returns a truthy value; fail at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if asyncio.iscoroutine(value):
+            value = await value
+        if value:
+            return value
+        assert time.monotonic() < deadline, "condition not met before the deadline"
+        await asyncio.sleep(every)
+
+
+class DroppingProxy:
+    """A loopback TCP proxy to ``target`` whose open connections can be cut at will."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+        self._stop = False
+        self.accepted = 0
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def _accept(self) -> None:
+        while not self._stop:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self._lock:
+                self._conns += [client, upstream]
+                self.accepted += 1
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while chunk := src.recv(65536):
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def drop_all(self) -> None:
+        """Cut every open connection (both directions)."""
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for s in conns:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                s.close()
+
+    def close(self) -> None:
+        """Stop accepting and cut everything."""
+        self._stop = True
+        with contextlib.suppress(OSError):
+            self.listener.close()
+        self.drop_all()
+
+
+def make_api(kind: str, url: str, **kwargs: Any) -> Api:
+    """An :class:`Api` over a new client of ``kind`` (``sync`` or ``async``)."""
+    client: Client | AsyncClient
+    client = Client(url, **kwargs) if kind == "sync" else AsyncClient(url, **kwargs)
+    return Api(client)
