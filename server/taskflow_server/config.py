@@ -96,6 +96,8 @@ class Settings(BaseSettings):
 
     PDF extraction:
         pdf_max_pages, pdf_max_page_area_pt2, pdf_time_limit, pdf_render_dpi, pdf_pool_size.
+        pdf_memory_limit_mb: address-space cap of each PDF reader process (a decompression bomb
+            fails as ``invalid_input`` instead of eating the machine's memory).
         pdf_use_file_parser: send pages without a text layer to OpenRouter's file-parser plugin
             (engine ``pdf_file_parser_engine``) instead of as an image.
         pdf_render_max_pixels: a rendered page never has more pixels (the dpi is lowered).
@@ -120,7 +122,7 @@ class Settings(BaseSettings):
     concurrency: int = Field(default=100, ge=1)
     api_token: str | None = None
     insecure: bool = False
-    redis_max_connections: int = Field(default=48, ge=4)
+    redis_max_connections: int = Field(default=16, ge=4)
     task_modules: str = ""
     log_level: str = "INFO"
     log_json: bool = False
@@ -182,6 +184,7 @@ class Settings(BaseSettings):
     pdf_time_limit: float = Field(default=120.0, gt=0)
     pdf_render_dpi: int = Field(default=110, ge=36, le=600)
     pdf_pool_size: int = Field(default=2, ge=1)
+    pdf_memory_limit_mb: int | None = Field(default=2048, ge=256)
     pdf_use_file_parser: bool = False
     pdf_file_parser_engine: str = "mistral-ocr"
     pdf_render_max_pixels: int = Field(default=12_000_000, ge=100_000)

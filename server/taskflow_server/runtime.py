@@ -10,16 +10,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 
 from taskflow_server.config import Settings
-from taskflow_server.embedded import EmbeddedRedis
 from taskflow_server.services import Services, build_services
 from taskflow_server.store.connection import make_redis, redact, wait_for_redis
 from taskflow_server.store.queue import TaskQueue
 from taskflow_server.tasks.registry import load_builtin_tasks
 from taskflow_server.worker.worker import Worker
+
+if TYPE_CHECKING:
+    from taskflow_server.embedded import EmbeddedRedis
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,8 @@ class Runtime:
         """Connect (or start the embedded store), load scripts and start the workers."""
         load_builtin_tasks()
         if self.settings.redis_url is None:
+            from taskflow_server.embedded import EmbeddedRedis  # fakeredis: only when needed
+
             self.embedded = EmbeddedRedis()
             self.embedded.start()
         log.info("using redis at %s", redact(self.redis_url))

@@ -48,7 +48,9 @@ class Services:
         if self._cpu is None:
             from taskflow_server.worker.pool import CpuPool
 
-            self._cpu = CpuPool(self.settings.pdf_pool_size)
+            self._cpu = CpuPool(
+                self.settings.pdf_pool_size, memory_limit_mb=self.settings.pdf_memory_limit_mb
+            )
         return self._cpu
 
     async def aclose(self) -> None:

@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from taskflow_server.worker.pool import CpuPool, CpuTimeout, PoolClosed, WorkerCrashed
+from taskflow_server.worker.pool import (
+    CpuPool,
+    CpuTimeout,
+    OutOfMemory,
+    PoolClosed,
+    WorkerCrashed,
+)
 
 
 @pytest.fixture
@@ -101,3 +107,20 @@ async def test_shutdown_refuses_new_work() -> None:
     p.shutdown()
     with pytest.raises(PoolClosed):
         await p.run(pow, 2, 2, timeout=30)
+
+
+def allocate(megabytes: int) -> int:
+    """Hold ``megabytes`` of memory at once (touching every page), then report the size."""
+    block = bytearray(megabytes * 1024 * 1024)
+    block[:: 4096] = b"x" * len(block[::4096])
+    return len(block) // (1024 * 1024)
+
+
+async def test_a_call_over_the_memory_cap_fails_and_the_pool_recovers() -> None:
+    capped = CpuPool(1, memory_limit_mb=768)
+    try:
+        with pytest.raises(OutOfMemory, match="768 MB"):
+            await capped.run(allocate, 4096, timeout=30)
+        assert await capped.run(allocate, 16, timeout=30) == 16
+    finally:
+        capped.shutdown()

@@ -44,7 +44,7 @@ from taskflow_server.pdf.layout import Article, join_continuations
 from taskflow_server.pdf.reader import Limits, PdfError
 from taskflow_server.resilience.errors import ErrorClass, TaskError
 from taskflow_server.tasks.registry import TaskContext, task
-from taskflow_server.worker.pool import CpuTimeout, WorkerCrashed
+from taskflow_server.worker.pool import CpuTimeout, OutOfMemory, WorkerCrashed
 
 logger = logging.getLogger(__name__)
 
@@ -199,6 +199,12 @@ async def _in_pool(ctx: TaskContext, fn: Any, *args: Any) -> Any:
             ErrorClass.INVALID_INPUT,
             f"the PDF could not be read within {settings.pdf_time_limit:g} s "
             "(TASKFLOW_PDF_TIME_LIMIT); it is too complex or malformed",
+        ) from None
+    except OutOfMemory:
+        raise TaskError(
+            ErrorClass.INVALID_INPUT,
+            f"the PDF needs more than {settings.pdf_memory_limit_mb} MB to read "
+            "(TASKFLOW_PDF_MEMORY_LIMIT_MB); it is too large or a decompression bomb",
         ) from None
     except WorkerCrashed as exc:
         raise TaskError(ErrorClass.UNEXPECTED, f"the PDF reader crashed: {exc}") from None

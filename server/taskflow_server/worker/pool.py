@@ -45,6 +45,10 @@ class WorkerCrashed(CpuPoolError):
     """The worker process died while running a call (a crash, or it was killed)."""
 
 
+class OutOfMemory(CpuPoolError, MemoryError):
+    """A call needed more memory than the pool's per-process cap allows."""
+
+
 class PoolClosed(CpuPoolError):
     """The pool was shut down."""
 
@@ -56,6 +60,20 @@ def _context() -> multiprocessing.context.BaseContext:
         ctx.set_forkserver_preload(_PRELOAD)
         return ctx
     return multiprocessing.get_context("spawn")
+
+
+def _cap_memory(limit_bytes: int | None) -> None:
+    """Worker-process initializer: cap the address space, so a decompression bomb fails with
+    MemoryError in this process instead of exhausting the machine."""
+    if limit_bytes is None:
+        return
+    try:
+        import resource
+    except ImportError:  # not on this platform: the time limit still applies
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = limit_bytes if hard == resource.RLIM_INFINITY else min(limit_bytes, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
 
 
 @dataclass
@@ -72,12 +90,17 @@ class CpuPool:
     Args:
         size: the number of worker processes (and of calls that run at once; more wait).
         start_timeout: how long a new worker process may take to start.
+        memory_limit_mb: cap on each worker process's address space (``None``: no cap); a call
+            that needs more raises :class:`OutOfMemory`.
     """
 
-    def __init__(self, size: int, *, start_timeout: float = 60.0) -> None:
+    def __init__(
+        self, size: int, *, start_timeout: float = 60.0, memory_limit_mb: int | None = None
+    ) -> None:
         if size < 1:
             raise ValueError("a CpuPool needs at least one process")
         self.size = size
+        self.memory_limit_mb = memory_limit_mb
         self.start_timeout = start_timeout
         self._ctx = _context()
         self._idle: list[_Slot] = []
@@ -96,7 +119,15 @@ class CpuPool:
         return self._free
 
     async def _start_slot(self) -> _Slot:
-        slot = _Slot(ProcessPoolExecutor(max_workers=1, mp_context=self._ctx))
+        limit = None if self.memory_limit_mb is None else self.memory_limit_mb * 1024 * 1024
+        slot = _Slot(
+            ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=self._ctx,
+                initializer=_cap_memory,
+                initargs=(limit,),
+            )
+        )
         self._busy.append(slot)
         try:
             pid_future = slot.executor.submit(os.getpid)
@@ -137,12 +168,16 @@ class CpuPool:
                     raise WorkerCrashed(
                         f"the worker process died while running {name} (a crash or out of memory)"
                     ) from None
+                except MemoryError:
+                    raise OutOfMemory(
+                        f"{name} needed more than the {self.memory_limit_mb} MB memory cap"
+                    ) from None
                 healthy = True
                 return result
             except BaseException as exc:
                 # An exception raised by fn itself leaves the worker healthy.
                 healthy = healthy or not isinstance(
-                    exc, CpuPoolError | BrokenProcessPool | asyncio.CancelledError
+                    exc, CpuPoolError | BrokenProcessPool | MemoryError | asyncio.CancelledError
                 )
                 if isinstance(exc, asyncio.CancelledError):
                     self._kill(slot)
