@@ -71,7 +71,7 @@ def _cap_memory(limit_bytes: int | None) -> None:
         import resource
     except ImportError:  # not on this platform: the time limit still applies
         return
-    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     cap = limit_bytes if hard == resource.RLIM_INFINITY else min(limit_bytes, hard)
     resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
 
