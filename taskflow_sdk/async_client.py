@@ -94,6 +94,8 @@ class AsyncClient:
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(timeout=self._config.timeout)
         self.breaker = AsyncBreaker(self)
+        self.batch_runs: list[AsyncBatchRun] = []
+        """Batches started from this client, oldest first (a control panel shows them)."""
         """The shared circuit breaker: ``await open()``, ``reset()``, ``status()``."""
         self.openrouter = AsyncOpenRouter(self)
         """The upstream: ``await status()``, ``metrics()``."""
@@ -419,6 +421,7 @@ class AsyncClient:
             **opts,
         )
         await run.submit()
+        self.batch_runs.append(run)
         return run
 
     # ------------------------------------------------------------------ lifecycle

@@ -460,13 +460,18 @@ class _Progress:
     def __init__(self, core: BatchCore, enabled: bool) -> None:
         self.core = core
         self.bar: _Bar | None = None
+        self.widget: Any = None
         self.shown = 0
-        if enabled:
+        if enabled and _in_kernel():
+            self.widget = _progress_widget(core)
+        if enabled and self.widget is None:
             from tqdm.auto import tqdm
 
             self.bar = tqdm(total=len(core.all_entries), unit="task", desc="batch")
 
     def __call__(self) -> None:
+        if self.widget is not None:
+            self.widget.update(self.core.counts(), total=len(self.core.all_entries))
         bar = self.bar
         if bar is None:
             return
@@ -482,8 +487,34 @@ class _Progress:
         bar.refresh()
 
     def close(self) -> None:
+        if self.widget is not None:
+            self.widget.close("done")
         if self.bar is not None:
             self.bar.close()
+
+
+def _in_kernel() -> bool:
+    """True inside a Jupyter kernel (where a live widget beats a text bar)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+def _progress_widget(core: BatchCore) -> Any:
+    """The notebook progress widget for a batch, displayed; ``None`` without ipywidgets."""
+    try:
+        from IPython.display import display
+
+        from taskflow_sdk.widgets.progress import batch_progress_widget
+    except ImportError:
+        return None
+    view = batch_progress_widget(name="batch")
+    display(view)  # type: ignore[no-untyped-call]
+    view.update(core.counts(), total=len(core.all_entries))
+    return view
 
 
 class _RunViews:

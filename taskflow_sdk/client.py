@@ -94,6 +94,8 @@ class Client:
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(timeout=self._config.timeout)
         self.breaker = Breaker(self)
+        self.batch_runs: list[BatchRun] = []
+        """Batches started from this client, oldest first (a control panel shows them)."""
         """The shared circuit breaker: ``open()``, ``reset()``, ``status()``."""
         self.openrouter = OpenRouter(self)
         """The upstream: ``status()``, ``metrics()``."""
@@ -442,6 +444,7 @@ class Client:
             **opts,
         )
         run.submit()
+        self.batch_runs.append(run)
         return run
 
     # ------------------------------------------------------------------ lifecycle

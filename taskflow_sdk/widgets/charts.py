@@ -7,7 +7,9 @@ is one message to the front end however many events it covers.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 
+import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
@@ -32,6 +34,7 @@ SERIES_LABELS = {
     "dlq": "DLQ",
     "active": "active",
 }
+"""Legend label of each queue-depth series."""
 SERIES_COLOURS = {
     "primary:high": "#1565c0",
     "primary:default": "#42a5f5",
@@ -41,6 +44,7 @@ SERIES_COLOURS = {
     "dlq": "#c62828",
     "active": "#2e7d32",
 }
+"""Line colour of each queue-depth series."""
 STATE_COLOURS = {
     "PENDING": "#42a5f5",
     "ACTIVE": "#2e7d32",
@@ -50,10 +54,11 @@ STATE_COLOURS = {
     "DLQ": "#c62828",
     "CANCELLED": "#9e9e9e",
 }
+"""Bar colour of each task state."""
 _MARGIN = {"l": 45, "r": 15, "t": 35, "b": 30}
 
 
-def timeline_figure(height: int = 280) -> go.FigureWidget:
+def timeline_figure(height: int = 300, width: int = 760) -> go.FigureWidget:
     """Queue depths over time: one step line per series (x: UTC time)."""
     fig = go.FigureWidget(
         data=[
@@ -67,8 +72,9 @@ def timeline_figure(height: int = 280) -> go.FigureWidget:
             for s in SERIES
         ],
         layout=go.Layout(
-            title={"text": "Queue depths", "font": {"size": 14}},
+            title={"text": "Queue depths (UTC)", "font": {"size": 14}},
             height=height,
+            width=width,
             margin=_MARGIN,
             xaxis={"type": "date", "title": None},
             yaxis={"rangemode": "tozero", "title": "tasks"},
@@ -79,22 +85,30 @@ def timeline_figure(height: int = 280) -> go.FigureWidget:
     return fig
 
 
+def _utc(epoch: float) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC).replace(tzinfo=None)
+
+
 def update_timeline(fig: go.FigureWidget, state: PanelState, now: float) -> None:
-    """Write the timeline samples into ``fig``; scroll the x axis to ``[now - window, now]``."""
+    """Write the timeline samples into ``fig``; scroll the x axis to ``[now - window, now]``.
+
+    The arrays go as numpy arrays: plotly sends them as binary buffers without checking every
+    element, which keeps a redraw near a millisecond.
+    """
     times, columns = state.series()
-    x = [int(t * 1000) for t in times]
     if times:
         # Extend every line to now, so a quiet queue still scrolls.
-        x.append(int(now * 1000))
+        times = [*times, now]
         columns = [(*c, c[-1]) for c in columns]
+    x = (np.asarray(times, dtype=np.float64) * 1000).astype("int64").astype("datetime64[ms]")
     with fig.batch_update():
         for i, trace in enumerate(fig.data):
             trace.x = x
-            trace.y = list(columns[i]) if columns else []
-        fig.layout.xaxis.range = [int((now - state.window_seconds) * 1000), int(now * 1000)]
+            trace.y = np.asarray(columns[i] if columns else [], dtype=np.int64)
+        fig.layout.xaxis.range = [_utc(now - state.window_seconds), _utc(now)]
 
 
-def counts_figure(height: int = 280) -> go.FigureWidget:
+def counts_figure(height: int = 300, width: int = 460) -> go.FigureWidget:
     """Tasks per state as bars."""
     return go.FigureWidget(
         data=[
@@ -110,6 +124,7 @@ def counts_figure(height: int = 280) -> go.FigureWidget:
         layout=go.Layout(
             title={"text": "Tasks per state", "font": {"size": 14}},
             height=height,
+            width=width,
             margin=_MARGIN,
             yaxis={"rangemode": "tozero"},
             showlegend=False,
@@ -126,7 +141,7 @@ def update_counts(fig: go.FigureWidget, state: PanelState) -> None:
         fig.data[0].text = [f"{v:,}" for v in values]
 
 
-def metrics_figure(height: int = 360) -> go.FigureWidget:
+def metrics_figure(height: int = 420, width: int = 760) -> go.FigureWidget:
     """Daily upstream metrics: calls split into successes and failures by class (top), tokens
     and cost (bottom, cost on the right axis)."""
     base = make_subplots(
@@ -140,6 +155,7 @@ def metrics_figure(height: int = 360) -> go.FigureWidget:
     fig = go.FigureWidget(base)
     fig.update_layout(
         height=height,
+        width=width,
         margin={"l": 55, "r": 55, "t": 40, "b": 30},
         barmode="stack",
         legend={"orientation": "h", "y": -0.12},

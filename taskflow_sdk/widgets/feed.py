@@ -48,7 +48,9 @@ SNAPSHOT_NAMES: dict[Want, str] = {
 """The :meth:`~taskflow_sdk.widgets.state.PanelState.apply_snapshot` kind of each snapshot."""
 
 RECONNECT_MIN = 0.5
+"""Seconds before starting a new event stream after one gave up (doubling each time)..."""
 RECONNECT_MAX = 5.0
+"""...up to this many."""
 
 
 @dataclass
@@ -138,8 +140,8 @@ class FeedSink(Protocol):
         """Redraw if due; returns seconds until the next redraw is due (None: nothing pending)."""
         ...
 
-    def next_snapshot_in(self, now: float) -> float:
-        """Seconds until the next snapshot is due."""
+    def next_wake_in(self, now: float) -> float:
+        """Seconds until the pump has something to do (a snapshot, a timeline tick)."""
         ...
 
 
@@ -179,14 +181,21 @@ class ThreadFeed:
         """True until :meth:`stop`."""
         return bool(self._threads) and not self._stop.is_set()
 
-    def start(self) -> None:
-        """Start both threads."""
+    def start(self, connect_timeout: float = 2.0) -> None:
+        """Start both threads; wait up to ``connect_timeout`` seconds for the stream to
+        connect, so that work submitted right after sees its events."""
         self._threads = [
             threading.Thread(target=self._read, name="taskflow-panel-events", daemon=True),
             threading.Thread(target=self._pump, name="taskflow-panel-pump", daemon=True),
         ]
         for t in self._threads:
             t.start()
+        deadline = time.monotonic() + connect_timeout
+        while time.monotonic() < deadline and not self._stop.is_set():
+            connected = getattr(self._stream, "connected", None)
+            if isinstance(connected, threading.Event) and connected.wait(0.05):
+                return
+            time.sleep(0.01)
 
     def wake(self) -> None:
         """Ask the pump to look again now (after an action)."""
@@ -209,8 +218,11 @@ class ThreadFeed:
         backoff = RECONNECT_MIN
         while not self._stop.is_set():
             try:
-                self._stream = self._client.events(last_event_id=self._sink.last_event_id())
-                for event in self._stream:
+                stream = self._client.events(last_event_id=self._sink.last_event_id())
+                self._stream = stream
+                if self._stop.is_set():  # stop() may have looked before the assignment
+                    break
+                for event in stream:
                     self._sink.ingest(event)
                     self._wake.set()
                     backoff = RECONNECT_MIN
@@ -241,9 +253,10 @@ class ThreadFeed:
                     sink.snapshot_failed(kind, exc)
                 else:
                     sink.apply_snapshot(kind, data, read_at)
+                sink.render_due(time.monotonic())  # a slow snapshot must not hold redraws
             now = time.monotonic()
             until_render = sink.render_due(now)
-            wait = sink.next_snapshot_in(time.monotonic())
+            wait = sink.next_wake_in(time.monotonic())
             if until_render is not None:
                 # A redraw is pending: sleep until it is due, not on every event's wake-up.
                 self._stop.wait(min(wait, until_render))
@@ -348,9 +361,10 @@ class AsyncFeed:
                     sink.snapshot_failed(kind, exc)
                 else:
                     sink.apply_snapshot(kind, data, read_at)
+                sink.render_due(time.monotonic())  # a slow snapshot must not hold redraws
             now = time.monotonic()
             until_render = sink.render_due(now)
-            wait = sink.next_snapshot_in(time.monotonic())
+            wait = sink.next_wake_in(time.monotonic())
             if until_render is not None:
                 await asyncio.sleep(min(wait, until_render))
             else:

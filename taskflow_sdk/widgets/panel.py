@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import gc
 import html
 import threading
 import time
@@ -56,10 +57,29 @@ from taskflow_sdk.widgets.progress import BatchProgress
 from taskflow_sdk.widgets.protocol import ACTION_DELETE, ACTION_RETRY
 from taskflow_sdk.widgets.state import Dirty, PanelState, Want
 
-__all__ = ["ControlPanel", "header_html", "openrouter_html"]
+__all__ = ["ControlPanel", "freeze_gc_once", "header_html", "openrouter_html"]
 
 TICK_SECONDS = 1.0
 """The timeline scrolls (is redrawn) at least this often while the panel runs."""
+
+_gc_frozen = False
+
+
+def freeze_gc_once() -> None:
+    """Collect garbage once, then move every object alive now to the collector's permanent
+    generation (``gc.freeze()``), once per process.
+
+    A kernel that has built plotly figures holds some 160,000 long-lived objects (plotly's
+    validators); a live feed allocates steadily, which triggers full collections, and each
+    full collection would rescan them all (75-150 ms, every thread stopped). Frozen, they are
+    skipped; objects made later are collected as usual.
+    """
+    global _gc_frozen
+    if not _gc_frozen:
+        gc.collect()
+        gc.freeze()
+        _gc_frozen = True
+
 
 WORKER_COLUMNS = (
     ("name", "Worker"),
@@ -69,6 +89,7 @@ WORKER_COLUMNS = (
     ("completed", "Completed"),
     ("failed", "Failed"),
 )
+"""(key, label) of the workers table's columns."""
 DLQ_COLUMNS = (
     ("task_id", "Task"),
     ("task_type", "Type"),
@@ -77,6 +98,7 @@ DLQ_COLUMNS = (
     ("retries", "Retries"),
     ("dlq_at", "In DLQ since (UTC)"),
 )
+"""(key, label) of the DLQ table's columns."""
 
 _GOOD = {"healthy", "active", "closed", "openrouter", "live"}
 _BAD = {"unhealthy", "open", "api_key_invalid", "credits_exhausted", "error", "down", "offline"}
@@ -183,6 +205,8 @@ class ControlPanel:
         days: days of OpenRouter metrics in the daily chart.
         dlq_limit: rows of the DLQ table.
         autostart: start the feed now (else call :meth:`start`).
+        freeze_gc: on start, call :func:`freeze_gc_once` so full garbage collections during
+            an event burst do not pause the kernel for 100+ ms (see there).
 
     The panel displays itself (``panel`` as a cell's last line, or ``display(panel)``);
     :attr:`widget` is the ipywidgets box. :meth:`stop` ends the feed. Batches run with the same
@@ -199,6 +223,7 @@ class ControlPanel:
         days: int = 7,
         dlq_limit: int = 50,
         autostart: bool = True,
+        freeze_gc: bool = True,
     ) -> None:
         if refresh_hz <= 0:
             raise ValueError("refresh_hz must be positive")
@@ -207,7 +232,8 @@ class ControlPanel:
         self.days = int(days)
         self.dlq_limit = int(dlq_limit)
         self.is_async = is_async_client(client)
-        resolution = max(1.0 / self.refresh_hz, window_seconds / 600.0)
+        self.freeze_gc = freeze_gc
+        resolution = max(1.0 / self.refresh_hz, window_seconds / 300.0)
         self.state = PanelState(window_seconds, resolution=resolution)
         self.policy = RefreshPolicy()
         self.renders = 0
@@ -261,19 +287,17 @@ class ControlPanel:
         )
         self.batches = widgets.VBox([])
 
-        def cell(child: Any, flex: str) -> widgets.Box:
-            return widgets.Box([child], layout=widgets.Layout(flex=flex, min_width="0"))
-
+        wrap = widgets.Layout(flex_flow="row wrap", align_items="flex-start")
         resilience = widgets.VBox(
             [self.lamp, self.openrouter, self.utilisation, self.key_left],
-            layout=widgets.Layout(flex="1 1 0", min_width="0"),
+            layout=widgets.Layout(width="440px"),
         )
         self.widget = widgets.VBox(
             [
                 self.header,
                 self.message,
-                widgets.HBox([cell(self.timeline, "2 1 0"), cell(self.counts, "1 1 0")]),
-                widgets.HBox([resilience, cell(self.metrics, "2 1 0")]),
+                widgets.HBox([self.timeline, self.counts], layout=wrap),
+                widgets.HBox([resilience, self.metrics], layout=wrap),
                 self.workers_table,
                 self.dlq_table,
                 self.batches,
@@ -309,6 +333,8 @@ class ControlPanel:
             feed = AsyncFeed(self.client, self, days=self.days, dlq_limit=self.dlq_limit)
         else:
             feed = ThreadFeed(self.client, self, days=self.days, dlq_limit=self.dlq_limit)
+        if self.freeze_gc:
+            freeze_gc_once()
         self._feed = feed
         feed.start()
         return self
@@ -362,10 +388,11 @@ class ControlPanel:
                 self.policy.mark(kind, now)
             return due
 
-    def next_snapshot_in(self, now: float) -> float:
-        """Seconds until the next snapshot is due."""
+    def next_wake_in(self, now: float) -> float:
+        """Seconds until the next snapshot or timeline tick is due."""
         with self._lock:
-            return self.policy.next_due(self.state.wants, now)
+            tick = self._last_tick + TICK_SECONDS - now
+            return max(0.0, min(self.policy.next_due(self.state.wants, now), tick))
 
     def apply_snapshot(self, kind: Want | str, data: Any, read_at: float | None = None) -> None:
         """Apply a snapshot's answer (``kind``: a :class:`Want` or its name)."""
@@ -630,12 +657,11 @@ class ControlPanel:
         self._changed()
 
     def _changed(self) -> None:
-        """Redraw soon: the pump does it when the feed runs, else now."""
+        """Redraw now (actions are rare) and let the pump read the snapshots they want."""
+        self.refresh()
         feed = self._feed
         if feed is not None and feed.running:
             feed.wake()
-        else:
-            self.refresh()
 
     # button clicks (kernel thread): never block the kernel on the network
 

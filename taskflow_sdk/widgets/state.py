@@ -753,11 +753,16 @@ class PanelState:
     def watch_batch(
         self, name: str, task_ids: Iterable[str], states: Mapping[str, str] | None = None
     ) -> Dirty:
-        """Follow the tasks of batch ``name`` (states PENDING unless ``states`` says otherwise)."""
+        """Follow the tasks of batch ``name``: a task's state is the last one events showed,
+        else the one ``states`` gives, else PENDING."""
         info = self.batches.setdefault(name, BatchInfo(name))
         known = states or {}
         for task_id in task_ids:
-            info.states[task_id] = _state(known.get(task_id)) or info.states.get(task_id, "PENDING")
+            info.states[task_id] = (
+                self.recent.get(task_id)
+                or _state(known.get(task_id))
+                or info.states.get(task_id, "PENDING")
+            )
             self._batch_of[task_id] = name
         return Dirty.BATCHES
 

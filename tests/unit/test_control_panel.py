@@ -1,0 +1,472 @@
+"""The ControlPanel's logic without a kernel or a server: recorded events in, traits and figure
+data out; buttons call the right SDK methods (on a recording fake client)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("ipywidgets")
+pytest.importorskip("anywidget")
+pytest.importorskip("plotly")
+
+from taskflow_sdk.widgets import ControlPanel
+from taskflow_sdk.widgets.panel import header_html, openrouter_html
+from taskflow_sdk.widgets.progress import batch_progress_widget, progress_html
+from taskflow_sdk.widgets.protocol import (
+    MSG_BREAKER_OPEN,
+    MSG_BREAKER_RESET,
+    MSG_TABLE_ACTION,
+    STATES,
+)
+from taskflow_sdk.widgets.state import Dirty
+
+RECORDED = Path(__file__).parent / "data" / "recorded_events.jsonl"
+DLQ_ID = "01a22590012a000002d6cab1d5"
+
+
+def recorded() -> list[dict[str, Any]]:
+    return [json.loads(line) for line in RECORDED.read_text().splitlines() if line.strip()]
+
+
+QUEUES = {
+    "queues": {
+        "primary": 0,
+        "retry": 0,
+        "scheduled": 0,
+        "dlq": 1,
+        "active": 0,
+        "primary_by_priority": {"high": 0, "default": 0, "low": 0},
+    },
+    "states": {"COMPLETED": 4, "DLQ": 1},
+}
+WORKERS = {
+    "worker_details": [{"worker_id": "w1", "status": "healthy", "heartbeat_age": 0.5}],
+    "circuit_breaker": {"state": "closed"},
+}
+HEALTH = {"status": "healthy", "components": {"redis": {"status": "healthy", "latency_ms": 0.3}}}
+OPENROUTER = {"status": "api_key_missing", "provider": "offline"}
+METRICS = {"metrics": {"2026-11-29": {"total_calls": 2, "successful_calls": 2}}, "days": 7}
+DLQ = [{"task_id": DLQ_ID, "state": "DLQ", "task_type": "demo.fail", "error_type": "invalid_input"}]
+
+
+class Recorder:
+    """Remembers every SDK call by name."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+        self.lock = threading.Lock()
+
+    def record(self, name: str, *args: Any) -> None:
+        with self.lock:
+            self.calls.append((name, args))
+
+    def names(self) -> list[str]:
+        with self.lock:
+            return [n for n, _ in self.calls]
+
+
+class FakeStream:
+    """An event iterator with the SDK stream's thread-safe close()."""
+
+    def __init__(self, events: list[dict[str, Any]], hold: bool) -> None:
+        self._events = list(events)
+        self._hold = hold
+        self._closed = threading.Event()
+        self.connected = threading.Event()
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        self.connected.set()
+        for event in self._events:
+            if self._closed.is_set():
+                return
+            yield event
+        while self._hold and not self._closed.wait(0.01):
+            pass  # like a live stream: nothing more until closed
+
+    def close(self) -> None:
+        self._closed.set()
+
+
+class FakeClient:
+    """The sync Client surface the panel uses, answering canned snapshots."""
+
+    base_url = "http://fake"
+
+    def __init__(self, events: list[dict[str, Any]] | None = None, fail_first: int = 0) -> None:
+        self.rec = Recorder()
+        self.events_to_send = events or []
+        self.fail_first = fail_first
+        self.breaker = FakeBreaker(self.rec)
+        self.openrouter = FakeOpenRouter(self.rec)
+
+    def events(self, last_event_id: str | None = None) -> FakeStream:
+        self.rec.record("events", last_event_id)
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            raise ConnectionError("server down")
+        sent = [e for e in self.events_to_send if last_event_id is None or e["id"] > last_event_id]
+        return FakeStream(sent, hold=True)
+
+    def queues(self) -> dict[str, Any]:
+        self.rec.record("queues")
+        return QUEUES
+
+    def workers(self) -> dict[str, Any]:
+        self.rec.record("workers")
+        return WORKERS
+
+    def health(self) -> dict[str, Any]:
+        self.rec.record("health")
+        return HEALTH
+
+    def dlq(self, limit: int = 100) -> list[dict[str, Any]]:
+        self.rec.record("dlq", limit)
+        return DLQ
+
+    def retry(self, task_id: str, reset_retry_count: bool = False) -> dict[str, Any]:
+        self.rec.record("retry", task_id)
+        return {"task_id": task_id, "state": "PENDING"}
+
+    def delete(self, task_id: str) -> None:
+        self.rec.record("delete", task_id)
+
+
+class FakeBreaker:
+    def __init__(self, rec: Recorder) -> None:
+        self.rec = rec
+
+    def open(self, reason: str | None = None) -> dict[str, Any]:
+        self.rec.record("breaker.open", reason)
+        return {"state": "open", "held": True, "reason": reason}
+
+    def reset(self) -> dict[str, Any]:
+        self.rec.record("breaker.reset")
+        return {"state": "closed"}
+
+    def status(self) -> dict[str, Any]:
+        self.rec.record("breaker.status")
+        return {"state": "closed"}
+
+
+class FakeOpenRouter:
+    def __init__(self, rec: Recorder) -> None:
+        self.rec = rec
+
+    def status(self, force_refresh: bool = False) -> dict[str, Any]:
+        self.rec.record("openrouter.status")
+        return OPENROUTER
+
+    def metrics(self, days: int = 7) -> dict[str, Any]:
+        self.rec.record("openrouter.metrics", days)
+        return METRICS
+
+
+def wait_until(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.01)
+
+
+# --------------------------------------------------------------------------- no feed
+
+
+def test_recorded_events_update_traits_and_figures() -> None:
+    panel = ControlPanel(FakeClient(), autostart=False)
+    panel.ingest_many(recorded())
+    panel.refresh()
+    counts = dict(zip(STATES, panel.counts.data[0].y, strict=True))
+    assert counts["COMPLETED"] == 4 and counts["DLQ"] == 1
+    dlq_series = panel.timeline.data[5]
+    assert dlq_series.name == "DLQ" and dlq_series.y[-1] == 1
+    assert len(panel.timeline.data[0].x) >= 2  # a sample, extended to now
+    assert [r["task_id"] for r in panel.dlq_table.rows] == [DLQ_ID]
+    assert panel.dlq_table.rows[0]["error_type"] == "invalid_input"
+    assert "live · 22 events" in panel.header.value
+
+
+def test_snapshots_update_workers_health_openrouter_metrics() -> None:
+    panel = ControlPanel(FakeClient(), autostart=False)
+    panel.apply_snapshot("workers", WORKERS)
+    panel.apply_snapshot("health", HEALTH)
+    panel.apply_snapshot("openrouter", OPENROUTER)
+    panel.apply_snapshot("metrics", METRICS)
+    panel.apply_snapshot("dlq", DLQ)
+    panel.refresh()
+    assert panel.workers_table.rows[0]["worker_id"] == "w1"
+    assert panel.workers_table.rows[0]["heartbeat"] == "0.5 s"
+    assert "Workers online" in panel.header.value and "1/1" in panel.header.value
+    assert "offline" in panel.header.value
+    assert "api_key_missing" in panel.openrouter.value
+    assert panel.lamp.state == "closed"
+    assert panel.metrics.data[0].name == "successes"
+    assert panel.metrics.data[0].y == (2.0,)
+    assert panel.dlq_table.rows[0]["task_type"] == "demo.fail"
+
+
+def test_lamp_buttons_call_the_breaker() -> None:
+    client = FakeClient()
+    panel = ControlPanel(client, autostart=False)
+    panel.lamp.handle_message({"type": MSG_BREAKER_OPEN})
+    panel.wait_actions()
+    assert client.rec.names() == ["breaker.open"]
+    assert panel.lamp.state == "open" and panel.lamp.held
+    assert not panel.lamp.busy
+    panel.lamp.handle_message({"type": MSG_BREAKER_RESET})
+    panel.wait_actions()
+    assert client.rec.names() == ["breaker.open", "breaker.reset"]
+    assert panel.lamp.state == "closed"
+    panel.lamp.handle_message({"type": "something else"})
+    panel.wait_actions()
+    assert len(client.rec.calls) == 2
+
+
+def test_dlq_buttons_retry_and_delete_each_task() -> None:
+    client = FakeClient()
+    panel = ControlPanel(client, autostart=False)
+    panel.apply_snapshot("dlq", [*DLQ, {"task_id": "t2", "state": "DLQ"}])
+    panel.refresh()
+    table = panel.dlq_table
+    table.handle_message({"type": MSG_TABLE_ACTION, "action": "retry", "ids": [DLQ_ID]})
+    panel.wait_actions()
+    assert client.rec.calls == [("retry", (DLQ_ID,))]
+    assert [r["task_id"] for r in table.rows] == ["t2"]  # removed at once
+    assert "retried 1 task(s)" in panel.message.value
+    table.handle_message({"type": MSG_TABLE_ACTION, "action": "delete", "ids": ["t2", "t3"]})
+    panel.wait_actions()
+    assert client.rec.calls[1:] == [("delete", ("t2",)), ("delete", ("t3",))]
+    assert table.rows == []
+    table.handle_message({"type": MSG_TABLE_ACTION, "action": "drop_table", "ids": ["x"]})
+    panel.wait_actions()
+    assert len(client.rec.calls) == 3  # unknown actions are ignored
+
+
+def test_a_failing_action_says_why() -> None:
+    client = FakeClient()
+
+    def boom(reason: str | None = None) -> None:
+        raise RuntimeError("no route to breaker")
+
+    client.breaker.open = boom  # type: ignore[method-assign]
+    panel = ControlPanel(client, autostart=False)
+    panel.lamp.handle_message({"type": MSG_BREAKER_OPEN})
+    panel.wait_actions()
+    assert "no route to breaker" in panel.message.value
+    assert not panel.lamp.busy
+
+
+def test_a_burst_is_redrawn_at_most_refresh_hz_times_a_second() -> None:
+    panel = ControlPanel(FakeClient(), autostart=False, refresh_hz=4)
+    base = panel.renders
+    events = recorded()
+    now = 1000.0
+    # 10,000 events over one simulated second; the pump asks for a redraw after each.
+    for i in range(10_000):
+        panel.ingest(events[i % len(events)])
+        panel.render_due(now + i / 10_000)
+    assert panel.renders - base <= 5  # 4 per second (+1 for the slot at t=0)
+
+
+def test_render_due_reports_when_a_redraw_is_pending() -> None:
+    panel = ControlPanel(FakeClient(), autostart=False, refresh_hz=2)
+    assert panel.render_due(100.0) is None  # first redraw happens now
+    panel.ingest(recorded()[0])
+    pending = panel.render_due(100.1)
+    assert pending == pytest.approx(0.4)
+    assert panel.render_due(100.6) is None
+
+
+def test_batch_runs_are_watched() -> None:
+    class Task:
+        def __init__(self, task_id: str, state: str) -> None:
+            self.task_id, self.state = task_id, state
+
+    class Run:
+        name = "archive"
+        tasks = [Task("a", "PENDING"), Task("b", "COMPLETED")]
+
+    client = FakeClient()
+    client.batch_runs = [Run()]  # type: ignore[attr-defined]
+    panel = ControlPanel(client, autostart=False)
+    panel.refresh()
+    info = panel.state.batches["archive"]
+    assert info.total == 2 and info.count("COMPLETED") == 1
+    panel.ingest(
+        {
+            "type": "task_state_changed",
+            "task_id": "a",
+            "old_state": "PENDING",
+            "state": "COMPLETED",
+            "id": "9-0",
+        }
+    )
+    panel.refresh()
+    assert info.done
+    html = panel.batches.children[0].value
+    assert "2/2 finished" in html and "archive" in html
+
+
+def test_progress_widget_for_a_batch_run() -> None:
+    class Run:
+        name = "texts"
+        task_ids = ["a", "b", "c", "d"]
+
+    view = batch_progress_widget(Run())
+    assert view.total == 4
+    view.update({"COMPLETED": 2, "DLQ": 1, "ACTIVE": 1})
+    assert "3/4 finished" in view.widget.value and "1 failed" in view.widget.value
+    view.close("done")
+    assert "done" in view.widget.value
+    assert "0/0 finished" in progress_html("x", {}, 0)
+
+
+def test_header_and_openrouter_html_escape_and_show_state() -> None:
+    panel = ControlPanel(FakeClient(), autostart=False)
+    panel.state.apply_openrouter(
+        {
+            "status": "active",
+            "message": "<b>ok</b>",
+            "limit": 10,
+            "limit_remaining": 4,
+            "limiter": {"utilisation": 0.25},
+        }
+    )
+    text = openrouter_html(panel.state)
+    assert "&lt;b&gt;ok&lt;/b&gt;" in text and "25%" in text and "$4.0000 left" in text
+    panel.state.set_connected(False, "down")
+    assert "reconnecting" in header_html(panel.state)
+
+
+def test_async_client_needs_a_running_loop() -> None:
+    class AsyncFake:
+        async def queues(self) -> None: ...
+
+    with pytest.raises(RuntimeError, match="running event loop"):
+        ControlPanel(AsyncFake())
+
+
+# --------------------------------------------------------------------------- live feed
+
+
+def test_thread_feed_reads_events_and_snapshots_and_stops() -> None:
+    client = FakeClient(recorded())
+    panel = ControlPanel(client, refresh_hz=20, freeze_gc=False)
+    try:
+        wait_until(lambda: panel.state.feed.events == 22)
+        wait_until(lambda: {"queues", "workers", "health", "dlq"} <= set(client.rec.names()))
+        wait_until(lambda: panel.dlq_table.rows and panel.lamp.state == "closed")
+        assert panel.running
+    finally:
+        started = time.monotonic()
+        panel.stop()
+    assert time.monotonic() - started < 2.0
+    assert not panel.running
+    feed_threads = ("taskflow-panel-events", "taskflow-panel-pump")
+    alive = [t.name for t in threading.enumerate() if t.name in feed_threads]
+    assert alive == []
+
+
+def test_thread_feed_reconnects_after_the_stream_fails() -> None:
+    client = FakeClient(recorded(), fail_first=1)
+    panel = ControlPanel(client, refresh_hz=20, freeze_gc=False)
+    try:
+        wait_until(lambda: panel.state.feed.events == 22, timeout=10)
+        assert client.rec.names().count("events") == 2
+        assert panel.state.feed.connected
+    finally:
+        panel.stop()
+
+
+class AsyncFakeClient:
+    """The AsyncClient surface (coroutines, an async event iterator)."""
+
+    base_url = "http://fake-async"
+
+    def __init__(self, events: list[dict[str, Any]]) -> None:
+        self.sync = FakeClient(events)
+        self.rec = self.sync.rec
+        self.breaker = _AsyncProxy(self.sync.breaker)
+        self.openrouter = _AsyncProxy(self.sync.openrouter)
+
+    def events(self, last_event_id: str | None = None) -> Any:
+        stream = self.sync.events(last_event_id)
+
+        class Stream:
+            def __aiter__(self) -> Any:
+                return self._gen()
+
+            async def _gen(self) -> Any:
+                for event in stream._events:
+                    yield event
+                await asyncio.Event().wait()  # live: nothing more
+
+            async def aclose(self) -> None:
+                stream.close()
+
+        return Stream()
+
+    async def queues(self) -> Any:
+        return self.sync.queues()
+
+    async def workers(self) -> Any:
+        return self.sync.workers()
+
+    async def health(self) -> Any:
+        return self.sync.health()
+
+    async def dlq(self, limit: int = 100) -> Any:
+        return self.sync.dlq(limit)
+
+    async def retry(self, task_id: str) -> Any:
+        return self.sync.retry(task_id)
+
+    async def delete(self, task_id: str) -> Any:
+        return self.sync.delete(task_id)
+
+
+class _AsyncProxy:
+    def __init__(self, target: Any) -> None:
+        self._target = target
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self._target, name)
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            return method(*args, **kwargs)
+
+        return call
+
+
+async def test_async_feed_runs_on_the_loop_and_buttons_schedule_tasks() -> None:
+    client = AsyncFakeClient(recorded())
+    panel = ControlPanel(client, refresh_hz=20, freeze_gc=False)
+    try:
+        for _ in range(500):
+            if panel.state.feed.events == 22 and "queues" in client.rec.names():
+                break
+            await asyncio.sleep(0.01)
+        assert panel.state.feed.events == 22
+        panel.lamp.handle_message({"type": MSG_BREAKER_OPEN})
+        await panel.wait_actions_async()
+        assert "breaker.open" in client.rec.names()
+        assert panel.lamp.state == "open"
+        panel.dlq_table.handle_message(
+            {"type": MSG_TABLE_ACTION, "action": "retry", "ids": [DLQ_ID]}
+        )
+        await panel.wait_actions_async()
+        assert ("retry", (DLQ_ID,)) in client.rec.calls
+    finally:
+        panel.stop()
+    await asyncio.sleep(0.05)
+    assert not panel.running
+    assert panel.state.feed.connected is False
+    assert Dirty(0) == Dirty.NONE
