@@ -206,8 +206,14 @@ async def _in_pool(ctx: TaskContext, fn: Any, *args: Any) -> Any:
             f"the PDF needs more than {settings.pdf_memory_limit_mb} MB to read "
             "(TASKFLOW_PDF_MEMORY_LIMIT_MB); it is too large or a decompression bomb",
         ) from None
-    except WorkerCrashed as exc:
-        raise TaskError(ErrorClass.UNEXPECTED, f"the PDF reader crashed: {exc}") from None
+    except WorkerCrashed:
+        # The reader process died on this file: in practice the memory cap stopping native
+        # code (a decompression bomb) or a file that crashes PDFium. Retrying would crash again.
+        raise TaskError(
+            ErrorClass.INVALID_INPUT,
+            "the PDF reader process died reading this file: it needs more than "
+            f"{settings.pdf_memory_limit_mb} MB (TASKFLOW_PDF_MEMORY_LIMIT_MB) or is malformed",
+        ) from None
 
 
 async def _offline(ctx: TaskContext, payload: PdfxtractPayload, data: bytes) -> dict[str, Any]:
