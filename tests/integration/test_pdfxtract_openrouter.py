@@ -385,10 +385,16 @@ async def test_a_failed_attempt_stops_its_other_pages(
     """When one page hits an upstream failure the attempt ends: pages still waiting for a
     slot are not sent, so a failed attempt costs no more calls than were already in flight."""
     rig = await start_rig(fake, pdf_page_concurrency=2)
+    # Page 2 answers slowly the first time, so page 1's failure surely arrives while page 3
+    # still waits for a slot (otherwise page 2's success could free a slot for it first).
     await control(
         fake,
         latency=0.3,
-        fault_rules=[{"match": "Page 1 of 3.", "fault": "503_retry_after", "times": 1}],
+        slow_seconds=2.0,
+        fault_rules=[
+            {"match": "Page 1 of 3.", "fault": "503_retry_after", "times": 1},
+            {"match": "Page 2 of 3.", "fault": "slow", "times": 1},
+        ],
     )
     task_id = await rig.submit_pdf(sample("gazette-01.pdf"), "gazette-01.pdf")
     result = await rig.completed(task_id, timeout=40)
