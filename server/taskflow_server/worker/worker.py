@@ -145,6 +145,7 @@ class Worker:
         load_builtin_tasks()  # import handlers now, not on the first task
         load_task_modules(self.settings.task_modules)
         await self.queue.load()
+        await self._open_connections()
         log.info(
             "worker %s started: concurrency=%d, lanes=%s, provider=%s",
             self.id,
@@ -162,6 +163,17 @@ class Worker:
         self._claim_task = asyncio.create_task(self._claim_loop(), name="claim")
         await self._stop.wait()
         await self._shutdown()
+
+    async def _open_connections(self) -> None:
+        """Open the pool's connections up front.
+
+        The pool opens connections lazily, so the first wave of tasks after start-up would pay
+        for up to ``redis_max_connections`` TCP connects and handshakes on its completion path
+        (measured: the first wave of 100 sleepers ended ~12 ms later than the next ones).
+        """
+        count = min(self.settings.redis_max_connections, self.concurrency)
+        with contextlib.suppress(*REDIS_DOWN_ERRORS):
+            await asyncio.gather(*(self.redis.ping() for _ in range(count)))
 
     def request_stop(self) -> None:
         """Ask the worker to stop: it stops claiming and drains (safe from a signal handler)."""
