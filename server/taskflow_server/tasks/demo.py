@@ -57,6 +57,10 @@ class CpuPayload(_Strict):
     ms: float = Field(default=10.0, ge=0, le=600_000)
 
 
+_coin = random.Random()
+"""demo.flaky's own generator (the global ``random`` state is left to the caller)."""
+
+
 @task("demo.noop", payload=NoopPayload)
 async def noop(ctx: TaskContext, payload: NoopPayload) -> None:
     """Do nothing."""
@@ -75,7 +79,7 @@ async def flaky(ctx: TaskContext, payload: FlakyPayload) -> dict[str, Any]:
     """Fail with probability ``fail_rate``."""
     if payload.seconds:
         await asyncio.sleep(payload.seconds)
-    if random.random() < payload.fail_rate:
+    if _coin.random() < payload.fail_rate:
         raise TaskError(payload.error_class, f"demo.flaky failed (fail_rate={payload.fail_rate})")
     return {"ok": True, "attempt": ctx.attempt}
 

@@ -20,6 +20,10 @@ log = logging.getLogger(__name__)
 
 _SWEEP_EVERY = 60.0
 
+_jitter = random.Random()
+"""The scheduler's own generator: library code leaves the global ``random`` state (which users
+and test frameworks seed) alone."""
+
 
 class Scheduler:
     """Runs the three housekeeping steps on their periods until cancelled."""
@@ -42,12 +46,12 @@ class Scheduler:
                     requeued,
                     dead,
                 )
-            due["reap"] = now + self.settings.reaper_every * random.uniform(0.8, 1.2)
+            due["reap"] = now + self.settings.reaper_every * _jitter.uniform(0.8, 1.2)
         if now >= due["sweep"]:
             swept = await self.queue.sweep_finished()
             if swept:
                 log.info("retention: deleted %d finished task(s)", swept)
-            due["sweep"] = now + _SWEEP_EVERY * random.uniform(0.8, 1.2)
+            due["sweep"] = now + _SWEEP_EVERY * _jitter.uniform(0.8, 1.2)
 
     async def run(self) -> None:
         """Loop forever (cancel to stop); Redis outages are logged and ridden out."""
@@ -58,4 +62,4 @@ class Scheduler:
                 await self.tick(time.monotonic(), due)
             except REDIS_DOWN_ERRORS as exc:
                 log.warning("scheduler: redis unavailable (%s)", exc.__class__.__name__)
-            await asyncio.sleep(period * random.uniform(0.9, 1.1))
+            await asyncio.sleep(period * _jitter.uniform(0.9, 1.1))
