@@ -17,10 +17,22 @@ import logging
 import math
 import os
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, File, Form, HTTPException, Path, Query, Response, UploadFile
+from fastapi import (
+    APIRouter,
+    Body,
+    Depends,
+    File,
+    Form,
+    HTTPException,
+    Path,
+    Query,
+    Response,
+    UploadFile,
+)
 from pydantic import TypeAdapter, ValidationError
 
 from taskflow_server.api.deps import ApiContext, ContextDep
@@ -526,119 +538,80 @@ PageQuery = Annotated[int, Query(ge=1, le=1_000_000, description="1-based page n
 SizeQuery = Annotated[int, Query(ge=1, description="Items per page (at most max_page_size).")]
 
 
-async def _listing(
-    ctx: ApiContext,
-    *,
-    task_status: str | None,
-    status: str | None,
-    task_type: str | None,
-    start_date: str | None,
-    end_date: str | None,
-    task_id: str | None,
-    sort_by: str,
-    sort_order: str,
-    page: int,
-    page_size: int,
-) -> tuple[_Page, str | None, list[dict[str, Any] | None]]:
-    state = _check_filters(ctx.settings.max_page_size, page_size, task_status, status)
-    start = _parse_when(start_date, "start_date", end=False)
-    end = _parse_when(end_date, "end_date", end=True)
+@dataclass
+class ListingQuery:
+    """The filters, sort and page of a task listing: the query string both listing routes take."""
+
+    task_status: StatusQuery = None
+    status: StatusAliasQuery = None
+    task_type: TypeQuery = None
+    queue: QueueQuery = None
+    start_date: DateQuery = None
+    end_date: DateQuery = None
+    task_id: TaskIdQuery = None
+    sort_by: SortQuery = "created_at"
+    sort_order: OrderQuery = "desc"
+    page: PageQuery = 1
+    page_size: SizeQuery = 20
+
+
+ListingDep = Annotated[ListingQuery, Depends()]
+
+
+@dataclass
+class _Listing:
+    page: _Page
+    state: str | None
+    payloads: list[dict[str, Any] | None]
+
+    def page_fields(self) -> dict[str, Any]:
+        """The paging fields both list responses share."""
+        return {
+            "page": self.page.page,
+            "page_size": self.page.size,
+            "total_items": self.page.total,
+            "total_pages": self.page.total_pages,
+            "status": self.state,
+            "scan_limited": self.page.limited,
+        }
+
+
+async def _listing(ctx: ApiContext, q: ListingQuery) -> _Listing:
+    state = _check_filters(ctx.settings.max_page_size, q.page_size, q.task_status, q.status)
+    start = _parse_when(q.start_date, "start_date", end=False)
+    end = _parse_when(q.end_date, "end_date", end=True)
     if start is not None and end is not None and start > end:
         raise HTTPException(422, "start_date is after end_date")
-    result = await _list(
+    found = await _list(
         ctx,
         state=state,
-        task_type=task_type or None,
-        task_id=task_id,
+        task_type=q.task_type or None,
+        task_id=q.task_id,
         start=start,
         end=end,
-        sort_by=sort_by,
-        desc=sort_order == "desc",
-        page=page,
-        size=page_size,
+        sort_by=q.sort_by,
+        desc=q.sort_order == "desc",
+        page=q.page,
+        size=q.page_size,
     )
-    payloads = await ctx.queue.payloads_many([r.id for r in result.records])
-    return result, state, payloads
+    payloads = await ctx.queue.payloads_many([r.id for r in found.records])
+    return _Listing(found, state, payloads)
 
 
 @router.get("", response_model=TaskList, summary="List tasks (full detail)")
-async def list_tasks(
-    ctx: ContextDep,
-    task_status: StatusQuery = None,
-    status: StatusAliasQuery = None,
-    task_type: TypeQuery = None,
-    queue: QueueQuery = None,
-    start_date: DateQuery = None,
-    end_date: DateQuery = None,
-    task_id: TaskIdQuery = None,
-    sort_by: SortQuery = "created_at",
-    sort_order: OrderQuery = "desc",
-    page: PageQuery = 1,
-    page_size: SizeQuery = 20,
-) -> TaskList:
+async def list_tasks(ctx: ContextDep, query: ListingDep) -> TaskList:
     """Filter, sort and paginate tasks; each item is a full TaskDetail."""
-    found, state, payloads = await _listing(
-        ctx,
-        task_status=task_status,
-        status=status,
-        task_type=task_type,
-        start_date=start_date,
-        end_date=end_date,
-        task_id=task_id,
-        sort_by=sort_by,
-        sort_order=sort_order,
-        page=page,
-        page_size=page_size,
-    )
-    return TaskList(
-        tasks=[task_detail(r, p) for r, p in zip(found.records, payloads, strict=True)],
-        page=found.page,
-        page_size=found.size,
-        total_items=found.total,
-        total_pages=found.total_pages,
-        status=state,
-        scan_limited=found.limited,
-    )
+    found = await _listing(ctx, query)
+    records = zip(found.page.records, found.payloads, strict=True)
+    return TaskList(tasks=[task_detail(r, p) for r, p in records], **found.page_fields())
 
 
 @router.get("/summaries", response_model=TaskSummaryList, summary="List tasks (no content)")
-async def list_summaries(
-    ctx: ContextDep,
-    task_status: StatusQuery = None,
-    status: StatusAliasQuery = None,
-    task_type: TypeQuery = None,
-    queue: QueueQuery = None,
-    start_date: DateQuery = None,
-    end_date: DateQuery = None,
-    task_id: TaskIdQuery = None,
-    sort_by: SortQuery = "created_at",
-    sort_order: OrderQuery = "desc",
-    page: PageQuery = 1,
-    page_size: SizeQuery = 20,
-) -> TaskSummaryList:
+async def list_summaries(ctx: ContextDep, query: ListingDep) -> TaskSummaryList:
     """Like the task list, without content or result: ``content_length`` and ``has_result``."""
-    found, state, payloads = await _listing(
-        ctx,
-        task_status=task_status,
-        status=status,
-        task_type=task_type,
-        start_date=start_date,
-        end_date=end_date,
-        task_id=task_id,
-        sort_by=sort_by,
-        sort_order=sort_order,
-        page=page,
-        page_size=page_size,
-    )
-    return TaskSummaryList(
-        tasks=[task_summary(r, p) for r, p in zip(found.records, payloads, strict=True)],
-        page=found.page,
-        page_size=found.size,
-        total_items=found.total,
-        total_pages=found.total_pages,
-        status=state,
-        scan_limited=found.limited,
-    )
+    found = await _listing(ctx, query)
+    records = zip(found.page.records, found.payloads, strict=True)
+    return TaskSummaryList(tasks=[task_summary(r, p) for r, p in records], **found.page_fields())
 
 
 # --------------------------------------------------------------------------- one task
