@@ -21,10 +21,12 @@ import os
 import random
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, TypeAdapter
@@ -45,6 +47,7 @@ from taskflow_sdk.models import (
     Metrics,
     OpenRouterStatus,
     QueueStatus,
+    RequeueReport,
     Task,
     TaskList,
     TaskState,
@@ -360,6 +363,14 @@ def parser(model: type[M]) -> Callable[[httpx.Response], M]:
 
 
 _TASKS = TypeAdapter(list[Task])
+
+
+_IDS = TypeAdapter(list[str])
+
+
+def parse_ids(response: httpx.Response) -> list[str]:
+    """A JSON list of task ids."""
+    return _IDS.validate_python(_json(response))
 
 
 def parse_task_list(response: httpx.Response) -> TaskList:
@@ -686,6 +697,21 @@ class Requests:
         spec = RequestSpec("GET", f"{API}/queues/status", timeout=timeout)
         return self._flow(spec, parser(QueueStatus))
 
+    def queue_tasks(self, name: str, limit: int, *, timeout: Timeout) -> Flow[list[str]]:
+        """``GET /api/v1/queues/{name}/tasks?limit=``: ids in the order they will be taken."""
+        spec = RequestSpec(
+            "GET",
+            f"{API}/queues/{quote(name, safe='')}/tasks",
+            params={"limit": limit},
+            timeout=timeout,
+        )
+        return self._flow(spec, parse_ids)
+
+    def requeue_orphaned(self, *, timeout: Timeout) -> Flow[RequeueReport]:
+        """``POST /api/v1/tasks/requeue-orphaned``."""
+        spec = RequestSpec("POST", f"{API}/tasks/requeue-orphaned", timeout=timeout)
+        return self._flow(spec, parser(RequeueReport))
+
     def workers(self, *, timeout: Timeout) -> Flow[WorkerList]:
         """``GET /api/v1/workers/``."""
         return self._flow(RequestSpec("GET", f"{API}/workers", timeout=timeout), parser(WorkerList))
@@ -751,13 +777,17 @@ class Requests:
         timeout: float | None,
         poll_interval: float,
         raise_on_failure: bool,
+        state: WaitState | None = None,
+        on_progress: Callable[[], None] | None = None,
     ) -> Flow[list[Task]]:
         """Poll the unfinished tasks (all of them per round) until every one has finished.
 
         Polling starts at :data:`FIRST_POLL_INTERVAL` and slows down by half each round up to
         ``poll_interval``, so short tasks return quickly and long ones cost few requests.
+        ``state`` (made here when omitted) is updated as answers come; ``on_progress`` is
+        called after each round.
         """
-        state = WaitState(task_ids, timeout, raise_on_failure)
+        state = state or WaitState(task_ids, timeout, raise_on_failure)
         interval = min(FIRST_POLL_INTERVAL, poll_interval)
         while True:
             pending = state.pending
@@ -768,6 +798,8 @@ class Requests:
                     raise result
                 for task in result:
                     state.update(task)
+            if on_progress is not None:
+                on_progress()
             if state.finished:
                 return state.result()
             state.check_deadline()
@@ -841,6 +873,19 @@ class WaitState:
             self._pending.discard(task.task_id)
             if self.raise_on_failure and task.state.is_failure:
                 raise TaskFailed(task)
+
+    def counts(self) -> dict[str, int]:
+        """Tasks per state, as last seen (``UNKNOWN`` before the first answer)."""
+        seen = [str(self.latest[i].state) if i in self.latest else "UNKNOWN" for i in self.order]
+        return dict(Counter(seen))
+
+    def done(self) -> int:
+        """Tasks seen finished."""
+        return len(self.order) - len(self._pending)
+
+    def total(self) -> int:
+        """Tasks waited for."""
+        return len(self.order)
 
     def remaining(self) -> float | None:
         """Seconds left before the deadline (``None``: no deadline)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
@@ -44,12 +44,14 @@ from taskflow_sdk.models import (
     Metrics,
     OpenRouterStatus,
     QueueStatus,
+    RequeueReport,
     Task,
     TaskList,
     TaskState,
     WorkerList,
     tasks_frame,
 )
+from taskflow_sdk.progress import Progress
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -263,6 +265,7 @@ class AsyncClient:
         poll_interval: float = ...,
         stream: bool = ...,
         raise_on_failure: bool = ...,
+        progress: bool = ...,
     ) -> Task: ...
 
     @overload
@@ -274,6 +277,7 @@ class AsyncClient:
         poll_interval: float = ...,
         stream: bool = ...,
         raise_on_failure: bool = ...,
+        progress: bool = ...,
     ) -> builtins.list[Task]: ...
 
     async def wait(
@@ -284,6 +288,7 @@ class AsyncClient:
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         stream: bool = False,
         raise_on_failure: bool = False,
+        progress: bool = False,
     ) -> Task | builtins.list[Task]:
         """Wait until the task (or every task of a list) has finished (see
         :meth:`Client.wait`)."""
@@ -292,19 +297,29 @@ class AsyncClient:
             ids = [task_id_of(tasks)]
         else:
             ids = [task_id_of(t) for t in tasks]
-        if stream:
-            done = await self._wait_stream(ids, timeout, poll_interval, raise_on_failure)
-        else:
-            flow = self._requests.wait(
-                ids, timeout=timeout, poll_interval=poll_interval, raise_on_failure=raise_on_failure
-            )
-            done = await self._run(flow)
+        state = WaitState(ids, timeout, raise_on_failure)
+        bar = Progress(state, name="wait") if progress else None
+        try:
+            if stream:
+                done = await self._wait_stream(state, poll_interval, bar)
+            else:
+                flow = self._requests.wait(
+                    ids,
+                    timeout=timeout,
+                    poll_interval=poll_interval,
+                    raise_on_failure=raise_on_failure,
+                    state=state,
+                    on_progress=bar,
+                )
+                done = await self._run(flow)
+        finally:
+            if bar is not None:
+                bar.close()
         return done[0] if single else done
 
     async def _wait_stream(
-        self, ids: builtins.list[str], timeout: float | None, poll: float, raise_on_failure: bool
+        self, state: WaitState, poll: float, on_progress: Callable[[], None] | None
     ) -> builtins.list[Task]:
-        state = WaitState(ids, timeout, raise_on_failure)
         stream = self.events(types=TERMINAL_EVENT_TYPES)
         inbox: asyncio.Queue[Event | BaseException] = asyncio.Queue()
 
@@ -327,6 +342,8 @@ class AsyncClient:
                         if isinstance(task, BaseException):
                             raise task
                         state.update(task)
+                    if on_progress is not None:
+                        on_progress()
                 if state.finished:
                     return state.result()
                 state.check_deadline()
@@ -375,6 +392,17 @@ class AsyncClient:
     async def queues(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> QueueStatus:
         """Queue depths and tasks per state."""
         return await self._run(self._requests.queues(timeout=timeout))
+
+    async def queue_tasks(
+        self, name: str = "primary", limit: int = 10, *, timeout: Timeout = USE_CLIENT_DEFAULT
+    ) -> builtins.list[str]:
+        """Ids waiting in one queue (primary, retry, scheduled, dlq or active), in the order
+        they will be taken; at most ``limit`` (up to 1000)."""
+        return await self._run(self._requests.queue_tasks(name, limit, timeout=timeout))
+
+    async def requeue_orphaned(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> RequeueReport:
+        """Repair tasks that no queue holds for their state (on a healthy system: none found)."""
+        return await self._run(self._requests.requeue_orphaned(timeout=timeout))
 
     async def workers(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> WorkerList:
         """The workers seen recently, with their heartbeats."""

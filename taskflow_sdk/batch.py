@@ -32,11 +32,12 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from taskflow_sdk._base import Flow, Gather, Requests, Sleep, Upload, WaitState
 from taskflow_sdk._files import read_upload
 from taskflow_sdk.models import Task, TaskState
+from taskflow_sdk.progress import Progress
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -390,6 +391,10 @@ class BatchCore:
         """Tasks that have finished."""
         return sum(1 for e in self.all_entries if e.task is not None and e.task.is_terminal)
 
+    def total(self) -> int:
+        """Tasks in the batch, article summaries included once they are known."""
+        return len(self.all_entries)
+
     def results(self) -> pd.DataFrame:
         """Texts: one row per text. PDFs: one row per article of every completed file."""
         import pandas as pd
@@ -442,79 +447,6 @@ class BatchCore:
             if e.task is not None and e.task.state.is_failure
         ]
         return pd.DataFrame(rows, columns=FAILURE_COLUMNS)
-
-
-class _Bar(Protocol):
-    total: float | None
-
-    def update(self, n: float = 1) -> bool | None: ...
-    def set_postfix_str(self, s: str = "", refresh: bool = True) -> None: ...
-    def refresh(self) -> None: ...
-    def close(self) -> None: ...
-
-
-class _Progress:
-    """A tqdm bar (terminal or notebook widget) over a batch: finished / total, counts per
-    state as the postfix, tqdm's ETA."""
-
-    def __init__(self, core: BatchCore, enabled: bool) -> None:
-        self.core = core
-        self.bar: _Bar | None = None
-        self.widget: Any = None
-        self.shown = 0
-        if enabled and _in_kernel():
-            self.widget = _progress_widget(core)
-        if enabled and self.widget is None:
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=len(core.all_entries), unit="task", desc="batch")
-
-    def __call__(self) -> None:
-        if self.widget is not None:
-            self.widget.update(self.core.counts(), total=len(self.core.all_entries))
-        bar = self.bar
-        if bar is None:
-            return
-        total = len(self.core.all_entries)
-        if bar.total != total:
-            bar.total = total
-        done = self.core.done()
-        if done > self.shown:
-            bar.update(done - self.shown)
-            self.shown = done
-        counts = self.core.counts()
-        bar.set_postfix_str(" ".join(f"{k}={v}" for k, v in sorted(counts.items())), refresh=False)
-        bar.refresh()
-
-    def close(self) -> None:
-        if self.widget is not None:
-            self.widget.close("done")
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _in_kernel() -> bool:
-    """True inside a Jupyter kernel (where a live widget beats a text bar)."""
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return False
-    shell = get_ipython()
-    return shell is not None and getattr(shell, "kernel", None) is not None
-
-
-def _progress_widget(core: BatchCore) -> Any:
-    """The notebook progress widget for a batch, displayed; ``None`` without ipywidgets."""
-    try:
-        from IPython.display import display
-
-        from taskflow_sdk.widgets.progress import batch_progress_widget
-    except ImportError:
-        return None
-    view = batch_progress_widget(name="batch")
-    display(view)  # type: ignore[no-untyped-call]
-    view.update(core.counts(), total=len(core.all_entries))
-    return view
 
 
 class _RunViews:
@@ -590,7 +522,7 @@ class BatchRun(_RunViews):
     def wait(self, timeout: float | None = None, progress: bool = True) -> BatchRun:
         """Wait until every task (and article summary) has finished; raises
         :class:`~taskflow_sdk.TaskTimeout` after ``timeout`` seconds."""
-        bar = _Progress(self.core, progress)
+        bar = Progress(self.core, enabled=progress, name="batch")
         try:
             self._client._run(self.core.wait_flow(timeout, bar))
         finally:
@@ -619,7 +551,7 @@ class AsyncBatchRun(_RunViews):
 
     async def wait(self, timeout: float | None = None, progress: bool = True) -> AsyncBatchRun:
         """Wait until every task (and article summary) has finished."""
-        bar = _Progress(self.core, progress)
+        bar = Progress(self.core, enabled=progress, name="batch")
         try:
             await self._client._run(self.core.wait_flow(timeout, bar))
         finally:

@@ -10,7 +10,7 @@ import builtins
 import queue
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
@@ -42,12 +42,14 @@ from taskflow_sdk.models import (
     Metrics,
     OpenRouterStatus,
     QueueStatus,
+    RequeueReport,
     Task,
     TaskList,
     TaskState,
     WorkerList,
     tasks_frame,
 )
+from taskflow_sdk.progress import Progress
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -273,6 +275,7 @@ class Client:
         poll_interval: float = ...,
         stream: bool = ...,
         raise_on_failure: bool = ...,
+        progress: bool = ...,
     ) -> Task: ...
 
     @overload
@@ -284,6 +287,7 @@ class Client:
         poll_interval: float = ...,
         stream: bool = ...,
         raise_on_failure: bool = ...,
+        progress: bool = ...,
     ) -> builtins.list[Task]: ...
 
     def wait(
@@ -294,6 +298,7 @@ class Client:
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         stream: bool = False,
         raise_on_failure: bool = False,
+        progress: bool = False,
     ) -> Task | builtins.list[Task]:
         """Wait until the task (or every task of a list) has finished; returns it (them, in
         order) with every field.
@@ -302,25 +307,36 @@ class Client:
         (``.pending``, ``.done``). ``stream``: follow the event stream instead of polling
         (fewer requests for long tasks). ``raise_on_failure``: raise
         :class:`~taskflow_sdk.TaskFailed` as soon as a task ends in DLQ, FAILED or CANCELLED.
+        ``progress``: show a progress bar (a widget in notebooks, tqdm elsewhere).
         """
         single = isinstance(tasks, Task | str)
         if isinstance(tasks, Task | str):
             ids = [task_id_of(tasks)]
         else:
             ids = [task_id_of(t) for t in tasks]
-        if stream:
-            done = self._wait_stream(ids, timeout, poll_interval, raise_on_failure)
-        else:
-            flow = self._requests.wait(
-                ids, timeout=timeout, poll_interval=poll_interval, raise_on_failure=raise_on_failure
-            )
-            done = self._run(flow)
+        state = WaitState(ids, timeout, raise_on_failure)
+        bar = Progress(state, name="wait") if progress else None
+        try:
+            if stream:
+                done = self._wait_stream(state, poll_interval, bar)
+            else:
+                flow = self._requests.wait(
+                    ids,
+                    timeout=timeout,
+                    poll_interval=poll_interval,
+                    raise_on_failure=raise_on_failure,
+                    state=state,
+                    on_progress=bar,
+                )
+                done = self._run(flow)
+        finally:
+            if bar is not None:
+                bar.close()
         return done[0] if single else done
 
     def _wait_stream(
-        self, ids: builtins.list[str], timeout: float | None, poll: float, raise_on_failure: bool
+        self, state: WaitState, poll: float, on_progress: Callable[[], None] | None
     ) -> builtins.list[Task]:
-        state = WaitState(ids, timeout, raise_on_failure)
         stream = self.events(types=TERMINAL_EVENT_TYPES)
         inbox: queue.Queue[Any] = queue.Queue()
 
@@ -343,6 +359,8 @@ class Client:
                         if isinstance(task, BaseException):
                             raise task
                         state.update(task)
+                    if on_progress is not None:
+                        on_progress()
                 if state.finished:
                     return state.result()
                 state.check_deadline()
@@ -392,6 +410,17 @@ class Client:
     def queues(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> QueueStatus:
         """Queue depths and tasks per state."""
         return self._run(self._requests.queues(timeout=timeout))
+
+    def queue_tasks(
+        self, name: str = "primary", limit: int = 10, *, timeout: Timeout = USE_CLIENT_DEFAULT
+    ) -> builtins.list[str]:
+        """Ids waiting in one queue (primary, retry, scheduled, dlq or active), in the order
+        they will be taken; at most ``limit`` (up to 1000)."""
+        return self._run(self._requests.queue_tasks(name, limit, timeout=timeout))
+
+    def requeue_orphaned(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> RequeueReport:
+        """Repair tasks that no queue holds for their state (on a healthy system: none found)."""
+        return self._run(self._requests.requeue_orphaned(timeout=timeout))
 
     def workers(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> WorkerList:
         """The workers seen recently, with their heartbeats."""

@@ -338,6 +338,16 @@ class QueueStatus(_Model):
         return _frame(rows)
 
 
+class RequeueReport(_Model):
+    """What ``POST /api/v1/tasks/requeue-orphaned`` repaired; a healthy system reports none."""
+
+    found: int = 0
+    requeued: int = 0
+    errors: list[str] = Field(default_factory=list)
+    task_ids: list[str] = Field(default_factory=list)
+    message: str = ""
+
+
 class BreakerView(_Model):
     """A circuit breaker as one worker reports it (``state``: closed, half-open, open)."""
 

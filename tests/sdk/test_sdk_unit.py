@@ -295,6 +295,36 @@ def test_wait_state_deadline_and_order() -> None:
     assert state.finished and [t.task_id for t in state.result()] == ["a", "b"]
 
 
+def test_wait_with_progress_shows_each_round(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("time.sleep", lambda s: None)
+    polls: list[int] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        ids = json.loads(request.content)["task_ids"]
+        polls.append(len(ids))
+        # first round: a finished, b running; second round: both finished
+        state = {"a": "COMPLETED", "b": "COMPLETED" if len(polls) % 2 == 0 else "ACTIVE"}
+        tasks = [{"task_id": i, "state": state[i]} for i in ids]
+        return httpx.Response(200, json={"tasks": tasks, "missing": []})
+
+    sync, other = _both(handler)
+    for run in (lambda: sync.wait(["a", "b"], progress=True), lambda: asyncio.run(_await(other))):
+        polls.clear()
+        done = run()
+        assert [t.state for t in done] == [TaskState.COMPLETED, TaskState.COMPLETED]
+        assert polls == [2, 1]  # the second round asks only for the unfinished task
+        shown = capsys.readouterr().err
+        assert "wait" in shown and "1/2" in shown and "2/2" in shown
+        assert "ACTIVE=1" in shown and "COMPLETED=2" in shown
+
+
+async def _await(client: AsyncClient) -> list[Task]:
+    async with asyncio.timeout(10):
+        return await client.wait(["a", "b"], progress=True, poll_interval=0.01)
+
+
 # --------------------------------------------------------------------------- SSE
 
 
