@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import redis as redis_sync
+import uvicorn
+from fastapi import FastAPI
+
+from taskflow_server.api.app import ApiServer
 from taskflow_server.config import Settings
 
 
@@ -17,3 +28,57 @@ def make_settings(**overrides: object) -> Settings:
     }
     base.update(overrides)
     return Settings(_env_file=None, **base)  # type: ignore[call-arg]
+
+
+def free_port() -> int:
+    """A loopback TCP port nobody listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def delete_prefix(redis_url: str, prefix: str) -> None:
+    """Delete every key under the hash tag ``{prefix}`` (a test's own keys, never FLUSHDB)."""
+    client = redis_sync.Redis.from_url(redis_url, socket_connect_timeout=2)
+    try:
+        keys = list(client.scan_iter(match="{" + prefix + "}:*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.delete(*keys[start : start + 500])
+    except redis_sync.ConnectionError:
+        pass  # a test that pointed the server at a dead Redis
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def serve_app(app: FastAPI, *, name: str) -> Iterator[tuple[str, ApiServer]]:
+    """Run ``app`` under uvicorn in a thread on a free loopback port until the block ends.
+
+    Yields the base URL and the server; raises when it does not start within 20 s or does not
+    stop within 30 s.
+    """
+    port = free_port()
+    config = uvicorn.Config(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="on",
+        ws="websockets-sansio",
+        timeout_graceful_shutdown=5,
+    )
+    server = ApiServer(config)
+    thread = threading.Thread(target=server.run, name=f"{name}-{port}", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the API server did not start within 20 s")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}", server
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        if thread.is_alive():
+            raise RuntimeError("the API server did not stop within 30 s")

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,6 +20,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from support import free_port
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
@@ -37,12 +38,6 @@ CHROMIUM_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _voila() -> str | None:
@@ -64,7 +59,7 @@ def voila_url() -> Iterator[str]:
     exe = _voila()
     if exe is None:
         pytest.skip("voila is not installed (pip install voila)")
-    port = _free_port()
+    port = free_port()
     workdir = tempfile.mkdtemp(prefix="taskflow-voila-")
     shutil.copy(NOTEBOOK, Path(workdir) / NOTEBOOK.name)
     log = open(Path(workdir) / "voila.log", "wb")  # noqa: SIM115 - closed below

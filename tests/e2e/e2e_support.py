@@ -12,7 +12,6 @@ import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,7 +29,7 @@ import redis as redis_sync
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from support import make_settings
+from support import free_port, make_settings
 from taskflow_server.store.audit import audit
 from taskflow_server.store.events import EventLog
 from taskflow_server.store.keys import Keys
@@ -42,13 +41,6 @@ REPO = Path(__file__).resolve().parents[2]
 LOG_DIR = REPO / "test-output" / "e2e-logs"
 FIGURES = REPO / "test-output" / "e2e-figures.json"
 UPSTREAM_KEY = "sk-e2e-test"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def console_script(name: str) -> list[str]:

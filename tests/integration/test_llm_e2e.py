@@ -12,7 +12,7 @@ with a deadline, so a failure names what did not happen instead of hanging.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -23,7 +23,7 @@ from redis.asyncio import Redis
 
 from support import make_settings
 from taskflow_server.config import Settings
-from taskflow_server.llm.fake_openrouter import FakeConfig, FakeOpenRouterThread, FakeState
+from taskflow_server.llm.fake_openrouter import FakeConfig, FakeOpenRouterThread
 from taskflow_server.resilience.breaker import CircuitBreaker, open_breaker, reset_breaker
 from taskflow_server.resilience.ratelimit import RateLimiter
 from taskflow_server.store.keys import Keys
@@ -197,20 +197,10 @@ def llm_settings(fake: FakeOpenRouterThread, **overrides: Any) -> Settings:
 # ----------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeOpenRouterThread]:
-    """One fake OpenRouter (real HTTP on a free loopback port) for the module."""
-    with FakeOpenRouterThread(FakeConfig()) as server:
-        yield server
-
-
 @pytest.fixture
 def fake(fake_server: FakeOpenRouterThread) -> FakeOpenRouterThread:
     """The module's fake with a fresh state: one accepted key, no faults, no latency."""
-    state = FakeState(FakeConfig(keys=frozenset({KEY}), retry_after=RETRY_AFTER, seed=7))
-    fake_server.app.state.fake = state
-    fake_server.state = state
-    return fake_server
+    return fake_server.reset(FakeConfig(keys=frozenset({KEY}), retry_after=RETRY_AFTER, seed=7))
 
 
 @pytest.fixture

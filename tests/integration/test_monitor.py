@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +12,7 @@ import pytest
 from redis.asyncio import Redis
 
 from taskflow_server.config import Rate, Settings
-from taskflow_server.llm.fake_openrouter import FakeConfig, FakeOpenRouterThread, FakeState
+from taskflow_server.llm.fake_openrouter import FakeConfig, FakeOpenRouterThread
 from taskflow_server.llm.monitor import OpenRouterMonitor
 from taskflow_server.llm.openrouter import OpenRouterClient
 from taskflow_server.llm.provider import OfflineProvider, OpenRouterProvider, make_provider
@@ -46,18 +45,9 @@ V1_FIELDS = {
 }
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeOpenRouterThread]:
-    with FakeOpenRouterThread(FakeConfig()) as fake:
-        yield fake
-
-
 @pytest.fixture
-def fake(server: FakeOpenRouterThread) -> FakeOpenRouterThread:
-    state = FakeState(FakeConfig(keys=frozenset({KEY}), cost_per_1k_tokens=0.5))
-    server.app.state.fake = state
-    server.state = state
-    return server
+def fake(fake_server: FakeOpenRouterThread) -> FakeOpenRouterThread:
+    return fake_server.reset(FakeConfig(keys=frozenset({KEY}), cost_per_1k_tokens=0.5))
 
 
 def settings(base_url: str, key: str | None = KEY, **extra: Any) -> Settings:

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -17,7 +17,7 @@ from pydantic import BaseModel
 from redis.asyncio import Redis
 
 from taskflow_server.config import Rate, Settings
-from taskflow_server.llm.fake_openrouter import FakeConfig, FakeOpenRouterThread, FakeState
+from taskflow_server.llm.fake_openrouter import FakeConfig, FakeOpenRouterThread
 from taskflow_server.llm.openrouter import ChatResult, OpenRouterClient, UpstreamError
 from taskflow_server.resilience.breaker import CircuitBreaker
 from taskflow_server.resilience.errors import ErrorClass
@@ -49,21 +49,12 @@ class Recorder:
         self.calls.append((ok, error_class, usage))
 
 
-@pytest.fixture(scope="module")
-def server() -> Iterator[FakeOpenRouterThread]:
-    with FakeOpenRouterThread(FakeConfig()) as fake:
-        yield fake
-
-
 @pytest.fixture
-def fake(server: FakeOpenRouterThread) -> FakeOpenRouterThread:
+def fake(fake_server: FakeOpenRouterThread) -> FakeOpenRouterThread:
     """The module's server with a fresh state for this test."""
-    state = FakeState(
+    return fake_server.reset(
         FakeConfig(keys=frozenset({KEY}), management_keys=frozenset({MGMT}), retry_after=2.0)
     )
-    server.app.state.fake = state
-    server.state = state
-    return server
 
 
 def settings(fake: FakeOpenRouterThread, key: str | None = KEY, **extra: Any) -> Settings:
@@ -416,7 +407,7 @@ async def test_fault_rules_match_requests_and_the_log_records_them(
 
 async def test_random_failures_are_deterministic_for_a_seed(fake: FakeOpenRouterThread) -> None:
     async def run() -> list[int]:
-        fake.app.state.fake = FakeState(FakeConfig(fail_rate=0.5, seed=7))
+        fake.reset(FakeConfig(fail_rate=0.5, seed=7))
         async with httpx.AsyncClient() as http:
             return [
                 (

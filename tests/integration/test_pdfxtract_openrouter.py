@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,7 +26,7 @@ from jsonschema import Draft202012Validator
 from redis.asyncio import Redis
 
 from support import make_settings
-from taskflow_server.llm.fake_openrouter import FakeConfig, FakeOpenRouterThread, FakeState
+from taskflow_server.llm.fake_openrouter import FakeConfig, FakeOpenRouterThread
 from taskflow_server.pdf import sample_dir
 from taskflow_server.resilience.errors import POLICIES, ErrorClass
 from taskflow_server.store.keys import Keys
@@ -151,20 +151,10 @@ StartRig = Callable[..., Awaitable[Rig]]
 # ----------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture(scope="module")
-def fake_server() -> Iterator[FakeOpenRouterThread]:
-    """One fake OpenRouter (real HTTP on a free loopback port) for the module."""
-    with FakeOpenRouterThread(FakeConfig()) as server:
-        yield server
-
-
 @pytest.fixture
 def fake(fake_server: FakeOpenRouterThread) -> FakeOpenRouterThread:
     """The module's fake with a fresh state: one accepted key, no faults, no latency."""
-    state = FakeState(FakeConfig(keys=frozenset({KEY}), retry_after=1.0, seed=3))
-    fake_server.app.state.fake = state
-    fake_server.state = state
-    return fake_server
+    return fake_server.reset(FakeConfig(keys=frozenset({KEY}), retry_after=1.0, seed=3))
 
 
 @pytest.fixture

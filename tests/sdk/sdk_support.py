@@ -14,23 +14,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import redis as redis_sync
-import uvicorn
-
-from support import make_settings
+from support import delete_prefix, make_settings, serve_app
 from taskflow_sdk import AsyncClient, Client, Event, Task
-from taskflow_server.api.app import ApiServer
 from taskflow_server.config import Settings
 from taskflow_server.serve import build_app
 
 TOKEN = "sdk-test-token"
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -41,18 +30,6 @@ class LiveServer:
     settings: Settings
 
 
-def _delete_prefix(redis_url: str, prefix: str) -> None:
-    client = redis_sync.Redis.from_url(redis_url, socket_connect_timeout=2)
-    try:
-        keys = list(client.scan_iter(match="{" + prefix + "}:*", count=1000))
-        for start in range(0, len(keys), 500):
-            client.delete(*keys[start : start + 500])
-    except redis_sync.ConnectionError:
-        pass
-    finally:
-        client.close()
-
-
 @contextlib.contextmanager
 def run_server(redis_url: str, *, workers: int = 1, **overrides: Any) -> Iterator[LiveServer]:
     """The real app (``create_app`` + in-process workers) under uvicorn in a thread, on its own
@@ -61,30 +38,11 @@ def run_server(redis_url: str, *, workers: int = 1, **overrides: Any) -> Iterato
     settings = make_settings(
         redis_url=redis_url, key_prefix=prefix, workers=workers, concurrency=100, **overrides
     )
-    app = build_app(settings)
-    port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="on",
-        timeout_graceful_shutdown=5,
-    )
-    server = ApiServer(config)
-    thread = threading.Thread(target=server.run, name=f"sdk-api-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the API server did not start within 20 s")
-        time.sleep(0.01)
     try:
-        yield LiveServer(f"http://127.0.0.1:{port}", settings)
+        with serve_app(build_app(settings), name="sdk-api") as (url, _):
+            yield LiveServer(url, settings)
     finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        _delete_prefix(settings.redis_url or redis_url, prefix)
+        delete_prefix(settings.redis_url or redis_url, prefix)
 
 
 class Api:

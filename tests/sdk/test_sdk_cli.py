@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sdk_support import TOKEN, LiveServer, free_port
+from sdk_support import TOKEN, LiveServer
 
+from support import free_port
 from taskflow_sdk.cli import main
 from taskflow_server.pdf import sample_dir
 

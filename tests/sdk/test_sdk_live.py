@@ -20,11 +20,11 @@ from sdk_support import (
     DroppingProxy,
     LiveServer,
     eventually,
-    free_port,
     make_api,
     run_server,
 )
 
+from support import free_port
 from taskflow_sdk import (
     APIConnectionError,
     APITimeoutError,
@@ -45,6 +45,7 @@ from taskflow_sdk import (
     OpenRouterStatus,
     PayloadTooLargeError,
     QueueStatus,
+    RequeueReport,
     ServiceUnavailableError,
     Task,
     TaskFailed,
@@ -236,6 +237,9 @@ async def test_cancel_retry_delete_dlq(api: Api) -> None:
     dead = await api("dlq", limit=1000)
     assert isinstance(dead, TaskList) and failed.task_id in {t.task_id for t in dead}
     assert "error_type" in dead.to_pandas().columns
+    assert failed.task_id in await api("queue_tasks", "dlq", limit=1000)
+    with pytest.raises(UnprocessableEntityError):
+        await api("queue_tasks", "nope")
     again = await api("retry", failed, reset_retry_count=True)
     assert again.task_id == failed.task_id and again.retry_count == 0
     assert again.state in (TaskState.PENDING, TaskState.ACTIVE, TaskState.DLQ)  # a worker is fast
@@ -268,6 +272,9 @@ async def test_queues_workers_health_openrouter(api: Api) -> None:
     assert isinstance(status, OpenRouterStatus) and status.status == "api_key_missing"
     metrics = await api("openrouter.metrics", days=3)
     assert isinstance(metrics, Metrics) and len(metrics.to_pandas()) == 3
+    repaired = await api("requeue_orphaned")
+    assert isinstance(repaired, RequeueReport)
+    assert (repaired.found, repaired.requeued, repaired.task_ids) == (0, 0, [])
 
 
 async def test_breaker_open_status_reset(api: Api) -> None:

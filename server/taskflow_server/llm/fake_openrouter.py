@@ -938,6 +938,13 @@ class FakeOpenRouterThread:
             time.sleep(0.01)
         return self
 
+    def reset(self, config: FakeConfig | None = None) -> FakeOpenRouterThread:
+        """Start over with a fresh state (``config``, no requests seen, full budgets): one
+        running server can serve many tests without one's faults leaking into the next."""
+        self.state = FakeState(config or FakeConfig())
+        self.app.state.fake = self.state
+        return self
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop serving and join the thread."""
         self._server.should_exit = True

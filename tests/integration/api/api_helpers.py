@@ -7,31 +7,19 @@ its own key prefix in the test Redis database, and deletes its keys when it stop
 from __future__ import annotations
 
 import contextlib
-import threading
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import redis as redis_sync
-import uvicorn
 from fastapi import FastAPI
 
+from support import delete_prefix, serve_app
 from taskflow_server.api.app import ApiServer, create_app
 from taskflow_server.config import Settings
 
 TOKEN = "s3cret-test-token"
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -58,23 +46,6 @@ class LiveApi:
         return httpx.AsyncClient(base_url=self.url, headers=headers, **kwargs)
 
 
-def _delete_prefix(redis_url: str, prefix: str) -> None:
-    client = redis_sync.Redis.from_url(redis_url, socket_connect_timeout=2)
-    try:
-        batch = []
-        for key in client.scan_iter(match="{" + prefix + "}:*", count=1000):
-            batch.append(key)
-            if len(batch) >= 500:
-                client.delete(*batch)
-                batch.clear()
-        if batch:
-            client.delete(*batch)
-    except redis_sync.ConnectionError:
-        pass  # a test that pointed the server at a dead Redis
-    finally:
-        client.close()
-
-
 @contextlib.contextmanager
 def serve(test_redis_url: str, **overrides: Any) -> Iterator[LiveApi]:
     """Run the API in a thread until the block ends; its keys are deleted afterwards."""
@@ -82,32 +53,11 @@ def serve(test_redis_url: str, **overrides: Any) -> Iterator[LiveApi]:
     prefix = overrides.pop("key_prefix", f"tfapi{uuid.uuid4().hex[:10]}")
     settings = Settings(_env_file=None, redis_url=redis_url, key_prefix=prefix, **overrides)  # type: ignore[call-arg]
     app = create_app(settings)
-    port = free_port()
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        log_level="warning",
-        lifespan="on",
-        ws="websockets-sansio",
-        timeout_graceful_shutdown=5,
-    )
-    server = ApiServer(config)
-    thread = threading.Thread(target=server.run, name=f"api-{port}", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the API server did not start within 15 s")
-        time.sleep(0.01)
     try:
-        yield LiveApi(f"http://127.0.0.1:{port}", settings, app, server)
+        with serve_app(app, name="api") as (url, server):
+            yield LiveApi(url, settings, app, server)
     finally:
-        server.should_exit = True
-        thread.join(timeout=20)
-        _delete_prefix(redis_url, prefix)
-        if thread.is_alive():
-            raise RuntimeError("the API server did not stop within 20 s")
+        delete_prefix(redis_url, prefix)
 
 
 # --------------------------------------------------------------------------- SSE helpers

@@ -37,7 +37,7 @@ async def test_health_is_open_with_a_token(secured: LiveApi) -> None:
 
 
 async def test_redis_down(live_api: Callable[..., LiveApi]) -> None:
-    from api_helpers import free_port
+    from support import free_port
 
     dead = live_api(redis_url=f"redis://127.0.0.1:{free_port()}/0", api_token=TOKEN)
     async with dead.client() as client:
