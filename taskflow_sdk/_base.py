@@ -772,22 +772,18 @@ class Requests:
 
     def wait(
         self,
-        task_ids: Sequence[str],
+        state: WaitState,
         *,
-        timeout: float | None,
         poll_interval: float,
-        raise_on_failure: bool,
-        state: WaitState | None = None,
         on_progress: Callable[[], None] | None = None,
     ) -> Flow[list[Task]]:
-        """Poll the unfinished tasks (all of them per round) until every one has finished.
+        """Poll the unfinished tasks of ``state`` (all of them per round, through the lookup
+        route) until every one has finished; ``state`` is updated as answers come and
+        ``on_progress`` is called after each round.
 
         Polling starts at :data:`FIRST_POLL_INTERVAL` and slows down by half each round up to
         ``poll_interval``, so short tasks return quickly and long ones cost few requests.
-        ``state`` (made here when omitted) is updated as answers come; ``on_progress`` is
-        called after each round.
         """
-        state = state or WaitState(task_ids, timeout, raise_on_failure)
         interval = min(FIRST_POLL_INTERVAL, poll_interval)
         while True:
             pending = state.pending

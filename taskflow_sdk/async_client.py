@@ -303,14 +303,7 @@ class AsyncClient:
             if stream:
                 done = await self._wait_stream(state, poll_interval, bar)
             else:
-                flow = self._requests.wait(
-                    ids,
-                    timeout=timeout,
-                    poll_interval=poll_interval,
-                    raise_on_failure=raise_on_failure,
-                    state=state,
-                    on_progress=bar,
-                )
+                flow = self._requests.wait(state, poll_interval=poll_interval, on_progress=bar)
                 done = await self._run(flow)
         finally:
             if bar is not None:

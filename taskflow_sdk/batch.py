@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from taskflow_sdk._base import Flow, Gather, Requests, Sleep, Upload, WaitState
+from taskflow_sdk._base import Flow, Gather, Requests, Upload, WaitState
 from taskflow_sdk._files import read_upload
 from taskflow_sdk.models import Task, TaskState
 from taskflow_sdk.progress import Progress
@@ -75,7 +75,6 @@ FAILURE_COLUMNS = ["item", "kind", "task_id", "state", "error_class", "message",
 """Columns of ``failures()``."""
 
 KEY_PREFIX = "tfb"
-FIRST_POLL = 0.05
 MAX_POLL = 1.0
 PAYLOAD_OPTIONS = ("sentences", "language")
 """Options that change a summary (and so are part of its idempotency key)."""
@@ -310,25 +309,15 @@ class BatchCore:
         self, entries: list[Entry], timeout: float | None, on_progress: Callable[[], None]
     ) -> Flow[None]:
         state = WaitState([e.task.task_id for e in entries if e.task], timeout, False)
-        by_id: dict[str, list[Entry]] = {}
-        for e in entries:
-            if e.task is not None:
-                by_id.setdefault(e.task.task_id, []).append(e)
-        interval = FIRST_POLL
-        while True:
-            results = yield Gather([self.requests.get(i) for i in state.pending])
-            for result in results:
-                if isinstance(result, BaseException):
-                    raise result
-                state.update(result)
-                for e in by_id.get(result.task_id, []):
-                    e.task = result
+
+        def seen() -> None:
+            for e in entries:
+                if e.task is not None and e.task.task_id in state.latest:
+                    e.task = state.latest[e.task.task_id]
             on_progress()
-            if state.finished:
-                return None
-            state.check_deadline()
-            yield Sleep(state.clip(interval))
-            interval = min(interval * 1.5, MAX_POLL)
+
+        yield from self.requests.wait(state, poll_interval=MAX_POLL, on_progress=seen)
+        return None
 
     def _article_entries(self) -> list[Entry]:
         """Article-summary entries for finished PDFs whose articles lack a summary."""

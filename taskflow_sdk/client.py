@@ -320,14 +320,7 @@ class Client:
             if stream:
                 done = self._wait_stream(state, poll_interval, bar)
             else:
-                flow = self._requests.wait(
-                    ids,
-                    timeout=timeout,
-                    poll_interval=poll_interval,
-                    raise_on_failure=raise_on_failure,
-                    state=state,
-                    on_progress=bar,
-                )
+                flow = self._requests.wait(state, poll_interval=poll_interval, on_progress=bar)
                 done = self._run(flow)
         finally:
             if bar is not None:
