@@ -29,9 +29,7 @@ import asyncio
 import json
 import logging
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -39,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis as redis_sync
+from bench_support import delete_prefix, percentile, start_server
 
 log = logging.getLogger("bench_api")
 
@@ -48,50 +46,6 @@ TEXT = (
     "The river authority opened the northern locks on Tuesday after a week of rain. "
     "Barges that had waited since Friday moved through by evening."
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(redis_url: str, prefix: str) -> tuple[subprocess.Popen[bytes], str]:
-    """Start uvicorn with the API app in its own process; returns (process, base URL)."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "TASKFLOW_REDIS_URL": redis_url,
-        "TASKFLOW_KEY_PREFIX": prefix,
-        "TASKFLOW_API_TOKEN": "",
-        "PYTHONPATH": os.pathsep.join([str(REPO / "server"), os.environ.get("PYTHONPATH", "")]),
-    }
-    cmd = [
-        sys.executable, "-m", "uvicorn", "--factory", "taskflow_server.api.app:create_app",
-        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log",
-    ]  # fmt: skip
-    proc = subprocess.Popen(cmd, env=env, cwd=str(REPO))
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server exited with {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError("the server did not become ready within 20 s")
-
-
-def percentile(sorted_values: list[float], q: float) -> float:
-    """The ``q`` quantile (0..1) of already sorted values (nearest rank)."""
-    if not sorted_values:
-        return float("nan")
-    index = min(len(sorted_values) - 1, max(0, round(q * len(sorted_values) + 0.5) - 1))
-    return sorted_values[index]
 
 
 class RawConnection:
@@ -266,16 +220,6 @@ async def batches(url: str, count: int, size: int, concurrency: int) -> dict[str
     }
 
 
-def _delete_prefix(redis_url: str, prefix: str) -> None:
-    client = redis_sync.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match="{" + prefix + "}:*", count=5000))
-        for i in range(0, len(keys), 1000):
-            client.delete(*keys[i : i + 1000])
-    finally:
-        client.close()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run both measurements and print the figures."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -295,14 +239,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.getLogger("httpx").setLevel(logging.WARNING)
 
     prefix = f"tfbench{uuid.uuid4().hex[:8]}"
-    proc, url = start_server(args.redis_url, prefix)
+    proc, url = start_server(
+        "--redis-url", args.redis_url, "--workers", "0", env={"TASKFLOW_KEY_PREFIX": prefix}
+    )
     try:
         single = asyncio.run(single_submits(url, args.rate, args.seconds, args.warmup))
         batch = asyncio.run(batches(url, args.batches, args.batch_size, args.batch_concurrency))
     finally:
         proc.terminate()
         proc.wait(timeout=20)
-        _delete_prefix(args.redis_url, prefix)
+        delete_prefix(args.redis_url, prefix)
     ok = single["errors"] == 0 and single["p99_ms"] <= 10.0 and batch["tasks_per_s"] >= 5000.0
     result = {"single_submit": single, "batch_submit": batch, "targets_met": ok}
     if args.json:

@@ -35,12 +35,10 @@ import argparse
 import asyncio
 import contextlib
 import json
-import math
 import os
 import platform
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from bench_support import free_port, percentile
 from redis.asyncio import Redis
 
 from taskflow_server.config import Rate, Settings
@@ -99,13 +98,6 @@ class ModeResult:
 
 
 # ----------------------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    """A loopback TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def log(message: str) -> None:
@@ -177,15 +169,6 @@ def worker_command() -> list[str]:
 
 
 # ----------------------------------------------------------------------------- measuring
-
-
-def percentile(values: list[float], q: float) -> float | None:
-    """The ``q`` quantile (0..1) by nearest rank, or ``None`` for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(q * len(ordered)))
-    return ordered[rank - 1]
 
 
 async def submit_all(queue: TaskQueue, count: int) -> list[str]:
@@ -280,9 +263,9 @@ async def drive(
             result.sustained_per_s = round(sustained, 3)
             result.sustained_ratio = round(sustained / rate.per_second, 4)
     latencies = [r.completed_at - r.created_at for r in records if r.completed_at]
-    p50, p95 = percentile(latencies, 0.50), percentile(latencies, 0.95)
-    result.p50_latency_s = round(p50, 2) if p50 is not None else None
-    result.p95_latency_s = round(p95, 2) if p95 is not None else None
+    if latencies:
+        result.p50_latency_s = round(percentile(latencies, 0.50), 2)
+        result.p95_latency_s = round(percentile(latencies, 0.95), 2)
     result.upstream_requests = int(stats.get("chat_requests", 0))
     result.upstream_ok = int(stats.get("ok", 0))
     result.by_status = {str(k): int(v) for k, v in stats.get("by_status", {}).items()}

@@ -25,11 +25,8 @@ import contextlib
 import datetime as dt
 import json
 import math
-import os
 import queue
-import socket
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -37,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from bench_support import percentile, start_server
 from jupyter_client.manager import start_new_kernel
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -55,34 +53,6 @@ print(json.dumps({"events": panel.state.feed.events, "renders": panel.renders,
                   "completed": panel.state.counts["COMPLETED"],
                   "connected": panel.state.feed.connected}))
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server() -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = {**os.environ, "TASKFLOW_LOG_LEVEL": "WARNING"}
-    env.pop("TASKFLOW_REDIS_URL", None)
-    code = "from taskflow_server.cli import server_main; server_main()"
-    proc = subprocess.Popen(
-        [sys.executable, "-c", code, "--port", str(port), "--log-level", "WARNING"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/ready", timeout=1).status_code == 200:
-                return proc, url
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("taskflow-server did not start")
 
 
 def run_cell(kc: Any, code: str, timeout: float = 30.0, collect: bool = False) -> tuple[float, str]:
@@ -127,11 +97,6 @@ def produce(url: str, events: int, seconds: float, done: threading.Event) -> Non
     done.set()
 
 
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mode", choices=("sync", "async"), default="sync")
@@ -142,7 +107,7 @@ def main() -> int:
     parser.add_argument("--budget-ms", type=float, default=200.0)
     args = parser.parse_args()
 
-    server, url = start_server()
+    server, url = start_server(env={"TASKFLOW_REDIS_URL": None})
     km, kc = start_new_kernel(kernel_name="python3")
     try:
         client_class = "Client" if args.mode == "sync" else "AsyncClient"

@@ -27,9 +27,7 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import time
 import uuid
@@ -38,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import redis as redis_sync
+from bench_support import delete_prefix, start_server
 
 from taskflow_sdk import AsyncClient, Client
 
@@ -48,42 +46,6 @@ FIRST_POLL = 0.02
 MAX_POLL = 0.5
 CONCURRENCY = 32
 TERMINAL = {"COMPLETED", "FAILED", "DLQ", "CANCELLED"}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_server(redis_url: str, prefix: str) -> tuple[subprocess.Popen[bytes], str]:
-    """``taskflow-server`` with one worker on its own port; returns (process, URL)."""
-    port = _free_port()
-    env = {
-        **os.environ,
-        "TASKFLOW_KEY_PREFIX": prefix,
-        "TASKFLOW_LOG_LEVEL": "WARNING",
-        "TASKFLOW_MAX_BATCH_ITEMS": str(CHUNK),
-    }
-    env.pop("TASKFLOW_API_TOKEN", None)
-    cmd = [sys.executable, "-c", "from taskflow_server.cli import server_main; server_main()"]
-    cmd += ["--redis-url", redis_url, "--port", str(port), "--workers", "1"]
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url + "/ready", timeout=1).status_code == 200:
-                health = httpx.get(url + "/health", timeout=2).json()
-                if health["components"].get("workers", {}).get("healthy"):
-                    return proc, url
-        except httpx.HTTPError:
-            pass
-        if proc.poll() is not None:
-            raise RuntimeError("taskflow-server exited during start-up")
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("taskflow-server did not become ready within 30 s")
 
 
 def _items(n: int, tag: str) -> list[dict[str, Any]]:
@@ -188,16 +150,6 @@ RUNNERS: dict[str, Callable[[str, int], float]] = {
 }
 
 
-def _delete_prefix(redis_url: str, prefix: str) -> None:
-    client = redis_sync.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match="{" + prefix + "}:*", count=1000))
-        for s in range(0, len(keys), 500):
-            client.delete(*keys[s : s + 500])
-    finally:
-        client.close()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; exit 0 when both SDK clients are within 10 % of raw httpx."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -211,7 +163,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     prefix = f"tfbench{uuid.uuid4().hex[:8]}"
-    proc, url = start_server(args.redis_url, prefix)
+    proc, url = start_server(
+        "--redis-url", args.redis_url, "--workers", "1",
+        env={"TASKFLOW_KEY_PREFIX": prefix, "TASKFLOW_MAX_BATCH_ITEMS": str(CHUNK)},
+        wait_for_worker=True,
+    )  # fmt: skip
     times: dict[str, list[float]] = {name: [] for name in RUNNERS}
     try:
         names = list(RUNNERS)
@@ -224,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
-        _delete_prefix(args.redis_url, prefix)
+        delete_prefix(args.redis_url, prefix)
 
     median = {name: statistics.median(values) for name, values in times.items()}
     overhead = {
