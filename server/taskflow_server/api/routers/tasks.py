@@ -141,7 +141,12 @@ async def _prepare(ctx: ApiContext, req: SubmitRequest) -> NewTask:
     )
 
 
-async def _submit_one(ctx: ApiContext, task: NewTask, response: Response) -> TaskCreated:
+async def _submit(ctx: ApiContext, req: SubmitRequest, response: Response) -> TaskCreated:
+    """Validate one submit (422 with the reason when it is refused) and queue it."""
+    try:
+        task = await _prepare(ctx, req)
+    except ItemError as exc:
+        raise HTTPException(422, str(exc)) from None
     submitted = await ctx.queue.submit(task)
     response.status_code = 201 if submitted.created else 200
     return TaskCreated(
@@ -176,11 +181,7 @@ async def submit(req: SubmitRequest, ctx: ContextDep, response: Response) -> Tas
 
     201 with a new task; 200 with the first task when ``idempotency_key`` was seen before.
     """
-    try:
-        task = await _prepare(ctx, req)
-    except ItemError as exc:
-        raise HTTPException(422, str(exc)) from None
-    return await _submit_one(ctx, task, response)
+    return await _submit(ctx, req, response)
 
 
 @router.post(
@@ -194,26 +195,14 @@ async def submit_summarize(
     req: SummarizeRequest, ctx: ContextDep, response: Response
 ) -> TaskCreated:
     """Queue a summarize task for ``content``. 201 ``{task_id, state: "PENDING"}``."""
-    if len(req.content) > ctx.settings.max_text_chars:
-        raise HTTPException(
-            422,
-            f"content has {len(req.content)} characters; the limit is "
-            f"{ctx.settings.max_text_chars} (TASKFLOW_MAX_TEXT_CHARS)",
-        )
-    spec = get_spec("summarize")
-    try:
-        payload = spec.parse_payload(_text_payload("summarize", req.content))
-    except InvalidPayload as exc:
-        raise HTTPException(422, str(exc)) from None
-    task = NewTask(
-        task_type=spec.name,
-        payload=payload.model_dump(mode="json"),
-        lane=spec.lane,
+    generic = SubmitRequest(
+        task_type="summarize",
+        payload=_text_payload("summarize", req.content),
         priority=req.priority,
         max_retries=req.max_retries,
         idempotency_key=req.idempotency_key,
     )
-    return await _submit_one(ctx, task, response)
+    return await _submit(ctx, generic, response)
 
 
 def _safe_filename(name: str | None) -> str:
@@ -282,11 +271,7 @@ async def submit_pdfxtract(
         idempotency_key=idempotency_key,
         metadata=metadata,
     )
-    try:
-        task = await _prepare(ctx, req)
-    except ItemError as exc:
-        raise HTTPException(422, str(exc)) from None
-    return await _submit_one(ctx, task, response)
+    return await _submit(ctx, req, response)
 
 
 @router.post(
