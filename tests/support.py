@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from typing import TypeVar
 
 import redis as redis_sync
 import uvicorn
@@ -14,6 +16,10 @@ from fastapi import FastAPI
 
 from taskflow_server.api.app import ApiServer
 from taskflow_server.config import Settings
+from taskflow_server.store.queue import TaskQueue
+from taskflow_server.store.records import TaskRecord
+
+T = TypeVar("T")
 
 
 def make_settings(**overrides: object) -> Settings:
@@ -82,3 +88,30 @@ def serve_app(app: FastAPI, *, name: str) -> Iterator[tuple[str, ApiServer]]:
         thread.join(timeout=30)
         if thread.is_alive():
             raise RuntimeError("the API server did not stop within 30 s")
+
+
+async def eventually(
+    check: Callable[[], Awaitable[T | None]], what: str, timeout: float = 10.0
+) -> T:
+    """Poll ``check`` every 20 ms until it returns a truthy value; fail after ``timeout``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+async def wait_state(
+    queue: TaskQueue, task_id: str, states: set[str], timeout: float = 10.0
+) -> TaskRecord:
+    """Poll the store until the task is in one of ``states``; returns its record."""
+
+    async def check() -> TaskRecord | None:
+        rec = await queue.get(task_id)
+        return rec if rec is not None and rec.state in states else None
+
+    return await eventually(check, f"task {task_id} to reach {sorted(states)}", timeout)

@@ -21,7 +21,7 @@ import pytest
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from support import make_settings
+from support import eventually, make_settings, wait_state
 from taskflow_server.config import Settings
 from taskflow_server.llm.fake_openrouter import FakeConfig, FakeOpenRouterThread
 from taskflow_server.resilience.breaker import CircuitBreaker, open_breaker, reset_breaker
@@ -60,21 +60,6 @@ FACTS_SCHEMA: dict[str, Any] = {
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T | None]], what: str, timeout: float = 10.0
-) -> T:
-    """Poll ``check`` every 20 ms until it returns a truthy value; fail after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def redis_now(redis: Redis) -> float:
@@ -151,12 +136,7 @@ class Cluster:
 
     async def wait_state(self, task_id: str, states: set[str], timeout: float = 10.0) -> TaskRecord:
         """Poll until the task is in one of ``states``."""
-
-        async def check() -> TaskRecord | None:
-            rec = await self.queue.get(task_id)
-            return rec if rec is not None and rec.state in states else None
-
-        return await eventually(check, f"task {task_id} to reach {sorted(states)}", timeout)
+        return await wait_state(self.queue, task_id, states, timeout)
 
     async def wait_all(self, ids: list[str], state: str, timeout: float) -> list[TaskRecord]:
         """Poll until every task is in ``state``; fails early when one lands in the DLQ."""

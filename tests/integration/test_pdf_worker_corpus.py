@@ -11,7 +11,7 @@ serving other work while the big files are being read. Every wait polls with a d
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -19,7 +19,7 @@ import pypdfium2 as pdfium
 import pytest
 from redis.asyncio import Redis
 
-from support import make_settings
+from support import make_settings, wait_state
 from taskflow_server.pdf.extract import NO_TEXT_LAYER_REASON
 from taskflow_server.store.audit import audit
 from taskflow_server.store.keys import Keys
@@ -38,31 +38,6 @@ SCANNED_REASON = "no text layer (scanned page): needs the OpenRouter vision path
 BIG_FILE = "i1040nr.pdf"
 """The slowest file of the corpus (50 pages, several seconds of layout analysis)."""
 ARTICLE_KEYS = {"title", "subtitle", "author", "body", "topics", "summary"}
-
-
-async def eventually(check: Callable[[], Awaitable[T | None]], what: str, timeout: float) -> T:
-    """Poll ``check`` every 20 ms until it returns a truthy value; fail after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-async def wait_state(
-    queue: TaskQueue, task_id: str, states: set[str], timeout: float
-) -> TaskRecord:
-    """Poll until the task is in one of ``states``."""
-
-    async def check() -> TaskRecord | None:
-        rec = await queue.get(task_id)
-        return rec if rec is not None and rec.state in states else None
-
-    return await eventually(check, f"task {task_id} to reach {sorted(states)}", timeout)
 
 
 def load_corpus(corpus_dir: Path) -> dict[str, bytes]:

@@ -25,7 +25,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from redis.asyncio import Redis
 
-from support import make_settings
+from support import make_settings, wait_state
 from taskflow_server.llm.fake_openrouter import FakeConfig, FakeOpenRouterThread
 from taskflow_server.pdf import sample_dir
 from taskflow_server.resilience.errors import POLICIES, ErrorClass
@@ -45,21 +45,6 @@ ARTICLE_KEYS = {"title", "subtitle", "author", "body", "topics", "summary"}
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-async def eventually(
-    check: Callable[[], Awaitable[T | None]], what: str, timeout: float = 20.0
-) -> T:
-    """Poll ``check`` every 20 ms until it returns a truthy value; fail after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def control(fake: FakeOpenRouterThread, **changes: Any) -> dict[str, Any]:
@@ -130,12 +115,7 @@ class Rig:
 
     async def wait_state(self, task_id: str, states: set[str], timeout: float = 30.0) -> TaskRecord:
         """Poll until the task is in one of ``states``."""
-
-        async def check() -> TaskRecord | None:
-            rec = await self.queue.get(task_id)
-            return rec if rec is not None and rec.state in states else None
-
-        return await eventually(check, f"task {task_id} to reach {sorted(states)}", timeout)
+        return await wait_state(self.queue, task_id, states, timeout)
 
     async def completed(self, task_id: str, timeout: float = 30.0) -> dict[str, Any]:
         """Wait for COMPLETED (failing at once on the DLQ) and return the result."""
