@@ -481,7 +481,9 @@ class Event(_Model):
     """One event of ``GET /api/v1/events``.
 
     ``type`` is task_created, task_state_changed, task_progress, task_cancel_requested,
-    task_deleted, task_expired (or events_lost, when the log was trimmed past a resume point).
+    task_deleted, task_expired, breaker_state_changed (``state``/``old_state`` are then the
+    breaker's, with ``breaker`` and ``reason`` as extras; no ``task_id``), or events_lost, when
+    the log was trimmed past a resume point.
     Type-specific fields (``progress``, ``error_type``...) are kept as extra attributes.
     """
 

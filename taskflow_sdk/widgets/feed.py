@@ -58,8 +58,8 @@ class RefreshPolicy:
     """When each snapshot is read (pure; times are ``time.monotonic()`` seconds).
 
     A snapshot that events made wanted is read at most once per ``busy_gap`` seconds; one nobody
-    asked for is still read every ``idle_every`` seconds, because heartbeats, the breaker and
-    the upstream's state have no events of their own.
+    asked for is still read every ``idle_every`` seconds, because heartbeats and the upstream's
+    state have no events of their own (the breaker has: its events ask for a workers read).
     """
 
     busy_gap: dict[Want, float] = field(

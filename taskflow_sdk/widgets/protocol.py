@@ -23,6 +23,8 @@ TASK_EXPIRED: Final = "task_expired"
 """A finished task reached its time to live; ``old_state`` is the state it had."""
 TASK_CANCEL_REQUESTED: Final = "task_cancel_requested"
 """A cancel was asked for a running task (no state change yet)."""
+BREAKER_STATE_CHANGED: Final = "breaker_state_changed"
+"""The circuit breaker moved from ``old_state`` to ``state`` (closed, open, half-open)."""
 EVENTS_LOST: Final = "events_lost"
 """The server's event log was trimmed past the resume point: counts must be re-read."""
 

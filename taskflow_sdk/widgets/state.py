@@ -24,11 +24,12 @@ import enum
 import math
 from collections import deque
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from taskflow_sdk.widgets.protocol import (
+    BREAKER_STATE_CHANGED,
     EVENT_TYPES,
     EVENTS_LOST,
     FINISHED_STATES,
@@ -408,6 +409,8 @@ class PanelState:
             self.wants |= Want.ALL
             feed.message = "the server's event log was trimmed: counts re-read from the store"
             return dirty
+        if etype == BREAKER_STATE_CHANGED:
+            return dirty | self._breaker_moved(_text(_get(event, "state")), event, ts)
         if etype not in EVENT_TYPES:
             return dirty
         # A queue snapshot read after this event already counts it.
@@ -435,6 +438,17 @@ class PanelState:
             self.batches[name].states[task_id] = new
             dirty |= Dirty.BATCHES
         return dirty
+
+    def _breaker_moved(self, state: str | None, event: Any, ts: float | None) -> Dirty:
+        """The lamp follows a breaker event at once; the countdown and counters come with the
+        next workers read, which the event asks for."""
+        self.wants |= Want.WORKERS
+        if not state or state == self.breaker.state:
+            return Dirty.NONE
+        self.breaker_changes.append((ts if ts is not None else 0.0, state))
+        reason = _text(_extra(event, "reason")) or None
+        self.breaker = replace(self.breaker, state=state, reason=reason, half_open_at=None)
+        return Dirty.BREAKER
 
     def _move(self, etype: str, old: str | None, new: str | None, priority: str | None) -> bool:
         """Apply an event's change to counts and depth estimates; True when something moved."""

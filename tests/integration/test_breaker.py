@@ -16,6 +16,7 @@ from taskflow_server.resilience.breaker import (
     reset_breaker,
 )
 from taskflow_server.resilience.errors import ErrorClass
+from taskflow_server.store.events import EventLog
 from taskflow_server.store.keys import Keys
 
 KEYS = Keys("tfllm")
@@ -192,3 +193,29 @@ async def test_reset_clears_counters(redis: Redis) -> None:
     status = await breaker_status(redis, KEYS, "up", settings=settings())
     assert status["state"] == "closed"
     assert status["failure_count"] == 0 and status["opens"] == 0
+
+
+async def test_every_change_of_state_is_one_event_on_the_log(redis: Redis) -> None:
+    breaker = make(redis)
+    log = EventLog(redis, KEYS)
+    for _ in range(3):
+        await breaker.record_failure(ErrorClass.UNAVAILABLE)
+    await breaker.record_failure(ErrorClass.UNAVAILABLE)  # already open: no second event
+    await wait_for_state(breaker, "open")
+    deadline = time.monotonic() + 3
+    while await breaker.allowance() != 1:  # the timeout passes: half-open, this call probes
+        assert time.monotonic() < deadline, "the breaker never handed out a probe"
+        await asyncio.sleep(0.02)
+    await breaker.record_success()
+    await breaker.open("maintenance")
+    await breaker.reset()
+    events = [e for e in await log.read("0-0") if e.type == "breaker_state_changed"]
+    assert [(e.old_state, e.state) for e in events] == [
+        ("closed", "open"),
+        ("open", "half-open"),
+        ("half-open", "closed"),
+        ("closed", "open"),
+        ("open", "closed"),
+    ]
+    assert {e.data["breaker"] for e in events} == {"up"} and all(e.task_id is None for e in events)
+    assert [e.data["reason"] for e in events][::3] == ["consecutive_failures", "maintenance"]

@@ -143,6 +143,22 @@ def test_workers_snapshot_in_both_shapes_and_its_breaker() -> None:
         assert state.breaker.half_open_at == pytest.approx(2012.0)
 
 
+def test_breaker_events_move_the_lamp_and_ask_for_the_details() -> None:
+    state = PanelState()
+    state.apply_breaker({"state": "closed"}, now=1.0)
+    state.wants = Want.NONE
+    opened = Event.model_validate(
+        {"id": "5-0", "type": "breaker_state_changed", "state": "open", "old_state": "closed",
+         "ts": 5.0, "breaker": "openrouter", "reason": "consecutive_failures"}
+    )  # fmt: skip
+    assert state.apply(opened) & Dirty.BREAKER
+    assert state.breaker.state == "open" and state.breaker.reason == "consecutive_failures"
+    assert state.wants & Want.WORKERS  # the countdown comes with the next workers read
+    assert state.breaker_changes[-1] == (5.0, "open")
+    assert not state.apply(opened) & Dirty.BREAKER  # a repeat changes nothing
+    assert state.counts == PanelState().counts  # no task counter moved
+
+
 def test_breaker_changes_are_remembered_and_repeats_are_not_dirty() -> None:
     state = PanelState()
     status = BreakerStatus(state="open", held=True, reason="manual")

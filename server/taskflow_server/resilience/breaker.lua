@@ -1,5 +1,6 @@
 -- Circuit breaker for one upstream: every transition, atomically, on one hash (KEYS[1]).
--- The clock is Redis TIME (ms), so every worker sees the same timeouts.
+-- The clock is Redis TIME (ms), so every worker sees the same timeouts. A change of state also
+-- appends a breaker_state_changed entry to the event log (KEYS[2]), as task transitions do.
 --
 -- ARGV[1]  op: allow | release | success | failure | open | reset
 -- ARGV[2]  consecutive failures that open the breaker
@@ -11,6 +12,8 @@
 -- ARGV[8]  how long the half-open probe may run before another caller gets one (ms)
 -- ARGV[9]  failure: error class      open: reason
 -- ARGV[10] failure: count | now | neutral      open: hold time in ms (0 = until reset)
+-- ARGV[11] the upstream's name (for the event)
+-- ARGV[12] the event log's approximate length cap
 --
 -- Hash fields: state (closed|open|half_open), failures (consecutive), successes (consecutive),
 -- opens (opens since the last close), opened_at, open_until (0 = held until reset), probe_until,
@@ -38,6 +41,19 @@ local function num(field)
 end
 
 local state = redis.call('HGET', key, 'state') or 'closed'
+local before = state
+
+-- Every reply goes through here: a changed state is announced on the event log, under the
+-- names the API uses (half-open with a hyphen).
+local PUBLIC = {closed = 'closed', open = 'open', half_open = 'half-open'}
+local function finish(code, new_state)
+  if new_state ~= before then
+    local reason = redis.call('HGET', key, 'reason') or ''
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[12], '*', 'type', 'breaker_state_changed',
+      'state', PUBLIC[new_state], 'old', PUBLIC[before], 'breaker', ARGV[11], 'reason', reason)
+  end
+  return {code, new_state}
+end
 
 local function clear_window()
   redis.call('HSET', key, 'w_start', now, 'w_calls', 0, 'w_fail', 0, 'p_calls', 0, 'p_fail', 0)
@@ -84,44 +100,44 @@ end
 
 if op == 'allow' then
   if state == 'closed' then
-    return {-1, state}
+    return finish(-1, state)
   end
   if state == 'open' then
     local open_until = num('open_until')
     if open_until == 0 or now < open_until then
-      return {0, state}
+      return finish(0, state)
     end
     state = 'half_open'
     redis.call('HSET', key, 'state', state, 'updated_at', now)
   end
   -- half_open: one probe at a time; a probe whose holder vanished expires after probe_ms.
   if now < num('probe_until') then
-    return {0, state}
+    return finish(0, state)
   end
   redis.call('HSET', key, 'probe_until', now + probe_ms)
-  return {1, state}
+  return finish(1, state)
 end
 
 if op == 'release' then
   if state == 'half_open' then
     redis.call('HSET', key, 'probe_until', 0)
-    return {1, state}
+    return finish(1, state)
   end
-  return {0, state}
+  return finish(0, state)
 end
 
 if op == 'success' then
   if state == 'half_open' then
     close_now()
     redis.call('HSET', key, 'successes', 1)
-    return {1, 'closed'}
+    return finish(1, 'closed')
   end
   if state == 'closed' then
     count_call(false)
     redis.call('HINCRBY', key, 'successes', 1)
     redis.call('HSET', key, 'failures', 0, 'updated_at', now)
   end
-  return {0, state}
+  return finish(0, state)
 end
 
 if op == 'failure' then
@@ -131,33 +147,33 @@ if op == 'failure' then
     -- The upstream answered (e.g. 400, 429): it is up. A probe that gets such an answer closes.
     if state == 'half_open' then
       close_now()
-      return {1, 'closed'}
+      return finish(1, 'closed')
     end
-    return {0, state}
+    return finish(0, state)
   end
   if mode == 'now' then
     if state == 'open' then
       redis.call('HSET', key, 'reason', error_class)
-      return {0, state}
+      return finish(0, state)
     end
-    return {1, open_now(error_class)}
+    return finish(1, open_now(error_class))
   end
   if state == 'half_open' then
-    return {1, open_now('probe_failed')}
+    return finish(1, open_now('probe_failed'))
   end
   if state == 'open' then
-    return {0, state}
+    return finish(0, state)
   end
   local calls, fails = count_call(true)
   local failures = num('failures') + 1
   redis.call('HSET', key, 'failures', failures, 'successes', 0, 'updated_at', now)
   if failures >= threshold then
-    return {1, open_now('consecutive_failures')}
+    return finish(1, open_now('consecutive_failures'))
   end
   if calls >= min_calls and fails / calls >= max_rate then
-    return {1, open_now('failure_rate')}
+    return finish(1, open_now('failure_rate'))
   end
-  return {0, state}
+  return finish(0, state)
 end
 
 if op == 'open' then
@@ -166,13 +182,13 @@ if op == 'open' then
   if hold_ms > 0 then open_until = now + hold_ms end
   redis.call('HSET', key, 'state', 'open', 'opened_at', now, 'open_until', open_until,
     'probe_until', 0, 'successes', 0, 'reason', reason, 'updated_at', now)
-  return {1, 'open'}
+  return finish(1, 'open')
 end
 
 if op == 'reset' then
   close_now()
   redis.call('HSET', key, 'successes', 0)
-  return {1, 'closed'}
+  return finish(1, 'closed')
 end
 
 return redis.error_reply('unknown breaker op ' .. tostring(op))

@@ -17,7 +17,9 @@ probe and claims one task. While OPEN no task is claimed, so no retry is burned.
 ``seconds``); both reach every worker at once because the state lives in Redis.
 
 Every transition is one Lua script (``breaker.lua``) on the hash ``Keys.breaker(name)``, with the
-clock taken from Redis ``TIME``.
+clock taken from Redis ``TIME``; a change of state also appends a ``breaker_state_changed`` event
+(``state``, ``old``, ``breaker``, ``reason``) to the event log, so SSE clients and the control
+panel see it without polling.
 """
 
 from __future__ import annotations
@@ -91,7 +93,7 @@ class CircuitBreaker:
     async def _run(self, op: str, arg1: str = "", arg2: str = "") -> tuple[int, str]:
         s = self.settings
         reply = await self._script(
-            keys=[self.key],
+            keys=[self.key, self.keys.events],
             args=[
                 op,
                 s.breaker_failure_threshold,
@@ -103,6 +105,8 @@ class CircuitBreaker:
                 int(self.probe_seconds * 1000),
                 arg1,
                 arg2,
+                self.name,
+                s.events_maxlen,
             ],
         )
         return int(reply[0]), _PUBLIC_STATE.get(_text(reply[1]), _text(reply[1]))

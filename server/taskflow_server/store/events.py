@@ -2,8 +2,9 @@
 
 Each entry has an id (the stream id, ``<ms>-<seq>``), a ``type`` (``task_created``,
 ``task_state_changed``, ``task_progress``, ``task_deleted``, ``task_expired``,
-``task_cancel_requested``), the task id, the new state and (for transitions) the old one, plus a
-few type-specific fields. The event's time is the stream id's millisecond part (Redis time).
+``task_cancel_requested``, and ``breaker_state_changed`` from the circuit breaker's script), the
+task id (none for breaker events), the new state and (for transitions) the old one, plus a few
+type-specific fields. The event's time is the stream id's millisecond part (Redis time).
 SSE streams serve these entries with their stream id as the SSE ``id``, so a client reconnecting
 with ``Last-Event-ID`` resumes exactly after the last event it saw.
 """

@@ -146,7 +146,9 @@ async def stream_events(
 ) -> EventStreamResponse:
     """Frames carry ``{id, type, task_id, state, old_state, ts, timestamp, ...}``; types are
     task_created, task_state_changed, task_progress, task_cancel_requested, task_deleted,
-    task_expired. A ``: ping`` comment comes every 15 s when nothing happens."""
+    task_expired, and breaker_state_changed (the circuit breaker's ``state``/``old_state``, with
+    ``breaker`` and ``reason``, no ``task_id``). A ``: ping`` comment comes every 15 s when
+    nothing happens."""
     after = last_event_id_header or last_event_id
     if after is not None:
         after = after.strip() or None
