@@ -21,6 +21,7 @@ from typing import Any
 
 from redis.exceptions import RedisError
 
+from taskflow_server.cancellation import cancel_and_wait
 from taskflow_server.store.events import Event, EventLog
 from taskflow_server.store.queue import TaskQueue
 from taskflow_server.store.records import QueueDepths
@@ -150,9 +151,7 @@ class EventHub:
             sub._close()
         self._subs.clear()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
             self._task = None
 
 

@@ -36,6 +36,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from taskflow_server.cancellation import cancel_and_wait
 from taskflow_server.config import Rate
 from taskflow_server.store.keys import Keys
 
@@ -255,9 +256,7 @@ class RateLimiter:
             await self._wait_cooldown()
             yield
         finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+            await cancel_and_wait([keeper])
             await asyncio.shield(self.release(got.lease_id))
 
     async def set_cooldown(self, seconds: float) -> float:

@@ -35,6 +35,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from taskflow_server.cancellation import cancel_and_wait
 from taskflow_server.config import Settings
 from taskflow_server.resilience.errors import (
     ErrorClass,
@@ -63,21 +64,6 @@ log = logging.getLogger(__name__)
 _LEASE_CHECK_SECONDS = 1.0
 _WAKE_BLOCK_SECONDS = 1.0
 _COALESCE_SECONDS = 0.002
-
-
-async def _cancel_and_wait(tasks: list[asyncio.Task[None]]) -> None:
-    """Cancel ``tasks`` and wait until every one has ended, cancelling again while one runs on.
-
-    One ``cancel()`` can go unheard: on Python 3.11 ``asyncio.wait_for`` drops a cancellation
-    that lands just as the awaited operation completes (CPython gh-86296), and redis-py wraps
-    every socket write in ``wait_for`` when a socket timeout is set (its default since 8.0).
-    A background loop whose cancellation was dropped would run forever and hang the stop.
-    """
-    pending = {t for t in tasks if not t.done()}
-    while pending:
-        for t in pending:
-            t.cancel()
-        _, pending = await asyncio.wait(pending, timeout=0.1)
 
 
 @dataclass
@@ -186,7 +172,7 @@ class Worker:
 
     async def _shutdown(self) -> None:
         if self._claim_task is not None:
-            await _cancel_and_wait([self._claim_task])
+            await cancel_and_wait([self._claim_task])
             with contextlib.suppress(asyncio.CancelledError):
                 await self._claim_task
         running = [r.task for r in self._running.values()]
@@ -206,7 +192,7 @@ class Worker:
             await asyncio.gather(*(r.task for r in left), return_exceptions=True)
             log.info("worker %s handed %d task(s) back to the queue", self.id, len(left))
         await self._flush()
-        await _cancel_and_wait(self._loops)
+        await cancel_and_wait(self._loops)
         await asyncio.gather(*self._loops, return_exceptions=True)
         with contextlib.suppress(*REDIS_DOWN_ERRORS):
             await self.queue.forget_worker(self.id)
