@@ -8,6 +8,7 @@ import pytest
 from redis.asyncio import Redis
 
 from support import make_settings
+from taskflow_server.store import queue as queue_module
 from taskflow_server.store.audit import audit
 from taskflow_server.store.events import EventLog
 from taskflow_server.store.keys import Keys
@@ -282,3 +283,59 @@ async def test_depths_and_queue_listing(queue: TaskQueue) -> None:
         await queue.queue_ids("bogus")
     ids, total = await queue.list_ids(limit=2)
     assert total == 3 and len(ids) == 2
+
+
+async def test_queued_task_hash_holds_only_what_changes(queue: TaskQueue) -> None:
+    (sub,) = await queue.submit_many(
+        [
+            NewTask(
+                "summarize",
+                {"content": "x" * 500},
+                lane="llm",
+                priority="high",
+                max_retries=7,
+                idempotency_key="only-once",
+                metadata={"source": "test"},
+            )
+        ]
+    )
+    raw = await queue.redis.hgetall(queue.keys.task(sub.task_id))
+    assert set(raw) == {b"state", b"sid"}  # everything else is in the submitted stream
+    record = await queue.get(sub.task_id)
+    assert record is not None
+    assert (record.task_type, record.lane, record.priority) == ("summarize", "llm", "high")
+    assert (record.max_retries, record.idempotency_key) == (7, "only-once")
+    assert record.metadata == {"source": "test"}
+    sid_ms = int(raw[b"sid"].split(b"-")[0])
+    assert record.created_at == pytest.approx(sid_ms / 1000)
+    assert await queue.payload(sub.task_id) == {"content": "x" * 500}
+    assert await queue.redis.xlen(queue.keys.submitted) == 1
+    assert await queue.delete(sub.task_id)
+    assert await queue.redis.xlen(queue.keys.submitted) == 0
+    await assert_consistent(queue)
+
+
+async def test_listing_walks_creation_order_in_bounded_calls(
+    queue: TaskQueue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(queue_module, "PAGE_BUDGET", 4)  # many script calls per page
+    ids = [s.task_id for s in await queue.submit_many([noop() for _ in range(23)])]
+    for gone in (ids[3], ids[17]):
+        assert await queue.delete(gone)
+    alive = [i for i in ids if i not in (ids[3], ids[17])]
+
+    page, total = await queue.list_ids(offset=5, limit=7)
+    assert page == alive[::-1][5:12] and total == 21
+    page, total = await queue.list_ids(desc=False, offset=18, limit=10)
+    assert page == alive[18:] and total == 21
+    record = await queue.get(alive[0])
+    assert record is not None
+    page, dated_total = await queue.list_ids(start=record.created_at - 1, end=None, limit=100)
+    assert page == alive[::-1] and dated_total == 21
+    assert await queue.list_ids(start=record.created_at + 3600) == ([], 0)
+
+    chunks = [c async for c in queue.iter_ids(chunk=5, desc=False)]
+    assert [len(c) for c in chunks] == [5, 5, 5, 5, 1]
+    assert [i for c in chunks for i in c] == alive
+    newest_first = [i async for c in queue.iter_ids(chunk=6) for i in c]
+    assert newest_first == alive[::-1]

@@ -64,27 +64,31 @@ async def audit(redis: Redis, keys: Keys) -> AuditReport:
     for name, zkey in structures:
         for member in await redis.zrange(zkey, 0, -1):
             note(_text(member), name)
-    indexed = {_text(t) for t in await redis.zrange(keys.tasks, 0, -1)}
+    entries: dict[str, str] = {}  # task id -> its submitted entry id
+    for sid, fields in await redis.xrange(keys.submitted) or []:
+        owner = (fields or {}).get(b"id", b"")
+        entries[_text(owner)] = _text(sid)
     scanned = dict.fromkeys(STATES, 0)
     problems: list[str] = []
     seen: set[str] = set()
     async for key in redis.scan_iter(match=keys.task_prefix + "*", count=1000):
         name = _text(key)
-        if name.endswith(":payload"):
-            continue
         tid = name[len(keys.task_prefix) :]
         seen.add(tid)
-        state = _text(await redis.hget(name, "state") or b"?")
+        raw_state, raw_sid = await redis.hmget(name, ["state", "sid"])
+        state = _text(raw_state or b"?")
         scanned[state] = scanned.get(state, 0) + 1
         expected = _WHERE_STATE_LIVES.get(state)
         found = places.get(tid, [])
         if expected is None or found != [expected]:
             problems.append(f"{tid}: state {state} but found in {found or 'nothing'}")
-        if tid not in indexed:
-            problems.append(f"{tid}: missing from the task index")
+        if entries.get(tid) != _text(raw_sid or b""):
+            problems.append(f"{tid}: its submitted entry is missing or not the one it points to")
     for tid, found in places.items():
         if tid not in seen:
             problems.append(f"{tid}: in {found} but its hash is gone")
+    for tid in entries.keys() - seen:
+        problems.append(f"{tid}: a submitted entry outlived its task")
     if counters != scanned:
         problems.append(f"counters {counters} != scan {scanned}")
     return AuditReport(counters=counters, scanned=scanned, problems=problems)

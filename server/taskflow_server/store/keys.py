@@ -5,15 +5,18 @@ hash only the prefix, so every key lands in one slot and every Lua script may to
 
 Layout::
 
-    {tf}:task:<id>            hash    the task record (state, timestamps, result, history...)
-    {tf}:task:<id>:payload    string  the task's JSON payload (kept apart so the hash stays small)
+    {tf}:task:<id>            hash    what changes: state, timestamps, result, history, and
+                                      'sid', the id of the task's entry in {tf}:submitted
+    {tf}:submitted            stream  what was submitted, one entry per task: id, task_type,
+                                      lane, priority, max_retries, idempotency_key, metadata,
+                                      payload; the entry id is the creation time, so the stream
+                                      is also the creation-time index (listing, pagination)
     {tf}:q:<lane>:<prio>      list    pending ids, FIFO; prio in high/default/low/retry
     {tf}:wake:<lane>          list    wake-up tokens for idle workers (capped, values are noise)
     {tf}:scheduled            zset    SCHEDULED ids by due time (ms)
     {tf}:active               zset    ACTIVE ids by lease expiry (ms)
     {tf}:dlq                  zset    DLQ ids by dead-letter time (ms)
     {tf}:finished             zset    COMPLETED/CANCELLED ids by finish time (retention sweep)
-    {tf}:tasks                zset    every id by creation time (listing, pagination)
     {tf}:counts               hash    state -> number of tasks in that state
     {tf}:stats                hash    claim sequence and other running totals
     {tf}:events               stream  the event log: one entry per transition
@@ -72,10 +75,6 @@ class Keys:
         """The task hash."""
         return f"{self.tag}:task:{task_id}"
 
-    def payload(self, task_id: str) -> str:
-        """The task's JSON payload."""
-        return f"{self.tag}:task:{task_id}:payload"
-
     @property
     def task_prefix(self) -> str:
         """Prefix of task keys (the scripts append the id)."""
@@ -118,9 +117,9 @@ class Keys:
         return f"{self.tag}:finished"
 
     @property
-    def tasks(self) -> str:
-        """Every task id by creation time."""
-        return f"{self.tag}:tasks"
+    def submitted(self) -> str:
+        """What each task was submitted with, by creation time (one stream entry per task)."""
+        return f"{self.tag}:submitted"
 
     @property
     def counts(self) -> str:

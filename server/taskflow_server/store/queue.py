@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +55,12 @@ _SCRIPT_NAMES = (
     "sweep",
     "heartbeat",
     "orphans",
+    "read",
+    "page",
 )
+
+PAGE_BUDGET = 5_000
+"""The most submitted-stream entries one ``page`` script call reads (the caller loops)."""
 
 PEEK_FIELDS: tuple[str, ...] = (
     "state",
@@ -64,7 +71,7 @@ PEEK_FIELDS: tuple[str, ...] = (
     "priority",
     "retry_count",
 )
-"""The task-hash fields :meth:`TaskQueue.peek_many` returns."""
+"""The task fields :meth:`TaskQueue.peek_many` returns."""
 
 EXTENDED, LOST, CANCEL_REQUESTED = 0, 1, 2
 """Per-task answers of :meth:`TaskQueue.extend`."""
@@ -94,6 +101,27 @@ class InvalidTransition(StoreError):
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+_ALL = 1 << 62
+"""A skip count larger than any stream: skip everything, i.e. count the range."""
+
+
+@dataclass(frozen=True)
+class _Walk:
+    """What one walk over the submitted stream found."""
+
+    ids: list[str]
+    skipped: int
+    next: str
+    """The last entry read, to continue after; empty when the range is done."""
+
+
+def _stream_bounds(start: float | None, end: float | None) -> tuple[str, str]:
+    """Epoch-second bounds as submitted-stream ids (a bare millisecond covers that millisecond)."""
+    lo = "-" if start is None else str(max(0, int(start * 1000)))
+    hi = "+" if end is None else str(max(0, int(end * 1000)))
+    return lo, hi
 
 
 def load_script_source(name: str) -> str:
@@ -322,26 +350,23 @@ class TaskQueue:
         """Repair tasks that sit in no structure matching their state (none on a healthy system)."""
         found: list[str] = []
         errors: list[str] = []
-        cursor = 0
-        while True:
-            cursor, entries = await self.redis.zscan(self.keys.tasks, cursor, count=batch)
-            ids = [_text(member) for member, _score in entries]
-            if ids:
-                try:
-                    fixed = await self._run("orphans", ids)
-                    found.extend(_text(x) for x in fixed)
-                except Exception as exc:  # report, keep scanning
-                    errors.append(str(exc))
-            if cursor == 0:
-                break
+        async for ids in self.iter_ids(chunk=batch, desc=False):
+            try:
+                fixed = await self._run("orphans", ids)
+                found.extend(_text(x) for x in fixed)
+            except Exception as exc:  # report, keep scanning
+                errors.append(str(exc))
         return {"found": len(found), "requeued": len(found), "task_ids": found, "errors": errors}
 
     # ------------------------------------------------------------------ reads
 
+    async def _read(self, mode: str, ids: list[str], *extra: str) -> list[Any]:
+        """Run the read-only ``read`` script (see its header) for ``ids``."""
+        return list(await self._run("read", [mode, *extra, *ids]))
+
     async def get(self, task_id: str) -> TaskRecord | None:
         """The task record, or ``None``."""
-        raw = await self.redis.hgetall(self.keys.task(task_id))
-        return TaskRecord.from_hash(task_id, raw) if raw else None
+        return (await self.get_many([task_id]))[0]
 
     async def _must_get(self, task_id: str) -> TaskRecord:
         record = await self.get(task_id)
@@ -353,18 +378,15 @@ class TaskQueue:
         """Records for many ids in one round trip (``None`` for unknown ids)."""
         if not ids:
             return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for task_id in ids:
-                pipe.hgetall(self.keys.task(task_id))
-            raws = await pipe.execute()
+        rows = await self._read("record", ids)
         return [
-            TaskRecord.from_hash(tid, raw) if raw else None
-            for tid, raw in zip(ids, raws, strict=True)
+            TaskRecord.from_hash(tid, dict(zip(row[::2], row[1::2], strict=True))) if row else None
+            for tid, row in zip(ids, rows, strict=True)
         ]
 
     async def payload(self, task_id: str) -> dict[str, Any] | None:
         """The task's payload, or ``None`` when the task is unknown."""
-        raw = await self.redis.get(self.keys.payload(task_id))
+        raw = (await self._read("payload", [task_id]))[0]
         if raw is None:
             return None
         value = json.loads(raw)
@@ -377,26 +399,22 @@ class TaskQueue:
         """
         if not ids:
             return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for task_id in ids:
-                pipe.hmget(self.keys.task(task_id), list(PEEK_FIELDS))
-            rows = await pipe.execute()
+        rows = await self._read("peek", ids, ",".join(PEEK_FIELDS))
         out: list[dict[str, str | None] | None] = []
         for row in rows:
+            if not row:
+                out.append(None)
+                continue
             values = [None if v is None else _text(v) for v in row]
-            out.append(None if values[0] is None else dict(zip(PEEK_FIELDS, values, strict=True)))
+            out.append(dict(zip(PEEK_FIELDS, values, strict=True)))
         return out
 
     async def payloads_many(self, ids: list[str]) -> list[dict[str, Any] | None]:
         """The JSON payload of each task in one round trip (``None`` when missing)."""
         if not ids:
             return []
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for task_id in ids:
-                pipe.get(self.keys.payload(task_id))
-            raws = await pipe.execute()
         out: list[dict[str, Any] | None] = []
-        for raw in raws:
+        for raw in await self._read("payload", ids):
             try:
                 value = json.loads(raw) if raw is not None else None
             except ValueError:
@@ -465,17 +483,59 @@ class TaskQueue:
         offset: int = 0,
         limit: int = 100,
     ) -> tuple[list[str], int]:
-        """Task ids by creation time within [start, end] (epoch s), a page, and the total."""
-        lo = "-inf" if start is None else int(start * 1000)
-        hi = "+inf" if end is None else int(end * 1000)
-        total = int(await self.redis.zcount(self.keys.tasks, lo, hi))
-        if desc:
-            raw = await self.redis.zrevrangebyscore(
-                self.keys.tasks, hi, lo, start=offset, num=limit
-            )
+        """Task ids by creation time within [start, end] (epoch s), a page, and the total.
+
+        The creation-time index is the submitted stream: skipping ``offset`` ids and counting a
+        bounded range read the entries between (in calls of :data:`PAGE_BUDGET`), so deep pages
+        and dated totals cost time in proportion to what they cover; the undated total is XLEN.
+        """
+        lo, hi = _stream_bounds(start, end)
+        page = await self._walk(lo, hi, desc=desc, skip=offset, take=limit)
+        if start is None and end is None:
+            total = int(await self.redis.xlen(self.keys.submitted))
         else:
-            raw = await self.redis.zrangebyscore(self.keys.tasks, lo, hi, start=offset, num=limit)
-        return [_text(x) for x in raw], total
+            total = (await self._walk(lo, hi, desc=desc, skip=_ALL, take=0)).skipped
+        return page.ids, total
+
+    async def iter_ids(
+        self,
+        *,
+        start: float | None = None,
+        end: float | None = None,
+        desc: bool = True,
+        chunk: int = 1_000,
+    ) -> AsyncIterator[list[str]]:
+        """Every task id created within [start, end] (epoch s), ``chunk`` at a time."""
+        lo, hi = _stream_bounds(start, end)
+        while True:
+            walk = await self._walk(lo, hi, desc=desc, skip=0, take=chunk)
+            if walk.ids:
+                yield walk.ids
+            if not walk.next:
+                return
+            if desc:
+                hi = "(" + walk.next
+            else:
+                lo = "(" + walk.next
+
+    async def _walk(self, lo: str, hi: str, *, desc: bool, skip: int, take: int) -> _Walk:
+        """Skip ``skip`` ids between ``lo`` and ``hi``, then take ``take``, in bounded calls."""
+        ids: list[str] = []
+        skipped = 0
+        while True:
+            raw = await self._run(
+                "page",
+                [lo, hi, "desc" if desc else "asc", skip - skipped, take - len(ids), PAGE_BUDGET],
+            )
+            after = _text(raw[0])
+            skipped += int(raw[1])
+            ids += [_text(x) for x in raw[2:]]
+            if not after or (skipped >= skip and len(ids) >= take):
+                return _Walk(ids, skipped, after)
+            if desc:
+                hi = "(" + after
+            else:
+                lo = "(" + after
 
     async def workers(self) -> list[dict[str, Any]]:
         """Heartbeat hashes of the workers seen recently, newest first."""

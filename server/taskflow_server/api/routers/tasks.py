@@ -458,23 +458,18 @@ async def _list(
     lowered = needle.lower() if needle else None
     matches: list[tuple[tuple[int, Any], str]] = []
     scanned = 0
-    in_range = 0
-    while scanned < SCAN_LIMIT:
-        want = min(SCAN_CHUNK, SCAN_LIMIT - scanned)
-        ids, in_range = await ctx.queue.list_ids(
-            start=start, end=end, desc=True, offset=scanned, limit=want
-        )
-        if not ids:
+    limited = False
+    async for ids in ctx.queue.iter_ids(start=start, end=end, desc=True, chunk=SCAN_CHUNK):
+        if scanned >= SCAN_LIMIT:
+            limited = True  # the range holds more than the scan may read
             break
+        ids = ids[: SCAN_LIMIT - scanned]
         scanned += len(ids)
         candidates = [i for i in ids if lowered in i.lower()] if lowered else ids
         if candidates:
             for cid, peek in zip(candidates, await ctx.queue.peek_many(candidates), strict=True):
                 if peek is not None and wanted(peek):
                     matches.append((_sort_key(sort_by, peek), cid))
-        if len(ids) < want:
-            break
-    limited = scanned < in_range
     if sort_by == "created_at":
         if not desc:
             matches.reverse()  # scanned newest first

@@ -11,14 +11,13 @@ local K_SCHEDULED = TAG .. ':scheduled'
 local K_ACTIVE = TAG .. ':active'
 local K_DLQ = TAG .. ':dlq'
 local K_FINISHED = TAG .. ':finished'
-local K_TASKS = TAG .. ':tasks'
+local K_SUBMITTED = TAG .. ':submitted'
 local K_STATS = TAG .. ':stats'
 local K_EVENTS = TAG .. ':events'
 local PRIORITIES = {'high', 'default', 'low'}
 local WAKE_CAP = 64
 
 local function k_task(id) return TAG .. ':task:' .. id end
-local function k_payload(id) return TAG .. ':task:' .. id .. ':payload' end
 local function k_queue(lane, prio) return TAG .. ':q:' .. lane .. ':' .. prio end
 local function k_wake(lane) return TAG .. ':wake:' .. lane end
 local function k_idem(key) return TAG .. ':idem:' .. key end
@@ -64,12 +63,47 @@ local function append_json(key, field, entry)
   end
 end
 
--- A new task's history (PENDING at created_at) is implied, not stored: the first later
+-- What was submitted (type, lane, priority, max_retries, idempotency key, metadata, payload)
+-- never changes, so it is not in the task hash: it is one entry of the 'submitted' stream, whose
+-- id (the hash's 'sid' field) is the creation time. Stream entries with the same fields share
+-- their field names and pack several to an allocation, so a queued task costs far less than a
+-- hash plus a payload string plus a creation-time index (benchmarks/RESULTS.md, memory).
+-- Every entry carries every field ('' when unset), which is what lets Redis share the names.
+local SUBMITTED_FIELDS = {'id', 'task_type', 'lane', 'priority', 'max_retries',
+                          'idempotency_key', 'metadata', 'payload'}
+
+-- The submitted entry of the task whose hash is 'key', as a table (empty when there is none).
+local function submitted(key)
+  local sid = redis.call('HGET', key, 'sid')
+  local out = {}
+  if not sid then return out end
+  local entry = redis.call('XRANGE', K_SUBMITTED, sid, sid)[1]
+  if entry then
+    local f = entry[2]
+    for i = 1, #f, 2 do out[f[i]] = f[i + 1] end
+  end
+  return out
+end
+
+-- The creation time (epoch seconds, 3 decimals) held in a stream id 'ms-seq'.
+local function sid_seconds(sid)
+  local ms = tonumber(string.match(sid or '', '^(%d+)-'))
+  if not ms then return nil end
+  return string.format('%.3f', ms / 1000)
+end
+
+-- Forget a task's submitted entry (delete, retention sweep).
+local function drop_submitted(key)
+  local sid = redis.call('HGET', key, 'sid')
+  if sid then redis.call('XDEL', K_SUBMITTED, sid) end
+end
+
+-- A new task's history (PENDING at its creation) is implied, not stored: the first later
 -- transition writes it out together with its own entry. That keeps a queued task's hash small.
 local HISTORY_TS = string.format('%.3f', NOW_MS / 1000)
 local function history(key, state)
   if redis.call('HEXISTS', key, 'state_history') == 0 then
-    local created = redis.call('HGET', key, 'created_at') or HISTORY_TS
+    local created = sid_seconds(redis.call('HGET', key, 'sid')) or HISTORY_TS
     redis.call('HSET', key, 'state_history', '[{"state":"PENDING","ts":' .. created .. '}]')
   end
   append_json(key, 'state_history', '{"state":"' .. state .. '","ts":' .. HISTORY_TS .. '}')
@@ -93,8 +127,7 @@ local function wake(lane, n)
 end
 
 -- Remove an id from whichever waiting structure holds it (queues, scheduled, dlq, active).
-local function unlink(id, key)
-  local lane = redis.call('HGET', key, 'lane') or 'local'
+local function unlink(id, key, lane)
   for _, p in ipairs(PRIORITIES) do redis.call('LREM', k_queue(lane, p), 0, id) end
   redis.call('LREM', k_queue(lane, 'retry'), 0, id)
   redis.call('ZREM', K_SCHEDULED, id)

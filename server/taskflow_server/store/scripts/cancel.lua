@@ -11,7 +11,7 @@ if state == 'ACTIVE' then
   return 'ACTIVE'
 end
 if state == 'COMPLETED' or state == 'CANCELLED' then return 'refused:' .. state end
-unlink(id, key)
+unlink(id, key, submitted(key).lane)
 redis.call('ZADD', K_FINISHED, NOW_MS, id)
 transition(id, key, state, 'CANCELLED')
 return 'CANCELLED'

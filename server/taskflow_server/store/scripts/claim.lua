@@ -55,12 +55,13 @@ while claimed < n do
     redis.call('ZADD', K_ACTIVE, NOW_MS + lease_ms, id)
     transition(id, key, 'PENDING', 'ACTIVE', {'worker_id', worker})
     if limits[lane] > 0 then limits[lane] = limits[lane] - 1 end
-    local f = redis.call('HMGET', key, 'task_type', 'retry_count', 'lost_leases')
+    local f = redis.call('HMGET', key, 'retry_count', 'lost_leases')
+    local s = submitted(key)
     out[#out + 1] = id
-    out[#out + 1] = f[1]
+    out[#out + 1] = s.task_type or ''
+    out[#out + 1] = f[1] or '0'
     out[#out + 1] = f[2] or '0'
-    out[#out + 1] = f[3] or '0'
-    out[#out + 1] = redis.call('GET', k_payload(id)) or '{}'
+    out[#out + 1] = s.payload or '{}'
     claimed = claimed + 1
   end
 end

@@ -9,16 +9,18 @@
 local id, token, mode = ARGV[3], ARGV[4], ARGV[5]
 local etype, msg, delay = ARGV[6], ARGV[7], tonumber(ARGV[8])
 local key = k_task(id)
-local f = redis.call('HMGET', key, 'state', 'lease', 'retry_count', 'max_retries', 'lane', 'priority')
+local f = redis.call('HMGET', key, 'state', 'lease', 'retry_count')
 if f[1] ~= 'ACTIVE' or f[2] ~= token then return 'stale:' .. tostring(f[1]) end
-local retries, max_retries = tonumber(f[3] or '0'), tonumber(f[4] or '0')
+local s = submitted(key)
+local lane, prio = s.lane or 'local', s.priority or 'default'
+local retries, max_retries = tonumber(f[3] or '0'), tonumber(s.max_retries or '0')
 redis.call('ZREM', K_ACTIVE, id)
 redis.call('HDEL', key, 'lease', 'cancel_requested')
 if mode == 'requeue' then
-  redis.call('LPUSH', k_queue(f[5], f[6]), id)
+  redis.call('LPUSH', k_queue(lane, prio), id)
   if etype ~= '' then redis.call('HSET', key, 'last_error', msg, 'error_type', etype) end
   transition(id, key, 'ACTIVE', 'PENDING', {'reason', msg})
-  wake(f[5], 1)
+  wake(lane, 1)
   return 'PENDING'
 end
 if mode == 'cancel' then

@@ -4,16 +4,16 @@ local fixed = {}
 for i = 3, #ARGV do
   local id = ARGV[i]
   local key = k_task(id)
-  local f = redis.call('HMGET', key, 'state', 'lane', 'priority')
-  local s = f[1]
+  local s = redis.call('HGET', key, 'state')
   if s == 'PENDING' then
+    local lane = submitted(key).lane or 'local'
     local found = false
     for _, p in ipairs({'high', 'default', 'low', 'retry'}) do
-      if redis.call('LPOS', k_queue(f[2], p), id) then found = true break end
+      if redis.call('LPOS', k_queue(lane, p), id) then found = true break end
     end
     if not found then
-      redis.call('RPUSH', k_queue(f[2], 'retry'), id)
-      wake(f[2], 1)
+      redis.call('RPUSH', k_queue(lane, 'retry'), id)
+      wake(lane, 1)
       fixed[#fixed + 1] = id
     end
   elseif s == 'ACTIVE' and not redis.call('ZSCORE', K_ACTIVE, id) then

@@ -5,11 +5,11 @@ local woken = {}
 for _, id in ipairs(due) do
   redis.call('ZREM', K_SCHEDULED, id)
   local key = k_task(id)
-  local f = redis.call('HMGET', key, 'state', 'lane')
-  if f[1] == 'SCHEDULED' then
-    redis.call('RPUSH', k_queue(f[2], 'retry'), id)
+  if redis.call('HGET', key, 'state') == 'SCHEDULED' then
+    local lane = submitted(key).lane or 'local'
+    redis.call('RPUSH', k_queue(lane, 'retry'), id)
     transition(id, key, 'SCHEDULED', 'PENDING')
-    woken[f[2]] = (woken[f[2]] or 0) + 1
+    woken[lane] = (woken[lane] or 0) + 1
   end
 end
 for lane, c in pairs(woken) do wake(lane, c) end

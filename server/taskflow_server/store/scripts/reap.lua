@@ -8,25 +8,27 @@ local woken = {}
 for _, id in ipairs(expired) do
   redis.call('ZREM', K_ACTIVE, id)
   local key = k_task(id)
-  local f = redis.call('HMGET', key, 'state', 'lane', 'priority', 'worker_id', 'retry_count')
+  local f = redis.call('HMGET', key, 'state', 'worker_id', 'retry_count')
   if f[1] == 'ACTIVE' then
     local lost = redis.call('HINCRBY', key, 'lost_leases', 1)
     redis.call('HDEL', key, 'lease', 'cancel_requested')
-    local msg = 'lease expired (worker ' .. tostring(f[4]) .. ' stopped or stalled)'
+    local msg = 'lease expired (worker ' .. tostring(f[2]) .. ' stopped or stalled)'
     if lost >= max_lost then
       msg = 'poison task: lost its lease ' .. lost .. ' times'
       append_json(key, 'error_history', cjson.encode({
         timestamp = NOW_MS / 1000, error = msg, error_type = 'poison',
-        retry_count = tonumber(f[5] or '0'), state_transition = 'ACTIVE -> DLQ'}))
+        retry_count = tonumber(f[3] or '0'), state_transition = 'ACTIVE -> DLQ'}))
       redis.call('HSET', key, 'last_error', msg, 'error_type', 'poison', 'dlq_at', NOW_S)
       redis.call('ZADD', K_DLQ, NOW_MS, id)
       transition(id, key, 'ACTIVE', 'DLQ', {'error_type', 'poison'})
       dead = dead + 1
     else
-      redis.call('LPUSH', k_queue(f[2], f[3]), id)
+      local s = submitted(key)
+      local lane = s.lane or 'local'
+      redis.call('LPUSH', k_queue(lane, s.priority or 'default'), id)
       redis.call('HSET', key, 'last_error', msg, 'error_type', 'lease_expired')
       transition(id, key, 'ACTIVE', 'PENDING', {'reason', 'lease_expired'})
-      woken[f[2]] = (woken[f[2]] or 0) + 1
+      woken[lane] = (woken[lane] or 0) + 1
       requeued = requeued + 1
     end
   end

@@ -21,16 +21,13 @@ for i = 0, n - 1 do
   end
   if not existing then
     local key = k_task(id)
-    redis.call('HSET', key, 'task_type', ttype, 'lane', lane, 'priority', prio, 'state', 'PENDING',
-               'max_retries', max_retries, 'created_at', NOW_S)
-    if idem ~= '' then
-      redis.call('HSET', key, 'idempotency_key', idem)
-      redis.call('SET', k_idem(idem), id, 'EX', idem_ttl)
-    end
-    if meta ~= '' then redis.call('HSET', key, 'metadata', meta) end
-    redis.call('SET', k_payload(id), payload)
+    -- The fields in SUBMITTED_FIELDS order (see _lib.lua): what was submitted never changes.
+    local sid = redis.call('XADD', K_SUBMITTED, '*', 'id', id, 'task_type', ttype, 'lane', lane,
+                           'priority', prio, 'max_retries', max_retries, 'idempotency_key', idem,
+                           'metadata', meta, 'payload', payload)
+    redis.call('HSET', key, 'state', 'PENDING', 'sid', sid)
+    if idem ~= '' then redis.call('SET', k_idem(idem), id, 'EX', idem_ttl) end
     redis.call('RPUSH', k_queue(lane, prio), id)
-    redis.call('ZADD', K_TASKS, NOW_MS, id)
     count('PENDING', 1)
     event('task_created', id, '', 'PENDING', {'task_type', ttype})
     woken[lane] = (woken[lane] or 0) + 1
