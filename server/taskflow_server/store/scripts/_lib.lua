@@ -102,11 +102,17 @@ end
 -- transition writes it out together with its own entry. That keeps a queued task's hash small.
 local HISTORY_TS = string.format('%.3f', NOW_MS / 1000)
 local function history(key, state)
-  if redis.call('HEXISTS', key, 'state_history') == 0 then
-    local created = sid_seconds(redis.call('HGET', key, 'sid')) or HISTORY_TS
-    redis.call('HSET', key, 'state_history', '[{"state":"PENDING","ts":' .. created .. '}]')
+  local entry = '{"state":"' .. state .. '","ts":' .. HISTORY_TS .. '}'
+  local f = redis.call('HMGET', key, 'state_history', 'sid')
+  if not f[1] then
+    local created = sid_seconds(f[2]) or HISTORY_TS
+    redis.call('HSET', key, 'state_history',
+               '[{"state":"PENDING","ts":' .. created .. '},' .. entry .. ']')
+  elseif f[1] == '' or f[1] == '[]' then
+    redis.call('HSET', key, 'state_history', '[' .. entry .. ']')
+  else
+    redis.call('HSET', key, 'state_history', string.sub(f[1], 1, -2) .. ',' .. entry .. ']')
   end
-  append_json(key, 'state_history', '{"state":"' .. state .. '","ts":' .. HISTORY_TS .. '}')
 end
 
 -- Move a task hash to a new state: counters, updated_at, history, event. The caller has already

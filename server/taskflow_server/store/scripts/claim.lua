@@ -49,18 +49,17 @@ while claimed < n do
   end
   if not id then break end
   local key = k_task(id)
-  local state = redis.call('HGET', key, 'state')
-  if state == 'PENDING' then
+  local f = redis.call('HMGET', key, 'state', 'retry_count', 'lost_leases')
+  if f[1] == 'PENDING' then
     redis.call('HSET', key, 'worker_id', worker, 'lease', token, 'started_at', NOW_S)
     redis.call('ZADD', K_ACTIVE, NOW_MS + lease_ms, id)
     transition(id, key, 'PENDING', 'ACTIVE', {'worker_id', worker})
     if limits[lane] > 0 then limits[lane] = limits[lane] - 1 end
-    local f = redis.call('HMGET', key, 'retry_count', 'lost_leases')
     local s = submitted(key)
     out[#out + 1] = id
     out[#out + 1] = s.task_type or ''
-    out[#out + 1] = f[1] or '0'
     out[#out + 1] = f[2] or '0'
+    out[#out + 1] = f[3] or '0'
     out[#out + 1] = s.payload or '{}'
     claimed = claimed + 1
   end
