@@ -3,9 +3,12 @@
 One ``Worker`` runs up to ``concurrency`` tasks at once in one event loop. Around the handlers it
 keeps five small loops:
 
-* claim: takes up to ``free slots`` tasks in one script call; when there is nothing to take it
-  blocks on the lane's wake-up list (pushed by every submit), so an idle worker picks up a new
-  task within milliseconds without polling;
+* claim: takes up to ``free slots`` tasks in one script call, as soon as a slot frees; claims
+  run one at a time, so the slots that free while one is in flight are refilled together by
+  the next (batching without waiting: a deliberate pause here cost the 0.2 s sleep benchmark
+  ~2 ms per wave and the no-op drain ~15 %). When there is nothing to take it blocks on the
+  lane's wake-up list (pushed by every submit), so an idle worker picks up a new task within
+  milliseconds without polling;
 * flush: completions are buffered and written in one script call per batch (this batching, not a
   faster Redis, is what carries a worker past one-call-per-task throughput);
 * leases: every second, one script call extends the leases of all running tasks and reports the
@@ -63,7 +66,6 @@ log = logging.getLogger(__name__)
 
 _LEASE_CHECK_SECONDS = 1.0
 _WAKE_BLOCK_SECONDS = 1.0
-_COALESCE_SECONDS = 0.002
 
 
 @dataclass
@@ -228,11 +230,6 @@ class Worker:
                 self._slot_free.clear()
                 await self._slot_free.wait()
                 continue
-            if self._running and free < self.concurrency // 4:
-                # Tasks started together tend to finish together: wait a moment so their
-                # slots are refilled by one claim instead of a trickle of one-task claims.
-                await asyncio.sleep(_COALESCE_SECONDS)
-                free = self.concurrency - len(self._running)
             try:
                 lanes = await self._lane_limits()
                 self._claim_seq += 1
