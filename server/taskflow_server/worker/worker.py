@@ -73,7 +73,9 @@ class _Running:
     claim: Claim
     task: asyncio.Task[None]
     ctx: TaskContext
-    stop_reason: str | None = None  # lost | cancel | shutdown
+    stop_reason: str | None = None  # lost | cancel | shutdown | timeout
+    limit: float = 0.0
+    time_limit: asyncio.TimerHandle | None = None
 
 
 @dataclass
@@ -323,13 +325,8 @@ class Worker:
             limit = min(
                 spec.time_limit or self.settings.task_time_limit, self.settings.task_time_limit
             )
-            try:
-                async with asyncio.timeout(limit):
-                    result = await spec.handler(ctx, payload)
-            except TimeoutError:
-                raise TaskError(
-                    ErrorClass.TIMEOUT, f"task exceeded its time limit of {limit:g} s"
-                ) from None
+            self._arm_time_limit(claim.task_id, limit)
+            result = await spec.handler(ctx, payload)
             self._done.append((claim.task_id, claim.token, result))
             self._flush_wanted.set()
             self.stats.completed += 1
@@ -339,18 +336,45 @@ class Worker:
             reason = running.stop_reason if running else None
             if reason is None:
                 raise
-            await self._after_stop(claim, reason)
-            return
+            if reason == "timeout" and running is not None:
+                error = TaskError(
+                    ErrorClass.TIMEOUT,
+                    f"task exceeded its time limit of {running.limit:g} s",
+                )
+            else:
+                await self._after_stop(claim, reason)
+                return
         except Exception as exc:
             error = classify_exception(exc)
             if error.error_class == ErrorClass.UNEXPECTED:
                 log.exception("task %s (%s) raised", claim.task_id, claim.task_type)
         finally:
-            self._running.pop(claim.task_id, None)
+            done = self._running.pop(claim.task_id, None)
+            if done is not None and done.time_limit is not None:
+                done.time_limit.cancel()
             self._slot_free.set()
         if error is not None:
             self.stats.failed += 1
             await self._report_failure(claim, error)
+
+    def _arm_time_limit(self, task_id: str, limit: float) -> None:
+        """Cancel the task's handler once it has run ``limit`` seconds.
+
+        One loop timer per task, cancelled when the task ends: what ``asyncio.timeout`` does,
+        without its context-manager machinery on every task's path (~5 us each, which a wave
+        of 100 short tasks pays in series).
+        """
+        running = self._running.get(task_id)
+        if running is not None:
+            running.limit = limit
+            loop = asyncio.get_running_loop()
+            running.time_limit = loop.call_later(limit, self._time_up, running)
+
+    @staticmethod
+    def _time_up(running: _Running) -> None:
+        if running.stop_reason is None and not running.task.done():
+            running.stop_reason = "timeout"
+            running.task.cancel()
 
     async def _after_stop(self, claim: Claim, reason: str) -> None:
         if reason == "lost":
