@@ -339,3 +339,19 @@ async def test_listing_walks_creation_order_in_bounded_calls(
     assert [i for c in chunks for i in c] == alive
     newest_first = [i async for c in queue.iter_ids(chunk=6) for i in c]
     assert newest_first == alive[::-1]
+
+
+async def test_deleting_every_task_gives_back_the_submitted_streams_memory(
+    queue: TaskQueue,
+) -> None:
+    # Stream entries are freed a node (a few KB) at a time: once every task of a node is gone.
+    big = "y" * 1024
+    subs = await queue.submit_many([NewTask("demo.noop", {"data": big}) for _ in range(300)])
+    full = await queue.redis.memory_usage(queue.keys.submitted, samples=0)
+    assert full is not None and full > 300 * 1024
+    for sub in subs:
+        assert await queue.delete(sub.task_id)
+    assert await queue.redis.xlen(queue.keys.submitted) == 0
+    left = await queue.redis.memory_usage(queue.keys.submitted, samples=0)
+    assert left is None or left < 1024
+    await assert_consistent(queue)
