@@ -332,6 +332,8 @@ async def test_listing_walks_creation_order_in_bounded_calls(
     assert record is not None
     page, dated_total = await queue.list_ids(start=record.created_at - 1, end=None, limit=100)
     assert page == alive[::-1] and dated_total == 21
+    page, dated_total = await queue.list_ids(start=record.created_at - 1, offset=2, limit=5)
+    assert page == alive[::-1][2:7] and dated_total == 21  # counted past the page
     assert await queue.list_ids(start=record.created_at + 3600) == ([], 0)
 
     chunks = [c async for c in queue.iter_ids(chunk=5, desc=False)]

@@ -127,6 +127,11 @@ def _stream_bounds(start: float | None, end: float | None) -> tuple[str, str]:
     return lo, hi
 
 
+def _after(lo: str, hi: str, last: str, *, desc: bool) -> tuple[str, str]:
+    """The bounds that continue a walk past entry ``last`` in its direction."""
+    return (lo, "(" + last) if desc else ("(" + last, hi)
+
+
 def load_script_source(name: str) -> str:
     """The full source of one transition script.
 
@@ -494,11 +499,13 @@ class TaskQueue:
         """
         lo, hi = _stream_bounds(start, end)
         page = await self._walk(lo, hi, desc=desc, skip=offset, take=limit)
+        if not page.next:  # the page reached the end of the range: it has seen every entry
+            return page.ids, page.skipped + len(page.ids)
         if start is None and end is None:
-            total = int(await self.redis.xlen(self.keys.submitted))
-        else:
-            total = (await self._walk(lo, hi, desc=desc, skip=_ALL, take=0)).skipped
-        return page.ids, total
+            return page.ids, int(await self.redis.xlen(self.keys.submitted))
+        lo, hi = _after(lo, hi, page.next, desc=desc)
+        rest = await self._walk(lo, hi, desc=desc, skip=_ALL, take=0)
+        return page.ids, page.skipped + len(page.ids) + rest.skipped
 
     async def iter_ids(
         self,
@@ -516,10 +523,7 @@ class TaskQueue:
                 yield walk.ids
             if not walk.next:
                 return
-            if desc:
-                hi = "(" + walk.next
-            else:
-                lo = "(" + walk.next
+            lo, hi = _after(lo, hi, walk.next, desc=desc)
 
     async def _walk(self, lo: str, hi: str, *, desc: bool, skip: int, take: int) -> _Walk:
         """Skip ``skip`` ids between ``lo`` and ``hi``, then take ``take``, in bounded calls."""
@@ -535,10 +539,7 @@ class TaskQueue:
             ids += [_text(x) for x in raw[2:]]
             if not after or (skipped >= skip and len(ids) >= take):
                 return _Walk(ids, skipped, after)
-            if desc:
-                hi = "(" + after
-            else:
-                lo = "(" + after
+            lo, hi = _after(lo, hi, after, desc=desc)
 
     async def workers(self) -> list[dict[str, Any]]:
         """Heartbeat hashes of the workers seen recently, newest first."""

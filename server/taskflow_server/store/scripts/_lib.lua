@@ -72,17 +72,19 @@ end
 local SUBMITTED_FIELDS = {'id', 'task_type', 'lane', 'priority', 'max_retries',
                           'idempotency_key', 'metadata', 'payload'}
 
--- The submitted entry of the task whose hash is 'key', as a table (empty when there is none).
+-- The submitted entry of the task whose hash is 'key', as a table, and its id (nil when the
+-- task is unknown). Lane and priority always have a value, so callers need no defaults.
 local function submitted(key)
   local sid = redis.call('HGET', key, 'sid')
   local out = {}
-  if not sid then return out end
-  local entry = redis.call('XRANGE', K_SUBMITTED, sid, sid)[1]
+  local entry = sid and redis.call('XRANGE', K_SUBMITTED, sid, sid)[1]
   if entry then
     local f = entry[2]
     for i = 1, #f, 2 do out[f[i]] = f[i + 1] end
   end
-  return out
+  out.lane = out.lane or 'local'
+  out.priority = out.priority or 'default'
+  return out, sid
 end
 
 -- The creation time (epoch seconds, 3 decimals) held in a stream id 'ms-seq'.
@@ -92,9 +94,8 @@ local function sid_seconds(sid)
   return string.format('%.3f', ms / 1000)
 end
 
--- Forget a task's submitted entry (delete, retention sweep).
-local function drop_submitted(key)
-  local sid = redis.call('HGET', key, 'sid')
+-- Forget a task's submitted entry (delete, retention sweep); 'sid' as submitted() returned it.
+local function drop_submitted(sid)
   if sid then redis.call('XDEL', K_SUBMITTED, sid) end
 end
 

@@ -4,11 +4,11 @@ local id = ARGV[3]
 local key = k_task(id)
 local state = redis.call('HGET', key, 'state')
 if not state then return 0 end
-local s = submitted(key)
+local s, sid = submitted(key)
 unlink(id, key, s.lane)
 local idem = s.idempotency_key or ''
 if idem ~= '' and redis.call('GET', k_idem(idem)) == id then redis.call('DEL', k_idem(idem)) end
-drop_submitted(key)
+drop_submitted(sid)
 redis.call('DEL', key)
 count(state, -1)
 event('task_deleted', id, state, '')

@@ -12,7 +12,7 @@ local key = k_task(id)
 local f = redis.call('HMGET', key, 'state', 'lease', 'retry_count')
 if f[1] ~= 'ACTIVE' or f[2] ~= token then return 'stale:' .. tostring(f[1]) end
 local s = submitted(key)
-local lane, prio = s.lane or 'local', s.priority or 'default'
+local lane, prio = s.lane, s.priority
 local retries, max_retries = tonumber(f[3] or '0'), tonumber(s.max_retries or '0')
 redis.call('ZREM', K_ACTIVE, id)
 redis.call('HDEL', key, 'lease', 'cancel_requested')

@@ -6,7 +6,7 @@ for i = 3, #ARGV do
   local key = k_task(id)
   local s = redis.call('HGET', key, 'state')
   if s == 'PENDING' then
-    local lane = submitted(key).lane or 'local'
+    local lane = submitted(key).lane
     local found = false
     for _, p in ipairs({'high', 'default', 'low', 'retry'}) do
       if redis.call('LPOS', k_queue(lane, p), id) then found = true break end

@@ -6,7 +6,7 @@ for _, id in ipairs(due) do
   redis.call('ZREM', K_SCHEDULED, id)
   local key = k_task(id)
   if redis.call('HGET', key, 'state') == 'SCHEDULED' then
-    local lane = submitted(key).lane or 'local'
+    local lane = submitted(key).lane
     redis.call('RPUSH', k_queue(lane, 'retry'), id)
     transition(id, key, 'SCHEDULED', 'PENDING')
     woken[lane] = (woken[lane] or 0) + 1

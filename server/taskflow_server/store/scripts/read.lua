@@ -17,9 +17,8 @@ local out = {}
 for i = first, #ARGV do
   local key = k_task(ARGV[i])
   local row = false
-  local sid = redis.call('HGET', key, 'sid')
+  local s, sid = submitted(key)
   if sid then
-    local s = submitted(key)
     if mode == 'payload' then
       row = s.payload or '{}'
     elseif mode == 'peek' then

@@ -24,8 +24,8 @@ for _, id in ipairs(expired) do
       dead = dead + 1
     else
       local s = submitted(key)
-      local lane = s.lane or 'local'
-      redis.call('LPUSH', k_queue(lane, s.priority or 'default'), id)
+      local lane = s.lane
+      redis.call('LPUSH', k_queue(lane, s.priority), id)
       redis.call('HSET', key, 'last_error', msg, 'error_type', 'lease_expired')
       transition(id, key, 'ACTIVE', 'PENDING', {'reason', 'lease_expired'})
       woken[lane] = (woken[lane] or 0) + 1

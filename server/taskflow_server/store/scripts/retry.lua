@@ -5,7 +5,7 @@ local key = k_task(id)
 local state = redis.call('HGET', key, 'state')
 if not state then return 'missing' end
 if state ~= 'DLQ' and state ~= 'FAILED' then return 'refused:' .. state end
-local lane = submitted(key).lane or 'local'
+local lane = submitted(key).lane
 unlink(id, key, lane)
 if reset == '1' then redis.call('HSET', key, 'retry_count', 0) end
 redis.call('HSET', key, 'lost_leases', 0)

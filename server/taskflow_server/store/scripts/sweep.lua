@@ -7,9 +7,10 @@ for _, id in ipairs(ids) do
   local state = redis.call('HGET', key, 'state')
   redis.call('ZREM', K_FINISHED, id)
   if state then
-    local idem = submitted(key).idempotency_key or ''
+    local s, sid = submitted(key)
+    local idem = s.idempotency_key or ''
     if idem ~= '' and redis.call('GET', k_idem(idem)) == id then redis.call('DEL', k_idem(idem)) end
-    drop_submitted(key)
+    drop_submitted(sid)
     redis.call('DEL', key)
     count(state, -1)
     event('task_expired', id, state, '')
