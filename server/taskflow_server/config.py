@@ -88,7 +88,19 @@ class Settings(BaseSettings):
             the offline provider.
         rate_limit: upstream requests per interval (``230/10s``); unset -> from the key, else off.
         max_in_flight: upstream requests in flight across all workers.
+        openrouter_referer: the ``HTTP-Referer`` sent with every call (OpenRouter's app
+            attribution; ``X-Title`` is ``AsyncTaskFlow``).
         breaker_*: the shared circuit breaker (see ``resilience/breaker.py``).
+        upstream_max_wait: the longest a task waits for the upstream (a cool-down, a token, a
+            slot) before it goes back to its queue without spending a retry; a cool-down longer
+            than this becomes a hold that stops LLM claims until it ends. Keep it far below
+            ``task_time_limit``.
+        hold_probe_seconds: how long a ``credits`` or ``key_limit`` hold lasts before one probe
+            task tries again (the monitor lifts it sooner when ``/key`` shows room).
+        hold_check_seconds: how often a worker asks the monitor whether a hold can be lifted.
+        budget_usd: the most the upstream may cost per UTC day (``TASKFLOW_BUDGET_USD``); when
+            today's cost reaches it LLM work holds (reason ``budget``) until midnight UTC or
+            until the budget is raised (``PUT /api/v1/openrouter/budget``). Unset: no cap.
         monitor_cache_seconds, metrics_retention_days: the OpenRouter monitor's status cache and
             how long its daily metrics are kept.
         summarize_chunk_chars: the longest text one summary call gets; longer texts are split
@@ -166,8 +178,16 @@ class Settings(BaseSettings):
     )
     openrouter_timeout: float = Field(default=120.0, gt=0)
     openrouter_connect_timeout: float = Field(default=10.0, gt=0)
+    openrouter_referer: str = Field(
+        default="http://localhost",
+        validation_alias=AliasChoices("OPENROUTER_REFERER", "openrouter_referer"),
+    )
     rate_limit: str | None = None
     max_in_flight: int = Field(default=64, ge=1)
+    upstream_max_wait: float = Field(default=60.0, gt=0)
+    hold_probe_seconds: float = Field(default=300.0, gt=0)
+    hold_check_seconds: float = Field(default=30.0, gt=0)
+    budget_usd: float | None = Field(default=None, ge=0)
     breaker_failure_threshold: int = Field(default=5, ge=1)
     breaker_failure_rate: float = Field(default=0.5, gt=0, le=1)
     breaker_window_seconds: float = Field(default=60.0, gt=0)

@@ -30,6 +30,7 @@ def settings(**overrides: float) -> Settings:
         "breaker_min_calls": 1000,
         "breaker_open_seconds": 0.2,
         "breaker_max_open_seconds": 0.5,
+        "hold_probe_seconds": 0.2,
     }
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -80,11 +81,60 @@ async def test_neutral_failures_do_not_count(redis: Redis) -> None:
     assert (await breaker.status())["state"] == "closed"
 
 
-async def test_credits_open_at_once(redis: Redis) -> None:
-    breaker = make(redis)
-    await breaker.record_failure(ErrorClass.CREDITS)
+@pytest.mark.parametrize("cls", [ErrorClass.CREDITS, ErrorClass.KEY_LIMIT, ErrorClass.BUDGET])
+async def test_a_spent_limit_holds_at_once(redis: Redis, cls: ErrorClass) -> None:
+    breaker = make(redis, hold_probe_seconds=30.0)
+    await breaker.record_failure(cls)
     status = await breaker.status()
-    assert status["state"] == "open" and status["reason"] == "credits"
+    assert status["state"] == "open" and status["reason"] == cls.value
+    assert status["hold"] == cls.value
+    assert status["hold_until"] == pytest.approx(status["opened_at"] + 30.0, abs=0.05)
+    assert await breaker.allowance() == 0
+
+
+async def test_a_hold_until_lifted_then_one_probe_then_closed(redis: Redis) -> None:
+    worker_a, worker_b = make(redis), make(redis)
+    await worker_a.hold("key_limit")
+    status = await worker_b.status()
+    assert status["hold"] == "key_limit" and status["hold_until"] is None
+    await asyncio.sleep(0.3)  # longer than every timeout: a hold without an end stays
+    assert await worker_b.allowance() == 0
+    assert not await worker_b.lift("budget")  # another reason's lift does not end it
+    assert await worker_b.lift("key_limit")
+    answers = [await worker_a.allowance(), await worker_b.allowance()]
+    assert sorted(answers, key=str) == [0, 1]  # exactly one probe
+    await worker_a.record_success()
+    status = await worker_b.status()
+    assert status["state"] == "closed" and status["hold"] is None
+
+
+async def test_the_same_hold_again_keeps_the_later_end(redis: Redis) -> None:
+    breaker = make(redis)
+    await breaker.hold("rate_limited", 60.0)
+    first = (await breaker.status())["hold_until"]
+    await breaker.hold("rate_limited", 5.0)
+    assert (await breaker.status())["hold_until"] == first
+    await breaker.hold("rate_limited", 120.0)
+    assert (await breaker.status())["hold_until"] == pytest.approx(first + 60.0, abs=0.5)
+
+
+async def test_a_hold_replaces_an_outage_and_is_announced(redis: Redis) -> None:
+    breaker = make(redis, breaker_open_seconds=30.0)
+    for _ in range(3):
+        await breaker.record_failure(ErrorClass.UNAVAILABLE)
+    assert (await breaker.status())["reason"] == "consecutive_failures"
+    await breaker.hold("credits", 60.0)
+    status = await breaker.status()
+    assert status["state"] == "open" and status["hold"] == "credits"
+    entries = await redis.xrange(KEYS.events)
+    last = {k.decode(): v.decode() for k, v in entries[-1][1].items()}
+    assert (last["type"], last["reason"], last["hold"]) == (
+        "breaker_state_changed",
+        "credits",
+        "credits",
+    )
+    await breaker.reset()
+    assert (await breaker.status())["hold"] is None
 
 
 async def test_failure_rate_opens(redis: Redis) -> None:

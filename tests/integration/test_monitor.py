@@ -169,7 +169,7 @@ async def test_live_overlay_of_cooldown_and_breaker(
         await close(monitor)
 
 
-async def test_key_rate_limit_applied_when_none_configured(
+async def test_key_rate_limit_is_shown_but_never_adopted(
     redis: Redis, fake: FakeOpenRouterThread
 ) -> None:
     fake.state.set_rate(Rate.parse("50/10s"))
@@ -179,8 +179,9 @@ async def test_key_rate_limit_applied_when_none_configured(
         status = await monitor.status()
     finally:
         await close(monitor)
-    assert status["rate_limit"] == {"requests": 50, "interval": "10s"}
-    assert str(await limiter.effective_rate()) == "50/10s"
+    # OpenRouter documents /key's rate_limit as deprecated (live keys answer -1): shown, not used.
+    assert status["rate_limit"]["interval"] == "10s"  # as /key sent it
+    assert await limiter.effective_rate() is None
 
 
 async def test_metrics_count_calls_tokens_cost_and_failures(

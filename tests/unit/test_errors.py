@@ -12,16 +12,21 @@ from taskflow_server.resilience.errors import (
     MAX_RETRY_AFTER_SECONDS,
     POLICIES,
     ErrorClass,
+    NotSent,
     TaskError,
     classify_exception,
     counts_for_breaker,
-    opens_breaker_now,
+    hands_back,
+    hold_reason,
     retry_delay,
 )
 
 SCHEDULES = {
     ErrorClass.RATE_LIMITED: [60, 120, 300],
     ErrorClass.CREDITS: [300, 600, 1800],
+    ErrorClass.KEY_LIMIT: [300, 600, 1800],
+    ErrorClass.BUDGET: [300, 600, 1800],
+    ErrorClass.EMPTY_ANSWER: [30, 60, 120],
     ErrorClass.UNAVAILABLE: [5, 10, 30, 60, 120],
     ErrorClass.TIMEOUT: [2, 5, 10, 30, 60],
     ErrorClass.UNEXPECTED: [5, 15, 60],
@@ -44,6 +49,8 @@ def test_every_class_has_a_policy() -> None:
     assert {c.value for c in ErrorClass} == {
         "rate_limited",
         "credits",
+        "key_limit",
+        "budget",
         "in_flight_budget",
         "unavailable",
         "timeout",
@@ -52,6 +59,7 @@ def test_every_class_has_a_policy() -> None:
         "auth",
         "invalid_input",
         "bad_output",
+        "empty_answer",
         "unexpected",
     }
 
@@ -132,9 +140,28 @@ def test_negative_attempt_is_no_retry() -> None:
 def test_breaker_predicates() -> None:
     counting = {c for c in ErrorClass if counts_for_breaker(c)}
     assert counting == {ErrorClass.UNAVAILABLE, ErrorClass.TIMEOUT}
-    opening = {c for c in ErrorClass if opens_breaker_now(c)}
-    assert opening == {ErrorClass.CREDITS}
     assert counts_for_breaker("timeout") and not counts_for_breaker("rate_limited")
+
+
+def test_holds_and_hand_backs() -> None:
+    holds = {c: hold_reason(c) for c in ErrorClass if hold_reason(c)}
+    assert holds == {
+        ErrorClass.CREDITS: "credits",
+        ErrorClass.KEY_LIMIT: "key_limit",
+        ErrorClass.BUDGET: "budget",
+    }
+    handed = {c for c in ErrorClass if hands_back(c)}
+    assert handed == set(holds) | {
+        ErrorClass.UNAVAILABLE,
+        ErrorClass.TIMEOUT,
+        ErrorClass.RATE_LIMITED,
+    }
+
+
+def test_not_sent_is_a_task_error_that_survives_pickling() -> None:
+    err = pickle.loads(pickle.dumps(NotSent("rate_limited", "held", retry_after=4.0)))
+    assert isinstance(err, NotSent) and isinstance(err, TaskError)
+    assert (err.error_class, err.retry_after) == (ErrorClass.RATE_LIMITED, 4.0)
 
 
 def test_task_error_fields() -> None:

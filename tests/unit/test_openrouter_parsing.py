@@ -37,12 +37,13 @@ def body(code: int, message: str = "boom", **metadata: Any) -> dict[str, Any]:
         (401, {}, ErrorClass.AUTH),
         (401, {"error_type": "authentication"}, ErrorClass.AUTH),
         (402, {"limit_source": "openrouter_credits"}, ErrorClass.CREDITS),
-        (402, {"limit_source": "openrouter_key_limit"}, ErrorClass.CREDITS),
+        (402, {"limit_source": "openrouter_key_limit"}, ErrorClass.KEY_LIMIT),
+        (403, {"limit_source": "openrouter_key_limit"}, ErrorClass.KEY_LIMIT),
         (402, {"limit_source": "openrouter_in_flight_budget"}, ErrorClass.IN_FLIGHT_BUDGET),
         (402, {"reason": "in_flight_budget_exhausted"}, ErrorClass.IN_FLIGHT_BUDGET),
         (402, {}, ErrorClass.CREDITS),
         (403, {"reasons": ["hate"], "flagged_input": "x"}, ErrorClass.CONTENT_FILTERED),
-        (403, {}, ErrorClass.CONTENT_FILTERED),
+        (403, {}, ErrorClass.INVALID_REQUEST),
         (403, {"error_type": "permission_denied"}, ErrorClass.INVALID_REQUEST),
         (404, {}, ErrorClass.INVALID_REQUEST),
         (408, {}, ErrorClass.TIMEOUT),
@@ -54,6 +55,8 @@ def body(code: int, message: str = "boom", **metadata: Any) -> dict[str, Any]:
         (503, {"error_type": "provider_overloaded"}, ErrorClass.UNAVAILABLE),
         (504, {"error_type": "timeout"}, ErrorClass.TIMEOUT),
         (504, {}, ErrorClass.TIMEOUT),
+        (524, {}, ErrorClass.TIMEOUT),
+        (529, {}, ErrorClass.UNAVAILABLE),
         (520, {}, ErrorClass.UNAVAILABLE),
         (418, {}, ErrorClass.INVALID_REQUEST),
     ],
@@ -150,13 +153,21 @@ def test_usage_defaults() -> None:
     assert result.usage["total_tokens"] == 7 and result.usage["cost"] == 0.0
 
 
-def test_choice_error_is_bad_output() -> None:
+def test_choice_error_is_classed_by_its_numeric_code() -> None:
     raw = ok_body("", error={"code": 502, "message": "died"})
     raw["choices"][0]["finish_reason"] = "error"
     with pytest.raises(TaskError) as info:
         parse_chat_response(raw)
-    assert info.value.error_class is ErrorClass.BAD_OUTPUT
+    assert info.value.error_class is ErrorClass.UNAVAILABLE
     assert info.value.usage["total_tokens"] == 15  # type: ignore[attr-defined]
+
+
+def test_choice_error_without_type_or_code_is_bad_output() -> None:
+    raw = ok_body("", error={"message": "something went wrong"})
+    raw["choices"][0]["finish_reason"] = "error"
+    with pytest.raises(TaskError) as info:
+        parse_chat_response(raw)
+    assert info.value.error_class is ErrorClass.BAD_OUTPUT
 
 
 def test_choice_error_with_a_typed_error_type() -> None:
@@ -174,11 +185,30 @@ def test_content_filter_finish_reason() -> None:
     assert info.value.error_class is ErrorClass.CONTENT_FILTERED
 
 
-@pytest.mark.parametrize("raw", [ok_body(""), ok_body(None), {"choices": []}, [], "text"])
-def test_empty_or_malformed_answers_are_bad_output(raw: Any) -> None:
+@pytest.mark.parametrize("raw", [ok_body(""), ok_body(None), {"choices": []}])
+def test_empty_answers_are_empty_answer(raw: Any) -> None:
+    with pytest.raises(TaskError) as info:
+        parse_chat_response(raw)
+    assert info.value.error_class is ErrorClass.EMPTY_ANSWER
+
+
+@pytest.mark.parametrize("raw", [[], "text"])
+def test_malformed_answers_are_bad_output(raw: Any) -> None:
     with pytest.raises(TaskError) as info:
         parse_chat_response(raw)
     assert info.value.error_class is ErrorClass.BAD_OUTPUT
+
+
+def test_a_cut_answer_is_returned_as_truncated() -> None:
+    raw = ok_body("A summary that stops in the mid")
+    raw["choices"][0]["finish_reason"] = "length"
+    assert parse_chat_response(raw).truncated is True
+    raw = ok_body('{"a": [1, 2')
+    raw["choices"][0]["finish_reason"] = "length"
+    with pytest.raises(TaskError) as info:
+        parse_chat_response(raw, expect_json=True)
+    assert info.value.error_class is ErrorClass.BAD_OUTPUT
+    assert info.value.truncated is True  # type: ignore[attr-defined]
 
 
 def test_json_answers() -> None:

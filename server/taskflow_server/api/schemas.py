@@ -325,6 +325,9 @@ class BreakerView(BaseModel):
     fail_count: int = 0
     success_count: int = 0
     note: str | None = None
+    hold: str | None = Field(
+        default=None, description="Why LLM work is on hold (credits, key_limit, budget, ...)."
+    )
 
 
 class WorkerDetail(BaseModel):
@@ -448,10 +451,43 @@ class QueueSnapshotEvent(BaseModel):
 # --------------------------------------------------------------------------- openrouter
 
 
+class HoldView(BaseModel):
+    """A hold: LLM work stopped for a reason only time or money fixes; nothing is lost."""
+
+    reason: str = Field(description="credits, key_limit, budget or rate_limited.")
+    since: float | None = Field(default=None, description="When it began (epoch seconds).")
+    until: float | None = Field(
+        default=None, description="When it ends by itself (epoch seconds); null: when lifted."
+    )
+    seconds_left: float | None = None
+    message: str = ""
+
+
+class BudgetView(BaseModel):
+    """Today's (UTC) upstream cost against the daily budget."""
+
+    daily_usd: float | None = Field(description="The daily budget; null: no cap.")
+    spent_today_usd: float
+    remaining_usd: float | None = None
+    held: bool = Field(default=False, description="A budget hold is in force.")
+
+
+class BudgetUpdate(BaseModel):
+    """``PUT /api/v1/openrouter/budget``: the new daily budget for every process."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    daily_usd: float | None = Field(
+        ge=0, le=1_000_000, description="US dollars per UTC day; null removes the cap."
+    )
+
+
 class OpenRouterStatus(BaseModel):
     """``GET /api/v1/openrouter/status`` (v1 fields; the monitor may add more).
 
     ``status``: active, api_key_missing, api_key_invalid, credits_exhausted, rate_limited, error.
+    ``hold`` says why LLM work is stopped (and until when); ``budget`` is today's cost against
+    the daily budget.
     """
 
     model_config = ConfigDict(extra="allow")
@@ -466,6 +502,8 @@ class OpenRouterStatus(BaseModel):
     consecutive_failures: int | None = None
     circuit_breaker_open: bool | None = None
     cache_hit: bool | None = None
+    hold: HoldView | None = None
+    budget: BudgetView | None = None
 
 
 class OpenRouterMetrics(BaseModel):

@@ -6,9 +6,11 @@
      consecutive_failures, circuit_breaker_open, cache_hit}
 
 plus ``provider``, ``limit``, ``limit_remaining``, ``is_free_tier``, ``rate_limit``, ``credits``,
-``breaker`` and ``limiter``. ``status`` is one of ``active``, ``api_key_missing``,
-``api_key_invalid``, ``credits_exhausted``, ``rate_limited`` or ``error``. The key check
-(``GET /key``, and ``GET /credits`` when the key may read it) is cached in Redis for
+``breaker``, ``limiter``, ``hold`` (the hold that stops LLM work, with its reason and end, or
+``None``) and ``budget`` (today's cost against the daily budget). ``status`` is one of
+``active``, ``api_key_missing``, ``api_key_invalid``, ``credits_exhausted`` (also while a
+``credits``, ``key_limit`` or ``budget`` hold is in force), ``rate_limited`` or ``error``.
+The key check (``GET /key``, and ``GET /credits`` when the key may read it) is cached in Redis for
 ``monitor_cache_seconds``; the breaker, cool-down and failure counter are read live on every call,
 so an open breaker or a running cool-down shows at once. A new key with zero usage is *active*:
 only ``limit_remaining <= 0`` or an empty credit balance means exhausted.
@@ -17,6 +19,22 @@ only ``limit_remaining <= 0`` or an empty credit balance means exhausted.
 per UTC day (``Keys.openrouter("metrics:YYYY-MM-DD")``), expiring after
 ``metrics_retention_days``: calls, successes, failures (and per error class), tokens, cost, and
 the seconds spent in each service state (``state_<status>``, credited when the state changes).
+
+**Budget.** ``TASKFLOW_BUDGET_USD`` (or :meth:`OpenRouterMonitor.set_budget`, kept in Redis so
+every process sees it) caps what the upstream may cost per UTC day. ``record_call`` adds each
+call's cost to today's metrics and, in the same round trip, reads the budget: once today's cost
+reaches it the breaker holds LLM work (reason ``budget``) until midnight UTC or until the budget
+is raised.
+
+**Lifting holds.** :meth:`OpenRouterMonitor.check_holds` (every worker calls it every
+``hold_check_seconds`` while a hold is in force) lifts a ``key_limit`` or ``credits`` hold as
+soon as ``/key`` (and ``/credits`` with a management key) shows room again, and a ``budget``
+hold once the budget is above today's cost. Lifting lets one probe task go first.
+
+The key's ``rate_limit`` is shown as OpenRouter sends it but never becomes the limiter's rate:
+OpenRouter documents it as deprecated and safe to ignore, and live keys answer
+``{"requests": -1, ...}``. The rate comes from ``TASKFLOW_RATE_LIMIT`` (else only the 429
+cool-down paces the workers).
 """
 
 from __future__ import annotations
@@ -30,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 
-from taskflow_server.config import Rate, Settings
+from taskflow_server.config import Settings
 from taskflow_server.resilience.errors import ErrorClass, TaskError
 from taskflow_server.store.keys import Keys
 
@@ -52,8 +70,31 @@ STATUSES: tuple[str, ...] = (
 _STATUS_FOR_ERROR = {
     ErrorClass.AUTH: "api_key_invalid",
     ErrorClass.CREDITS: "credits_exhausted",
+    ErrorClass.KEY_LIMIT: "credits_exhausted",
     ErrorClass.RATE_LIMITED: "rate_limited",
 }
+_HOLD_STATUS = {
+    "credits": "credits_exhausted",
+    "key_limit": "credits_exhausted",
+    "budget": "credits_exhausted",
+    "rate_limited": "rate_limited",
+}
+_HOLD_MESSAGES = {
+    "credits": "The OpenRouter account has no credits left: LLM work is held, nothing is lost.",
+    "key_limit": (
+        "The OpenRouter key's (or workspace's, or guardrail's) limit is spent: LLM work is "
+        "held, nothing is lost. Raise the limit; work resumes by itself."
+    ),
+    "budget": (
+        "Today's budget (TASKFLOW_BUDGET_USD) is spent: LLM work is held until midnight UTC "
+        "or until the budget is raised."
+    ),
+    "rate_limited": (
+        "OpenRouter asked us to wait longer than a task should (a daily cap or a long "
+        "cool-down): LLM work is held until then."
+    ),
+}
+_NO_BUDGET = "none"
 _MESSAGES = {
     "active": "OpenRouter is reachable and the key works.",
     "api_key_missing": (
@@ -97,20 +138,6 @@ def _day(moment: datetime) -> str:
     return moment.astimezone(UTC).strftime("%Y-%m-%d")
 
 
-def rate_from_key(data: dict[str, Any]) -> Rate | None:
-    """The ``rate_limit`` of a ``/key`` answer as a :class:`Rate`; ``None`` when unusable."""
-    raw = data.get("rate_limit")
-    if not isinstance(raw, dict):
-        return None
-    try:
-        requests = int(raw.get("requests") or 0)
-        if requests <= 0:
-            return None
-        return Rate.parse(f"{requests}/{raw.get('interval') or '1s'}")
-    except (TypeError, ValueError):
-        return None
-
-
 class OpenRouterMonitor:
     """Service state and daily metrics of the OpenRouter upstream.
 
@@ -132,6 +159,7 @@ class OpenRouterMonitor:
         self._cache_key = keys.openrouter("status")
         self._state_key = keys.openrouter("state")
         self._failures_key = keys.openrouter("consecutive_failures")
+        self._budget_key = keys.openrouter("budget")
         self._note = redis.register_script(_script_text())
 
     def _metrics_key(self, day: str) -> str:
@@ -144,8 +172,10 @@ class OpenRouterMonitor:
     # ---------------------------------------------------------------- metrics
 
     async def record_call(self, ok: bool, error_class: str | None, usage: dict[str, Any]) -> None:
-        """Count one upstream call in today's metrics (and the consecutive-failure counter)."""
-        key = self._metrics_key(_day(datetime.now(UTC)))
+        """Count one upstream call in today's metrics (and the consecutive-failure counter);
+        hold LLM work when today's cost reaches the budget."""
+        now = datetime.now(UTC)
+        key = self._metrics_key(_day(now))
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.hincrby(key, "total_calls", 1)
             if ok:
@@ -160,10 +190,95 @@ class OpenRouterMonitor:
                 if count:
                     pipe.hincrby(key, field, count)
             cost = _number(usage.get("cost")) or 0.0
-            if cost:
-                pipe.hincrbyfloat(key, "cost", cost)
+            pipe.hincrbyfloat(key, "cost", cost)
+            pipe.get(self._budget_key)
             pipe.expire(key, self._retention_seconds)
-            await pipe.execute()
+            replies = await pipe.execute()
+        spent, stored = float(replies[-3]), replies[-2]
+        budget = self._budget_from(stored)
+        if cost and budget is not None and spent >= budget:
+            await self._hold_for_budget(spent, budget, now)
+
+    def _budget_from(self, stored: Any) -> float | None:
+        """The daily budget in force: the one set at run time, else the setting."""
+        if stored is None:
+            return self.settings.budget_usd
+        text = _text(stored)
+        return None if text == _NO_BUDGET else _number(text)
+
+    async def _hold_for_budget(self, spent: float, budget: float, now: datetime) -> None:
+        breaker = self.client.breaker if self.client is not None else None
+        if breaker is None:
+            return
+        midnight = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
+        log.warning("today's upstream cost $%.4f reached the budget $%.4f: holding", spent, budget)
+        await breaker.hold("budget", max(1.0, (midnight - now).total_seconds()))
+
+    async def budget(self) -> dict[str, Any]:
+        """``{daily_usd, spent_today_usd, remaining_usd, held}``: today's cost (UTC) against the
+        daily budget (``None`` = no cap), and whether a budget hold is in force."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.get(self._budget_key)
+            pipe.hget(self._metrics_key(_day(datetime.now(UTC))), "cost")
+            stored, cost = await pipe.execute()
+        budget = self._budget_from(stored)
+        spent = float(_text(cost) or 0.0)
+        breaker = self.client.breaker if self.client is not None else None
+        held = False
+        if breaker is not None:
+            held = (await breaker.status()).get("hold") == "budget"
+        return {
+            "daily_usd": budget,
+            "spent_today_usd": round(spent, 6),
+            "remaining_usd": round(max(0.0, budget - spent), 6) if budget is not None else None,
+            "held": held,
+        }
+
+    async def set_budget(self, daily_usd: float | None) -> dict[str, Any]:
+        """Set the daily budget for every process (``None`` removes the cap); a budget hold is
+        lifted when the new budget is above today's cost. Returns :meth:`budget`."""
+        if daily_usd is not None and daily_usd < 0:
+            raise ValueError("the daily budget must be zero or more dollars")
+        value = _NO_BUDGET if daily_usd is None else repr(float(daily_usd))
+        await self.redis.set(self._budget_key, value)
+        await self._lift_budget_if_room()
+        return await self.budget()
+
+    async def _lift_budget_if_room(self) -> bool:
+        breaker = self.client.breaker if self.client is not None else None
+        if breaker is None:
+            return False
+        view = await self.budget()
+        if not view["held"]:
+            return False
+        if view["daily_usd"] is None or view["spent_today_usd"] < view["daily_usd"]:
+            return await breaker.lift("budget")
+        return False
+
+    async def check_holds(self) -> str | None:
+        """Lift the hold in force when its cause is gone; returns the hold still in force.
+
+        ``key_limit`` / ``credits``: ``/key`` (and ``/credits`` with a management key) is asked
+        again and the hold lifts when it shows room. ``budget``: lifts when the budget is above
+        today's cost. ``rate_limited`` ends by its own clock.
+        """
+        breaker = self.client.breaker if self.client is not None else None
+        if breaker is None:
+            return None
+        raw = (await breaker.status()).get("hold")
+        hold = str(raw) if raw else None
+        if hold == "budget":
+            return None if await self._lift_budget_if_room() else hold
+        if hold not in ("key_limit", "credits") or self.client is None:
+            return hold
+        state = await self._check(self.client, datetime.now(UTC))
+        room = state["status"] == "active" and (
+            hold == "key_limit" or (state["credits"] is not None and (state["balance"] or 0.0) > 0)
+        )
+        if room and await breaker.lift(hold):
+            await self.redis.delete(self._cache_key)
+            return None
+        return hold
 
     async def metrics(self, days: int = 7) -> dict[str, Any]:
         """Daily metrics for the last ``days`` UTC days (today included), oldest first.
@@ -295,31 +410,31 @@ class OpenRouterMonitor:
             label=key.get("label"),
             usage=_number(key.get("usage")),
         )
-        await self._adopt_rate(key)
         return result
-
-    async def _adopt_rate(self, key: dict[str, Any]) -> None:
-        limiter = self.client.limiter if self.client is not None else None
-        rate = rate_from_key(key)
-        if limiter is None or rate is None or limiter.rate is not None:
-            return
-        try:
-            await limiter.apply_rate(rate)
-        except Exception:
-            log.warning("could not apply the key's rate limit %s", rate, exc_info=True)
 
     async def _overlay_live(self, result: dict[str, Any]) -> dict[str, Any]:
         failures = await self.redis.get(self._failures_key)
         result["consecutive_failures"] = int(_text(failures) or 0)
         breaker = self.client.breaker if self.client is not None else None
         limiter = self.client.limiter if self.client is not None else None
+        result["hold"] = None
         if breaker is not None:
             state = await breaker.status()
             result["breaker"] = state
             result["circuit_breaker_open"] = state["state"] != "closed"
-            if state["state"] != "closed" and state["reason"] == ErrorClass.CREDITS.value:
-                result["status"] = "credits_exhausted"
-                result["message"] = _MESSAGES["credits_exhausted"]
+            hold = state.get("hold")
+            if hold:
+                until = state.get("hold_until")
+                result["status"] = _HOLD_STATUS.get(hold, "error")
+                result["message"] = _HOLD_MESSAGES.get(hold, f"LLM work is held ({hold}).")
+                result["hold"] = {
+                    "reason": hold,
+                    "since": state.get("opened_at"),
+                    "until": until,
+                    "seconds_left": state.get("seconds_to_half_open") if until else None,
+                    "message": result["message"],
+                }
+        result["budget"] = await self.budget()
         if limiter is not None:
             limits = await limiter.status()
             result["limiter"] = limits

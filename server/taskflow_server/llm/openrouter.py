@@ -6,21 +6,30 @@ failure into a :class:`UpstreamError` (a :class:`TaskError`). It never retries b
 task queue owns retries, on the schedule of the error class.
 
 Classification (pure functions, see ``classify_error`` and ``parse_chat_response``) reads the
-HTTP status, ``error.metadata.error_type``, ``metadata.limit_source`` and ``finish_reason``,
-never the message text::
+HTTP status (or the numeric ``code`` of an error inside a 200 answer),
+``error.metadata.error_type``, ``metadata.limit_source`` and ``finish_reason``, never the
+message text to pick a class::
 
-    429 / rate_limit_exceeded                  rate_limited  (Retry-After -> shared cool-down)
-    402 limit_source openrouter_in_flight_budget in_flight_budget (lowers the in-flight limit)
-    402 / payment_required                     credits       (opens the breaker)
-    502, 503, 500 / provider_*, server         unavailable
-    408, 504 / timeout, transport errors       timeout
-    403 moderation, content_policy_violation,  content_filtered
-      finish_reason content_filter
+    429 / rate_limit_exceeded                  rate_limited  (Retry-After -> shared cool-down;
+                                                 longer than upstream_max_wait -> a hold)
+    402/403 limit_source in-flight budget      in_flight_budget (lowers the in-flight limit)
+    402/403 limit_source key/workspace/guard.  key_limit     (a hold)
+    402 / payment_required                     credits       (a hold)
+    502, 503, 529, 500 / provider_*, server    unavailable
+    408, 504, 524 / timeout, transport errors  timeout
+    403 with moderation metadata,              content_filtered
+      content_policy_violation, finish_reason content_filter
     401 / authentication                       auth
-    400, 404, 403 permission_denied, other 4xx invalid_request
-    200 with choices[0].error or a stream      bad_output (unless a typed error_type says more)
-      error chunk, empty or non-JSON content
-      when a JSON schema was asked
+    400, 404, other 403 (region, permission)   invalid_request
+    200 with an error (top level, choice or    as the same status would be (its numeric code),
+      stream chunk)                              else by error_type, else bad_output
+    200 with no choices or no content          empty_answer (a model warming up)
+
+Two answers are handled inside one call, because a second request fixes them at once:
+``finish_reason: length`` is asked again once with twice the ``max_tokens`` and is otherwise
+returned with ``truncated=True``; a 402 that says the balance "can only afford N" tokens (the one
+number read from a message: OpenRouter sends no field for it) is sent again once with
+``max_tokens=N``, without placing a hold: it is about that request, not the account.
 
 ``Retry-After`` is read from the response headers or ``error.metadata.headers``, as seconds, an
 HTTP date, epoch seconds or epoch milliseconds; ``X-RateLimit-Reset`` is the fallback.
@@ -41,7 +50,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 
 from taskflow_server.config import Settings
-from taskflow_server.resilience.errors import ErrorClass, TaskError, classify_exception
+from taskflow_server.resilience.errors import ErrorClass, NotSent, TaskError, classify_exception
 
 if TYPE_CHECKING:
     from taskflow_server.resilience.breaker import CircuitBreaker
@@ -54,6 +63,17 @@ DEFAULT_COOLDOWN_SECONDS = 10.0
 
 DEFAULT_IN_FLIGHT_SECONDS = 30.0
 """How long the in-flight limit stays lowered after an in-flight-budget 402 without Retry-After."""
+
+MAX_GROWN_TOKENS = 32_768
+"""A cut-off answer is asked again with twice its ``max_tokens``, at most this many."""
+
+_HOLD_CLASSES: dict[str, ErrorClass] = {
+    "credits": ErrorClass.CREDITS,
+    "key_limit": ErrorClass.KEY_LIMIT,
+    "budget": ErrorClass.BUDGET,
+    "rate_limited": ErrorClass.RATE_LIMITED,
+}
+_AFFORD = re.compile(r"can only afford (\d+)")
 
 _BY_ERROR_TYPE: dict[str, ErrorClass] = {
     "rate_limit_exceeded": ErrorClass.RATE_LIMITED,
@@ -77,9 +97,12 @@ _BY_STATUS: dict[int, ErrorClass] = {
     502: ErrorClass.UNAVAILABLE,
     503: ErrorClass.UNAVAILABLE,
     504: ErrorClass.TIMEOUT,
+    524: ErrorClass.TIMEOUT,
+    529: ErrorClass.UNAVAILABLE,
 }
 _IN_FLIGHT_SOURCES = frozenset({"openrouter_in_flight_budget"})
 _IN_FLIGHT_REASONS = frozenset({"in_flight_budget_exhausted"})
+_CREDIT_SOURCES = frozenset({"openrouter_credits"})
 _FENCE = re.compile(r"^\s*```[a-zA-Z0-9_-]*\s*\n?(.*?)\n?\s*```\s*$", re.DOTALL)
 _SCHEMA_NAME = re.compile(r"[^a-zA-Z0-9_-]+")
 
@@ -93,6 +116,8 @@ class UpstreamError(TaskError):
         error_type: ``error.metadata.error_type`` when the upstream sent one.
         metadata: ``error.metadata`` as sent.
         usage: token usage when the upstream reported it (a bad answer still costs tokens).
+        affordable_tokens: for a 402 about one request, the ``max_tokens`` the balance covers.
+        truncated: the answer was cut at ``max_tokens`` (``finish_reason: length``).
     """
 
     def __init__(
@@ -105,12 +130,16 @@ class UpstreamError(TaskError):
         error_type: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         usage: Mapping[str, Any] | None = None,
+        affordable_tokens: int | None = None,
+        truncated: bool = False,
     ) -> None:
         super().__init__(error_class, message, retry_after)
         self.status = status
         self.error_type = error_type
         self.metadata = dict(metadata or {})
         self.usage = dict(usage or {})
+        self.affordable_tokens = affordable_tokens
+        self.truncated = truncated
 
 
 @dataclass
@@ -126,6 +155,7 @@ class ChatResult:
         finish_reason: normalised finish reason (``stop``, ``length``...).
         generation_id: the ``gen-...`` id (``X-Generation-Id``).
         parsed: the decoded JSON when a JSON schema was asked, else ``None``.
+        truncated: the answer was cut at ``max_tokens`` even after asking again with more room.
     """
 
     content: str
@@ -135,6 +165,7 @@ class ChatResult:
     finish_reason: str | None = None
     generation_id: str | None = None
     parsed: Any = None
+    truncated: bool = False
 
 
 class CallRecorder(Protocol):
@@ -192,20 +223,21 @@ def parse_retry_after(
 def _error_class(
     status: int | None, error_type: str | None, metadata: Mapping[str, Any]
 ) -> ErrorClass:
+    source = metadata.get("limit_source")
+    if source in _IN_FLIGHT_SOURCES or metadata.get("reason") in _IN_FLIGHT_REASONS:
+        return ErrorClass.IN_FLIGHT_BUDGET
+    if source and (status in (402, 403) or error_type == "payment_required"):
+        # A spent limit: the account's credits, or a key's, workspace's or guardrail's budget.
+        return ErrorClass.CREDITS if source in _CREDIT_SOURCES else ErrorClass.KEY_LIMIT
     if status == 402 or error_type == "payment_required":
-        if (
-            metadata.get("limit_source") in _IN_FLIGHT_SOURCES
-            or metadata.get("reason") in _IN_FLIGHT_REASONS
-        ):
-            return ErrorClass.IN_FLIGHT_BUDGET
         return ErrorClass.CREDITS
     if error_type and error_type in _BY_ERROR_TYPE:
         return _BY_ERROR_TYPE[error_type]
     if status == 403:
+        # Moderation names its reasons; a 403 without them (region, permission) is about the
+        # request and will not change by itself.
         moderated = "reasons" in metadata or "flagged_input" in metadata
-        if error_type == "permission_denied" and not moderated:
-            return ErrorClass.INVALID_REQUEST
-        return ErrorClass.CONTENT_FILTERED
+        return ErrorClass.CONTENT_FILTERED if moderated else ErrorClass.INVALID_REQUEST
     if status is None:
         return ErrorClass.UNEXPECTED
     if status in _BY_STATUS:
@@ -249,28 +281,60 @@ def classify_error(
         status=status,
         error_type=error_type,
         metadata=metadata,
+        affordable_tokens=_affordable(message) if cls is ErrorClass.CREDITS else None,
     )
 
 
-def _in_answer_error(error: Mapping[str, Any], usage: Mapping[str, Any]) -> UpstreamError:
-    """An error reported inside a 200 answer (choice error or stream chunk): ``bad_output``
-    unless ``metadata.error_type`` names a known class."""
+def _affordable(message: str) -> int | None:
+    """The token count in OpenRouter's "can only afford N" 402 (it has no field of its own)."""
+    match = _AFFORD.search(message)
+    return int(match.group(1)) if match else None
+
+
+def _numeric_code(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    try:
+        code = int(str(value).strip())
+    except (TypeError, ValueError):
+        return None
+    return code if 400 <= code <= 599 else None
+
+
+def _in_answer_error(
+    error: Mapping[str, Any], usage: Mapping[str, Any], now: float | None = None
+) -> UpstreamError:
+    """An error reported inside a 200 answer (top level, choice or stream chunk).
+
+    It is classified like the HTTP status its numeric ``code`` names (a provider's 429 inside a
+    200 is a rate limit, its 502 an outage), else by ``metadata.error_type``, else
+    ``bad_output``.
+    """
     metadata = error.get("metadata")
     metadata = dict(metadata) if isinstance(metadata, Mapping) else {}
     error_type = metadata.get("error_type")
     error_type = str(error_type) if error_type else None
-    cls = _BY_ERROR_TYPE.get(error_type or "", ErrorClass.BAD_OUTPUT)
-    if error_type == "payment_required":
-        cls = _error_class(402, error_type, metadata)
-    code = error.get("code")
+    code = _numeric_code(error.get("code"))
+    if code is not None or error_type == "payment_required" or metadata.get("limit_source"):
+        cls = _error_class(code, error_type, metadata)
+        if cls is ErrorClass.UNEXPECTED:
+            cls = ErrorClass.BAD_OUTPUT
+    else:
+        cls = _BY_ERROR_TYPE.get(error_type or "", ErrorClass.BAD_OUTPUT)
+    meta_headers = metadata.get("headers")
+    retry_after = parse_retry_after(
+        None, meta_headers if isinstance(meta_headers, Mapping) else None, now
+    )
     message = str(error.get("message") or "error in the answer")
     return UpstreamError(
         cls,
-        f"OpenRouter error in a 200 answer (code {code}): {message}",
+        f"OpenRouter error in a 200 answer (code {error.get('code')}): {message}",
+        retry_after,
         status=200,
         error_type=error_type,
         metadata=metadata,
         usage=usage,
+        affordable_tokens=_affordable(message) if cls is ErrorClass.CREDITS else None,
     )
 
 
@@ -305,8 +369,11 @@ def parse_chat_response(
 ) -> ChatResult:
     """Turn a 200 chat-completion body into a :class:`ChatResult`, or raise :class:`UpstreamError`.
 
-    Raises ``content_filtered`` for ``finish_reason: content_filter``, and ``bad_output`` for a
-    choice error, an empty answer, or (``expect_json``) content that is not JSON.
+    Raises ``content_filtered`` for ``finish_reason: content_filter``, the class of an error
+    inside the answer (see :func:`_in_answer_error`), ``empty_answer`` for no choices or no
+    content, and ``bad_output`` for ``finish_reason: error`` or (``expect_json``) content that is
+    not JSON. An answer cut at ``max_tokens`` comes back with ``truncated=True`` (JSON that the
+    cut left undecodable raises ``bad_output`` with ``truncated=True``).
     """
     if not isinstance(body, Mapping):
         raise UpstreamError(ErrorClass.BAD_OUTPUT, "OpenRouter answered a non-object", status=200)
@@ -315,7 +382,12 @@ def parse_chat_response(
         raise _in_answer_error(body["error"], usage)
     choices = body.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], Mapping):
-        raise UpstreamError(ErrorClass.BAD_OUTPUT, "OpenRouter answered no choices", status=200)
+        raise UpstreamError(
+            ErrorClass.EMPTY_ANSWER,
+            "OpenRouter answered no choices (the model may be warming up)",
+            status=200,
+            usage=usage,
+        )
     choice = choices[0]
     finish_reason = choice.get("finish_reason")
     if isinstance(choice.get("error"), Mapping):
@@ -329,10 +401,27 @@ def parse_chat_response(
         )
     message = choice.get("message")
     content = _content_text(message.get("content") if isinstance(message, Mapping) else None)
-    if finish_reason == "error" or not content or not content.strip():
+    if finish_reason == "error":
         raise UpstreamError(
             ErrorClass.BAD_OUTPUT,
-            f"OpenRouter answered no content (finish_reason {finish_reason})",
+            "OpenRouter answered finish_reason error without saying why",
+            status=200,
+            usage=usage,
+        )
+    truncated = finish_reason == "length"
+    if not content or not content.strip():
+        if truncated:
+            raise UpstreamError(
+                ErrorClass.BAD_OUTPUT,
+                "the answer was cut at max_tokens before any content (reasoning tokens count)",
+                status=200,
+                usage=usage,
+                truncated=True,
+            )
+        raise UpstreamError(
+            ErrorClass.EMPTY_ANSWER,
+            f"OpenRouter answered no content (finish_reason {finish_reason}); "
+            "the model may be warming up",
             status=200,
             usage=usage,
         )
@@ -341,11 +430,13 @@ def parse_chat_response(
         try:
             parsed = decode_json_content(content)
         except ValueError as exc:
+            cut = " (the answer was cut at max_tokens)" if truncated else ""
             raise UpstreamError(
                 ErrorClass.BAD_OUTPUT,
-                f"the answer is not valid JSON: {exc}",
+                f"the answer is not valid JSON{cut}: {exc}",
                 status=200,
                 usage=usage,
+                truncated=truncated,
             ) from None
     generation_id = (headers or {}).get("x-generation-id") or body.get("id")
     return ChatResult(
@@ -356,6 +447,7 @@ def parse_chat_response(
         finish_reason=str(finish_reason) if finish_reason else None,
         generation_id=str(generation_id) if generation_id else None,
         parsed=parsed,
+        truncated=truncated,
     )
 
 
@@ -407,7 +499,11 @@ class OpenRouterClient:
         )
 
     def _headers(self) -> dict[str, str]:
-        headers = {"X-Title": "AsyncTaskFlow", "Content-Type": "application/json"}
+        headers = {
+            "X-Title": "AsyncTaskFlow",
+            "HTTP-Referer": self.settings.openrouter_referer,
+            "Content-Type": "application/json",
+        }
         if self.settings.openrouter_api_key:
             headers["Authorization"] = f"Bearer {self.settings.openrouter_api_key}"
         return headers
@@ -462,26 +558,72 @@ class OpenRouterClient:
         with ``provider.require_parameters`` and the answer must decode as JSON (``parsed``).
         ``stream`` reads the answer as server-sent events (same result; mid-stream errors are
         classified like others).
+
+        An answer cut at ``max_tokens`` is asked again once with twice the room, then returned
+        with ``truncated=True``; a 402 that names the tokens the balance can afford is sent again
+        once with that ``max_tokens``. ``usage`` adds up every request sent (all were paid).
+        Raises :class:`NotSent` without sending when LLM work is on hold or the breaker is open.
         """
-        body = self.build_chat_body(
-            messages,
-            model=model,
-            max_tokens=max_tokens,
-            temperature=temperature,
-            response_format=response_format,
-            models=models,
-            plugins=plugins,
-            stream=stream,
+        spent: dict[str, Any] = {}
+        tokens = max_tokens
+        grown = lowered = False
+        while True:
+            body = self.build_chat_body(
+                messages,
+                model=model,
+                max_tokens=tokens,
+                temperature=temperature,
+                response_format=response_format,
+                models=models,
+                plugins=plugins,
+                stream=stream,
+            )
+            try:
+                result = await self._call(body, response_format is not None)
+            except UpstreamError as exc:
+                add_usage(spent, exc.usage)
+                afford = exc.affordable_tokens
+                if afford and not lowered and (tokens is None or afford < tokens):
+                    log.info("openrouter: the balance affords %d tokens; asking again", afford)
+                    tokens, lowered = afford, True
+                    continue
+                if exc.truncated and not grown and not lowered and tokens:
+                    tokens, grown = min(tokens * 2, MAX_GROWN_TOKENS), True
+                    continue
+                exc.usage = spent
+                raise
+            add_usage(spent, result.usage)
+            if result.truncated and not grown and not lowered and tokens:
+                tokens, grown = min(tokens * 2, MAX_GROWN_TOKENS), True
+                continue
+            result.usage = spent
+            if result.truncated:
+                log.warning("openrouter answer cut at max_tokens=%s; kept as truncated", tokens)
+            return result
+
+    async def _refuse_if_paused(self) -> None:
+        """Raise :class:`NotSent` while the breaker is open (for an outage or a hold)."""
+        if self.breaker is None:
+            return
+        status = await self.breaker.status()
+        if status["state"] != "open":
+            return
+        hold = status.get("hold")
+        if hold:
+            raise NotSent(
+                _HOLD_CLASSES.get(str(hold), ErrorClass.CREDITS),
+                f"LLM work is on hold ({hold}); nothing was sent",
+                status["seconds_to_half_open"],
+            )
+        raise NotSent(
+            ErrorClass.UNAVAILABLE,
+            f"the {self.breaker.name} circuit breaker is open ({status['reason']})",
+            status["seconds_to_half_open"],
         )
-        if self.breaker is not None:
-            status = await self.breaker.status()
-            if status["state"] == "open":
-                raise UpstreamError(
-                    ErrorClass.UNAVAILABLE,
-                    f"the {self.breaker.name} circuit breaker is open ({status['reason']})",
-                    status["seconds_to_half_open"],
-                )
-        expect_json = response_format is not None
+
+    async def _call(self, body: dict[str, Any], expect_json: bool) -> ChatResult:
+        """Send one request under the breaker and the limiter, and do the bookkeeping."""
+        await self._refuse_if_paused()
         try:
             if self.limiter is not None:
                 async with self.limiter.slot():
@@ -492,14 +634,17 @@ class OpenRouterClient:
                             # Set the shared cool-down while this call still holds its slot:
                             # released first, the slot can go to a caller that sends before
                             # the cool-down exists and earns a second 429.
-                            await _quietly(
-                                self.limiter.set_cooldown(
-                                    exc.retry_after or DEFAULT_COOLDOWN_SECONDS
-                                )
-                            )
+                            await _quietly(self._cool_down(exc))
                         raise
             else:
                 result = await self._send(body, expect_json)
+        except NotSent as exc:
+            # The limiter gave up waiting: a wait that long is a hold for every worker, or the
+            # task would come straight back and wait again.
+            wait = exc.retry_after or 0.0
+            if self.breaker is not None and wait > self.settings.upstream_max_wait:
+                await _quietly(self.breaker.hold("rate_limited", wait))
+            raise
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -510,6 +655,14 @@ class OpenRouterClient:
             raise error from exc
         await self._after_success(result)
         return result
+
+    async def _cool_down(self, error: UpstreamError) -> None:
+        """Pause every worker for a 429; a pause longer than a task should wait is a hold."""
+        assert self.limiter is not None
+        seconds = error.retry_after or DEFAULT_COOLDOWN_SECONDS
+        await self.limiter.set_cooldown(seconds)
+        if self.breaker is not None and seconds > self.settings.upstream_max_wait:
+            await self.breaker.hold("rate_limited", seconds)
 
     async def _send(self, body: dict[str, Any], expect_json: bool) -> ChatResult:
         url = f"{self.base_url}/chat/completions"
@@ -545,7 +698,9 @@ class OpenRouterClient:
             await _quietly(
                 self.limiter.reduce_in_flight(error.retry_after or DEFAULT_IN_FLIGHT_SECONDS)
             )
-        if self.breaker is not None:
+        if self.breaker is not None and not error.affordable_tokens:
+            # A 402 that names what the balance affords is about this request (it is sent again
+            # smaller), not a reason to hold every worker.
             await _quietly(self.breaker.record_failure(cls))
         if self.metrics is not None:
             await _quietly(self.metrics.record_call(False, cls.value, error.usage))
@@ -601,6 +756,18 @@ def as_upstream_error(exc: BaseException) -> UpstreamError:
         return exc
     error = classify_exception(exc)
     return UpstreamError(error.error_class, error.message, error.retry_after)
+
+
+def add_usage(total: dict[str, Any], usage: Mapping[str, Any]) -> None:
+    """Add the numeric fields of ``usage`` into ``total`` (nested dicts too); booleans are
+    kept as they are."""
+    for key, value in usage.items():
+        if isinstance(value, bool):
+            total.setdefault(key, value)
+        elif isinstance(value, int | float):
+            total[key] = total.get(key, 0) + value
+        elif isinstance(value, Mapping):
+            add_usage(total.setdefault(key, {}), value)
 
 
 def _json_or_text(resp: httpx.Response) -> Any:

@@ -39,12 +39,14 @@ class SummaryResult:
         provider: ``openrouter`` or ``offline``.
         model: the model that wrote it (``extractive`` for the offline provider).
         usage: tokens and cost (zeros offline).
+        truncated: the model's answer was cut at ``max_tokens`` even with more room.
     """
 
     summary: str
     provider: str
     model: str
     usage: dict[str, Any] = field(default_factory=dict)
+    truncated: bool = False
 
 
 class LLMProvider(Protocol):
@@ -160,6 +162,7 @@ class OpenRouterProvider:
             provider=self.name,
             model=result.model or self.model,
             usage=result.usage,
+            truncated=result.truncated,
         )
 
     async def aclose(self) -> None:
@@ -183,6 +186,7 @@ def make_provider(settings: Settings, redis: Redis, keys: Keys) -> LLMProvider:
         settings.max_in_flight,
         lease_seconds=settings.openrouter_timeout + 30.0,
         burst=upstream_burst(rate) if rate is not None else None,
+        max_wait=settings.upstream_max_wait,
     )
     monitor = OpenRouterMonitor(redis, keys, settings, None)
     client = OpenRouterClient(settings, limiter=limiter, breaker=breaker, metrics=monitor)

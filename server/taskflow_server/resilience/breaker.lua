@@ -2,7 +2,7 @@
 -- The clock is Redis TIME (ms), so every worker sees the same timeouts. A change of state also
 -- appends a breaker_state_changed entry to the event log (KEYS[2]), as task transitions do.
 --
--- ARGV[1]  op: allow | release | success | failure | open | reset
+-- ARGV[1]  op: allow | release | success | failure | open | reset | hold | lift
 -- ARGV[2]  consecutive failures that open the breaker
 -- ARGV[3]  failure rate (0..1) over the window that opens it
 -- ARGV[4]  window length (ms) for the failure rate
@@ -10,15 +10,22 @@
 -- ARGV[6]  first open timeout (ms); doubles on every re-open
 -- ARGV[7]  longest open timeout (ms)
 -- ARGV[8]  how long the half-open probe may run before another caller gets one (ms)
--- ARGV[9]  failure: error class      open: reason
--- ARGV[10] failure: count | now | neutral      open: hold time in ms (0 = until reset)
+-- ARGV[9]  failure: error class      open, hold: reason      lift: reason ('' = any hold)
+-- ARGV[10] failure: count | neutral      open, hold: time in ms (0 = until reset / lifted)
 -- ARGV[11] the upstream's name (for the event)
 -- ARGV[12] the event log's approximate length cap
 --
 -- Hash fields: state (closed|open|half_open), failures (consecutive), successes (consecutive),
 -- opens (opens since the last close), opened_at, open_until (0 = held until reset), probe_until,
--- reason, last_error_class, last_error_at, updated_at, and the two-bucket sliding window
+-- reason, hold (the hold's reason while the breaker is open for a hold, else ''),
+-- last_error_class, last_error_at, updated_at, and the two-bucket sliding window
 -- w_start, w_calls, w_fail, p_calls, p_fail.
+--
+-- A hold (credits, key_limit, budget, rate_limited) is an open breaker that did not open because
+-- the upstream failed: 'hold' places it for ARGV[10] ms (0 = until lifted or reset); when it
+-- runs out the breaker turns half-open and one probe task finds out whether the condition is
+-- gone. 'lift' ends a hold early (the monitor saw room again, the budget was raised): the
+-- breaker turns half-open at the next 'allow', so one probe still goes first.
 --
 -- Reply: {code, state}. allow: code -1 = closed (claim freely), 0 = claim nothing, 1 = this
 -- caller holds THE half-open probe. Other ops: code 1 when the state changed, else 0.
@@ -46,11 +53,15 @@ local before = state
 -- Every reply goes through here: a changed state is announced on the event log, under the
 -- names the API uses (half-open with a hyphen).
 local PUBLIC = {closed = 'closed', open = 'open', half_open = 'half-open'}
+local reason_before = redis.call('HGET', key, 'reason') or ''
 local function finish(code, new_state)
-  if new_state ~= before then
-    local reason = redis.call('HGET', key, 'reason') or ''
+  local reason = redis.call('HGET', key, 'reason') or ''
+  if new_state ~= before or (new_state == 'open' and reason ~= reason_before) then
+    local hold = redis.call('HGET', key, 'hold') or ''
+    local open_until = redis.call('HGET', key, 'open_until') or '0'
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[12], '*', 'type', 'breaker_state_changed',
-      'state', PUBLIC[new_state], 'old', PUBLIC[before], 'breaker', ARGV[11], 'reason', reason)
+      'state', PUBLIC[new_state], 'old', PUBLIC[before], 'breaker', ARGV[11], 'reason', reason,
+      'hold', hold, 'open_until', open_until)
   end
   return {code, new_state}
 end
@@ -87,13 +98,13 @@ local function open_now(reason)
   if duration > max_open_ms then duration = max_open_ms end
   redis.call('HSET', key, 'state', 'open', 'opens', opens, 'opened_at', now,
     'open_until', math.floor(now + duration), 'probe_until', 0, 'successes', 0,
-    'reason', reason, 'updated_at', now)
+    'reason', reason, 'hold', '', 'updated_at', now)
   return 'open'
 end
 
 local function close_now()
   redis.call('HSET', key, 'state', 'closed', 'failures', 0, 'opens', 0, 'open_until', 0,
-    'probe_until', 0, 'reason', '', 'updated_at', now)
+    'probe_until', 0, 'reason', '', 'hold', '', 'updated_at', now)
   clear_window()
   return 'closed'
 end
@@ -151,13 +162,6 @@ if op == 'failure' then
     end
     return finish(0, state)
   end
-  if mode == 'now' then
-    if state == 'open' then
-      redis.call('HSET', key, 'reason', error_class)
-      return finish(0, state)
-    end
-    return finish(1, open_now(error_class))
-  end
   if state == 'half_open' then
     return finish(1, open_now('probe_failed'))
   end
@@ -181,8 +185,34 @@ if op == 'open' then
   local open_until = 0
   if hold_ms > 0 then open_until = now + hold_ms end
   redis.call('HSET', key, 'state', 'open', 'opened_at', now, 'open_until', open_until,
-    'probe_until', 0, 'successes', 0, 'reason', reason, 'updated_at', now)
+    'probe_until', 0, 'successes', 0, 'reason', reason, 'hold', '', 'updated_at', now)
   return finish(1, 'open')
+end
+
+if op == 'hold' then
+  local reason, hold_ms = ARGV[9], tonumber(ARGV[10])
+  local until_ms = 0
+  if hold_ms > 0 then until_ms = now + hold_ms end
+  if state == 'open' and (redis.call('HGET', key, 'hold') or '') == reason then
+    -- The same hold again (another worker met it too): keep the later end.
+    local current = num('open_until')
+    if current ~= 0 and (until_ms == 0 or until_ms > current) then
+      redis.call('HSET', key, 'open_until', until_ms, 'updated_at', now)
+    end
+    return finish(0, state)
+  end
+  redis.call('HSET', key, 'state', 'open', 'hold', reason, 'reason', reason, 'opened_at', now,
+    'open_until', until_ms, 'probe_until', 0, 'successes', 0, 'updated_at', now)
+  return finish(1, 'open')
+end
+
+if op == 'lift' then
+  local hold = redis.call('HGET', key, 'hold') or ''
+  if state ~= 'open' or hold == '' or (ARGV[9] ~= '' and ARGV[9] ~= hold) then
+    return finish(0, state)
+  end
+  redis.call('HSET', key, 'open_until', now, 'updated_at', now)
+  return finish(1, state)
 end
 
 if op == 'reset' then

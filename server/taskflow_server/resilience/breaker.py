@@ -7,8 +7,15 @@ States::
     HALF_OPEN --the one probe succeeds (or the upstream answers at all)--> CLOSED
     HALF_OPEN --the probe fails--> OPEN (longer timeout)
 
-Only ``unavailable`` and ``timeout`` failures count; ``credits`` opens at once; every other class
-is an answer from a live upstream and is neutral (a half-open probe that gets one closes).
+Only ``unavailable`` and ``timeout`` failures count; every other class is an answer from a live
+upstream and is neutral (a half-open probe that gets one closes).
+
+The breaker also carries **holds** (see ``resilience/errors.py``): a condition that only time or
+money fixes (spent credits, a spent key limit, our own budget, a long cool-down) opens it with
+the hold's reason, for a time (then one probe tries again) or until :meth:`~CircuitBreaker.lift`
+or :meth:`~CircuitBreaker.reset`. ``record_failure`` of a hold class places its hold for
+``hold_probe_seconds``. Because a hold is an open breaker, everything that already stops for an
+open breaker (claims, the status routes, the panel's lamp) stops for a hold, with its reason.
 
 Workers ask :meth:`CircuitBreaker.allowance` before claiming tasks that need the upstream:
 ``None`` = claim freely, ``0`` = claim nothing, ``1`` = this caller holds the single half-open
@@ -32,7 +39,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from taskflow_server.config import Settings, get_settings
-from taskflow_server.resilience.errors import ErrorClass, counts_for_breaker, opens_breaker_now
+from taskflow_server.resilience.errors import ErrorClass, counts_for_breaker, hold_reason
 from taskflow_server.store.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -138,19 +145,45 @@ class CircuitBreaker:
     async def record_failure(self, error_class: ErrorClass | str) -> None:
         """Record a failed call of class ``error_class``.
 
-        ``unavailable``/``timeout`` count towards opening; ``credits`` opens at once; other
-        classes mean the upstream answered and are neutral.
+        ``unavailable``/``timeout`` count towards opening; a hold class (``credits``,
+        ``key_limit``, ``budget``) places its hold for ``hold_probe_seconds``; other classes mean
+        the upstream answered and are neutral.
         """
         cls = ErrorClass(error_class)
-        if opens_breaker_now(cls):
-            mode = "now"
-        elif counts_for_breaker(cls):
-            mode = "count"
-        else:
-            mode = "neutral"
+        reason = hold_reason(cls)
+        if reason is not None:
+            await self.hold(reason, self.settings.hold_probe_seconds)
+            return
+        mode = "count" if counts_for_breaker(cls) else "neutral"
         changed, state = await self._run("failure", cls.value, mode)
         if changed:
             log.warning("breaker %s is now %s (last error %s)", self.name, state, cls.value)
+
+    async def hold(self, reason: str, seconds: float | None = None) -> None:
+        """Stop every LLM claim for ``reason`` (a hold), for ``seconds`` or until lifted.
+
+        When the time runs out the breaker turns half-open and one probe task tries again. The
+        same hold placed again keeps the later end.
+        """
+        hold_ms = max(1, int(seconds * 1000)) if seconds is not None else 0
+        changed, _ = await self._run("hold", reason, str(hold_ms))
+        if changed:
+            log.warning(
+                "breaker %s: hold %s (%s)",
+                self.name,
+                reason,
+                f"{seconds:.0f} s" if seconds is not None else "until lifted",
+            )
+
+    async def lift(self, reason: str = "") -> bool:
+        """End the hold ``reason`` (any hold when empty) early; one probe task goes first.
+
+        Returns True when a matching hold was in force.
+        """
+        changed, _ = await self._run("lift", reason)
+        if changed:
+            log.info("breaker %s: hold %s lifted", self.name, reason or "(any)")
+        return bool(changed)
 
     async def is_open(self) -> bool:
         """True while the breaker is open and its timeout has not yet run out."""
@@ -174,7 +207,9 @@ class CircuitBreaker:
         Keys: ``name``, ``state`` ("closed" | "open" | "half-open"), ``failure_count``
         (consecutive counting failures), ``success_count``, ``opened_at`` and ``open_until``
         (epoch seconds or ``None``), ``seconds_to_half_open`` (``None`` unless open with a
-        timeout), ``reason``, ``last_error_class``, ``opens`` (opens since the last close).
+        timeout), ``reason``, ``last_error_class``, ``opens`` (opens since the last close),
+        ``hold`` (the hold's reason while open for one, else ``None``) and ``hold_until``
+        (epoch seconds when that hold ends by itself, ``None`` while held until lifted).
         """
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.time()
@@ -190,6 +225,7 @@ class CircuitBreaker:
         to_half_open: float | None = None
         if state == "open" and open_until:
             to_half_open = max(0.0, (open_until - now_ms) / 1000.0)
+        hold = (fields.get("hold") or None) if state == "open" else None
         return {
             "name": self.name,
             "state": _PUBLIC_STATE.get(state, state),
@@ -199,6 +235,8 @@ class CircuitBreaker:
             "open_until": open_until / 1000.0 if open_until and state != "closed" else None,
             "seconds_to_half_open": to_half_open,
             "held": state == "open" and not open_until,
+            "hold": hold,
+            "hold_until": open_until / 1000.0 if hold and open_until else None,
             "reason": fields.get("reason") or None,
             "last_error_class": fields.get("last_error_class") or None,
             "opens": _int(fields.get("opens")),

@@ -3,7 +3,14 @@
 Every failure a task can meet is one :class:`ErrorClass`. The class decides three things, all
 kept here as data: whether the task is retried and after how long (:data:`POLICIES`, read by
 :func:`retry_delay`), whether the failure counts towards opening the upstream's circuit breaker
-(:func:`counts_for_breaker`) and whether it opens the breaker at once (:func:`opens_breaker_now`).
+(:func:`counts_for_breaker`) and whether it is a **hold** (:func:`hold_reason`).
+
+A hold is a condition that only time or money fixes: the account's credits are spent
+(``credits``), a key, workspace or guardrail limit is reached (``key_limit``), our own daily
+budget is reached (``budget``), or the upstream asked us to wait longer than a task should
+(``rate_limited`` with a long cool-down). A hold stops every worker from claiming LLM tasks (it
+is kept in the circuit breaker's hash, see ``breaker.py``); the task that met it goes back to its
+queue without spending a retry, and nothing is dead-lettered because of it.
 
 A handler raises :class:`TaskError` with a class; anything else it raises is classified by
 :func:`classify_exception` (transport timeouts and connection errors are ``timeout``, the rest is
@@ -12,12 +19,15 @@ A handler raises :class:`TaskError` with a class; anything else it raises is cla
 Schedules (seconds; every delay gets +0-10 % jitter; the last delay repeats until the task's own
 ``max_retries`` runs out; ``None`` means no retry, straight to the DLQ)::
 
-    rate_limited      Retry-After, else 60, 120, 300
-    credits           300, 600, 1800
+    rate_limited      Retry-After, else 60, 120, 300 (used only when no cool-down is in force)
+    credits           300, 600, 1800 (used only when no hold is in force)
+    key_limit         300, 600, 1800 (likewise)
+    budget            300, 600, 1800 (likewise)
     in_flight_budget  Retry-After, else 2, 5, 10, 30
     unavailable       Retry-After, else 5, 10, 30, 60, 120
     timeout           2, 5, 10, 30, 60
     bad_output        2, 2, then the DLQ (two quick retries)
+    empty_answer      30, 60, 120 (no content: the model may be warming up)
     unexpected        5, 15, 60
     content_filtered, invalid_request, auth, invalid_input: none
 """
@@ -42,9 +52,14 @@ class ErrorClass(StrEnum):
     """Why an attempt failed; decides the retry schedule and the breaker's reaction."""
 
     RATE_LIMITED = "rate_limited"
-    """The upstream answered 429; every worker pauses for the shared cool-down."""
+    """The upstream answered 429; every worker pauses for the shared cool-down (a long one is a
+    hold)."""
     CREDITS = "credits"
-    """402: the account or the key ran out of credits; opens the breaker."""
+    """402: the account ran out of credits; a hold."""
+    KEY_LIMIT = "key_limit"
+    """402/403 with a key, workspace or guardrail ``limit_source``: that limit is spent; a hold."""
+    BUDGET = "budget"
+    """Our own daily budget (``TASKFLOW_BUDGET_USD``) is spent; a hold."""
     IN_FLIGHT_BUDGET = "in_flight_budget"
     """402 with ``limit_source`` in-flight budget: too much concurrent spend, retry soon."""
     UNAVAILABLE = "unavailable"
@@ -60,7 +75,9 @@ class ErrorClass(StrEnum):
     INVALID_INPUT = "invalid_input"
     """The task's input is unusable (not a PDF, empty or oversized text); never retried."""
     BAD_OUTPUT = "bad_output"
-    """The model answered something unusable (bad JSON, ``choices[0].error``); 2 quick retries."""
+    """The model answered something unusable (bad JSON, an untyped error); 2 quick retries."""
+    EMPTY_ANSWER = "empty_answer"
+    """A 200 with no content or no choices (a model warming up); retried after 30 s and more."""
     UNEXPECTED = "unexpected"
     """An exception nobody classified (a bug or an unknown failure)."""
 
@@ -89,6 +106,8 @@ class RetryPolicy:
 POLICIES: dict[ErrorClass, RetryPolicy] = {
     ErrorClass.RATE_LIMITED: RetryPolicy((60, 120, 300), honour_retry_after=True),
     ErrorClass.CREDITS: RetryPolicy((300, 600, 1800)),
+    ErrorClass.KEY_LIMIT: RetryPolicy((300, 600, 1800)),
+    ErrorClass.BUDGET: RetryPolicy((300, 600, 1800)),
     ErrorClass.IN_FLIGHT_BUDGET: RetryPolicy((2, 5, 10, 30), honour_retry_after=True),
     ErrorClass.UNAVAILABLE: RetryPolicy((5, 10, 30, 60, 120), honour_retry_after=True),
     ErrorClass.TIMEOUT: RetryPolicy((2, 5, 10, 30, 60)),
@@ -97,6 +116,7 @@ POLICIES: dict[ErrorClass, RetryPolicy] = {
     ErrorClass.AUTH: RetryPolicy(()),
     ErrorClass.INVALID_INPUT: RetryPolicy(()),
     ErrorClass.BAD_OUTPUT: RetryPolicy((2, 2), max_attempts=2),
+    ErrorClass.EMPTY_ANSWER: RetryPolicy((30, 60, 120)),
     ErrorClass.UNEXPECTED: RetryPolicy((5, 15, 60)),
 }
 """The retry policy of every error class (the table in the module docstring)."""
@@ -108,7 +128,14 @@ _TIMEOUT_EXCEPTIONS = (
     TimeoutError,
 )
 _BREAKER_COUNTS = frozenset({ErrorClass.UNAVAILABLE, ErrorClass.TIMEOUT})
-_BREAKER_OPENS_NOW = frozenset({ErrorClass.CREDITS})
+_HOLDS: dict[ErrorClass, str] = {
+    ErrorClass.CREDITS: "credits",
+    ErrorClass.KEY_LIMIT: "key_limit",
+    ErrorClass.BUDGET: "budget",
+}
+
+HOLD_REASONS: tuple[str, ...] = ("credits", "key_limit", "budget", "rate_limited")
+"""Every reason a hold can have (``rate_limited``: a cool-down longer than a task should wait)."""
 
 
 class TaskError(Exception):
@@ -147,6 +174,15 @@ class TaskError(Exception):
         )
 
 
+class NotSent(TaskError):
+    """The call was never sent: the upstream is paused for everyone (a hold, an open breaker, a
+    cool-down or a queue for tokens longer than ``upstream_max_wait``).
+
+    Nothing was paid and nothing failed, so the worker hands the task back to the front of its
+    queue without spending a retry.
+    """
+
+
 def retry_delay(
     error_class: ErrorClass | str,
     attempt: int,
@@ -178,9 +214,18 @@ def counts_for_breaker(error_class: ErrorClass | str) -> bool:
     return ErrorClass(error_class) in _BREAKER_COUNTS
 
 
-def opens_breaker_now(error_class: ErrorClass | str) -> bool:
-    """True for failures that open the breaker at once (``credits``: nothing will succeed)."""
-    return ErrorClass(error_class) in _BREAKER_OPENS_NOW
+def hold_reason(error_class: ErrorClass | str) -> str | None:
+    """The hold a failure of this class places (``credits``, ``key_limit``, ``budget``), or
+    ``None``. A long ``rate_limited`` cool-down is a hold too, but that depends on its length,
+    so the LLM client decides it."""
+    return _HOLDS.get(ErrorClass(error_class))
+
+
+def hands_back(error_class: ErrorClass | str) -> bool:
+    """True for classes whose task goes back to its queue without spending a retry while the
+    upstream is paused for everyone (a hold, an open breaker or a shared cool-down)."""
+    cls = ErrorClass(error_class)
+    return cls in _HOLDS or cls in _BREAKER_COUNTS or cls is ErrorClass.RATE_LIMITED
 
 
 def classify_exception(exc: BaseException) -> TaskError:

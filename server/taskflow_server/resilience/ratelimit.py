@@ -13,6 +13,12 @@ Every worker on every machine shares three things in Redis (keys ``Keys.ratelimi
 - a **cool-down** (``cooldown``): set from a 429's ``Retry-After``; nobody calls the upstream until
   it passes. A 402 in-flight-budget answer lowers the in-flight limit for a while (``cap``).
 
+No caller waits longer than ``max_wait`` seconds in all (``upstream_max_wait``): past that, or
+when a cool-down already runs beyond it, :meth:`RateLimiter.acquire` raises
+:class:`~taskflow_server.resilience.errors.NotSent` and the worker hands the task back to its
+queue without spending a retry (long cool-downs are held outside the worker, see
+``breaker.py``).
+
 All decisions are Lua scripts (``ratelimit_acquire.lua``, ``ratelimit_control.lua``) with the
 clock from Redis ``TIME``. Use it as::
 
@@ -38,6 +44,7 @@ from redis.asyncio import Redis
 
 from taskflow_server.cancellation import cancel_and_wait
 from taskflow_server.config import Rate
+from taskflow_server.resilience.errors import ErrorClass, NotSent
 from taskflow_server.store.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -117,6 +124,8 @@ class RateLimiter:
         reserve_seconds: a token due within this horizon is reserved at once and the caller
             sleeps until it is due.
         burst: the bucket's capacity (default ``rate.requests``).
+        max_wait: the longest one caller waits in all before :class:`NotSent` is raised
+            (``None``: no bound).
     """
 
     def __init__(
@@ -130,6 +139,7 @@ class RateLimiter:
         lease_seconds: float = 60.0,
         reserve_seconds: float = 1.0,
         burst: int | None = None,
+        max_wait: float | None = None,
     ) -> None:
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
@@ -141,6 +151,7 @@ class RateLimiter:
         self.lease_seconds = lease_seconds
         self.reserve_seconds = reserve_seconds
         self.burst = burst
+        self.max_wait = max_wait
         self._bucket = keys.ratelimit(name, "bucket")
         self._inflight = keys.ratelimit(name, "inflight")
         self._cooldown = keys.ratelimit(name, "cooldown")
@@ -183,18 +194,38 @@ class RateLimiter:
             lease_id=lease_id,
         )
 
+    def _deadline(self) -> float | None:
+        if self.max_wait is None:
+            return None
+        return asyncio.get_running_loop().time() + self.max_wait
+
+    def _check_wait(self, deadline: float | None, seconds: float, reason: str) -> None:
+        """Raise :class:`NotSent` when waiting ``seconds`` more would pass ``deadline``."""
+        if deadline is None:
+            return
+        if asyncio.get_running_loop().time() + seconds > deadline:
+            raise NotSent(
+                ErrorClass.RATE_LIMITED,
+                f"the upstream is not free within {self.max_wait:g} s ({reason}, "
+                f"{seconds:.1f} s more); handed back to the queue without using a retry",
+                retry_after=seconds,
+            )
+
     async def acquire(self) -> Acquired:
         """Wait for the cool-down, an in-flight slot and a token; returns the granted lease.
 
-        The caller must :meth:`release` the lease; :meth:`slot` does it for you.
+        Raises :class:`NotSent` when that would take longer than ``max_wait``. The caller must
+        :meth:`release` the lease; :meth:`slot` does it for you.
         """
         lease_id = uuid.uuid4().hex
         slot_poll = 0.01
+        deadline = self._deadline()
         while True:
             got = await self.try_acquire(lease_id)
             if got.granted:
                 return got
             if got.reason == "slot":
+                self._check_wait(deadline, slot_poll, "every in-flight slot is taken")
                 # Woken at once by a release in this process; other processes' releases are
                 # seen by polling with a growing, jittered interval.
                 self._released.clear()
@@ -202,8 +233,13 @@ class RateLimiter:
                     await asyncio.wait_for(self._released.wait(), slot_poll)
                 slot_poll = min(0.2, slot_poll * 1.5)
                 continue
-            jitter = 1.0 + self._rng.random() * 0.1
-            await asyncio.sleep(max(got.wait_ms, 1) / 1000.0 * jitter)
+            pause = max(got.wait_ms, 1) / 1000.0 * (1.0 + self._rng.random() * 0.1)
+            self._check_wait(
+                deadline,
+                pause,
+                "a cool-down is running" if got.reason == "cooldown" else "waiting for a token",
+            )
+            await asyncio.sleep(pause)
 
     async def release(self, lease_id: str) -> None:
         """Give an in-flight slot back."""
@@ -238,8 +274,11 @@ class RateLimiter:
     async def _wait_cooldown(self) -> None:
         # A cool-down set while this caller slept for its token still applies to it. The value
         # lives in Redis and may be extended by any worker, so it is polled, not awaited.
-        while (remaining := await self.cooldown_remaining()) > 0:  # noqa: ASYNC110
-            await asyncio.sleep(remaining * (1.0 + self._rng.random() * 0.1))
+        deadline = self._deadline()
+        while (remaining := await self.cooldown_remaining()) > 0:
+            pause = remaining * (1.0 + self._rng.random() * 0.1)
+            self._check_wait(deadline, pause, "a cool-down is running")
+            await asyncio.sleep(pause)
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
@@ -270,6 +309,15 @@ class RateLimiter:
         )
         log.warning("rate limiter %s: cool-down %.1f s", self.name, int(reply) / 1000.0)
         return int(reply) / 1000.0
+
+    async def clear_cooldown(self) -> bool:
+        """End the shared cool-down now (an operator's reset); True when one was running."""
+        reply = await self._control(
+            keys=[self._inflight, self._cooldown, self._cap], args=["clear", 0]
+        )
+        if int(reply):
+            log.info("rate limiter %s: cool-down cleared", self.name)
+        return bool(int(reply))
 
     async def reduce_in_flight(self, seconds: float = 30.0) -> int:
         """Halve the in-flight limit (to what is in flight / 2, at least 1) for ``seconds``.

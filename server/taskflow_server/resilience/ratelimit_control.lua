@@ -8,6 +8,7 @@
 --             is in flight now (at least 1) for ms. Reply: the new cap.
 --   extend    ARGV[2] = ms, ARGV[3] = lease id: push a live lease's expiry to now + ms.
 --             Reply: 1 when the lease still existed, else 0.
+--   clear     end the cool-down now (an operator reset). Reply: 1 when one was running.
 
 local inflight, cooldown, cap_key = KEYS[1], KEYS[2], KEYS[3]
 local op = ARGV[1]
@@ -37,6 +38,10 @@ if op == 'cap' then
   if cap < 1 then cap = 1 end
   redis.call('SET', cap_key, cap, 'PX', ms)
   return cap
+end
+
+if op == 'clear' then
+  return redis.call('DEL', cooldown)
 end
 
 if op == 'extend' then

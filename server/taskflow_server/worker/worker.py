@@ -14,11 +14,16 @@ keeps five small loops:
 * leases: every second, one script call extends the leases of all running tasks and reports the
   ones that were lost (reaped, deleted) or asked to cancel;
 * heartbeat: the ``worker`` hash with a TTL, read by ``/api/v1/workers``;
+* holds: every ``hold_check_seconds`` the OpenRouter monitor is asked to lift a hold whose
+  cause is gone (a key limit raised, credits bought, the budget raised);
 * scheduler: promotes due retries, reaps expired leases, sweeps old results (see scheduler.py).
 
 A handler's failure is classified (``resilience/errors.py``) and the store schedules a retry or
-dead-letters it. An LLM-lane failure that the circuit breaker has taken over (the upstream is
-down) is handed back without using a retry, so an outage cannot push work into the DLQ.
+dead-letters it. An LLM-lane task whose call was never sent (``NotSent``: a hold, an open
+breaker, a wait longer than ``upstream_max_wait``), or whose failure the upstream's pause has
+taken over (an outage with the breaker open, a 429 with the shared cool-down running, a spent
+limit with its hold placed), is handed back to the front of its queue without using a retry, so
+neither an outage nor a spent limit can push work into the DLQ.
 
 Graceful stop (SIGTERM/SIGINT): stop claiming, let running tasks finish for ``grace_seconds``,
 then hand the rest back to the front of their queues, flush, and remove the heartbeat.
@@ -42,9 +47,10 @@ from taskflow_server.cancellation import cancel_and_wait
 from taskflow_server.config import Settings
 from taskflow_server.resilience.errors import (
     ErrorClass,
+    NotSent,
     TaskError,
     classify_exception,
-    counts_for_breaker,
+    hands_back,
     retry_delay,
 )
 from taskflow_server.services import Services, build_services
@@ -148,6 +154,9 @@ class Worker:
             asyncio.create_task(self._lease_loop(), name="leases"),
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
         ]
+        monitor = getattr(self.services.llm, "monitor", None)
+        if not self.settings.offline and monitor is not None:
+            self._loops.append(asyncio.create_task(self._hold_loop(monitor), name="holds"))
         if self._scheduler is not None:
             self._loops.append(asyncio.create_task(self._scheduler.run(), name="scheduler"))
         self._claim_task = asyncio.create_task(self._claim_loop(), name="claim")
@@ -388,10 +397,13 @@ class Worker:
         cls = error.error_class
         mode = "retry"
         delay = retry_delay(cls, claim.retry_count, error.retry_after)
-        if delay is None:
+        if isinstance(error, NotSent):
+            mode = "requeue"  # nothing was sent: nothing to count against the task
+        elif delay is None:
             mode = "dlq"
-        elif counts_for_breaker(cls) and await self._upstream_down(claim):
-            # The breaker has taken over this outage: wait PENDING, do not use a retry.
+        elif hands_back(cls) and await self._upstream_paused(claim):
+            # The breaker, a hold or the cool-down has taken this over for every worker: wait
+            # PENDING, do not use a retry.
             mode = "requeue"
         log.info(
             "task %s (%s) failed: %s: %s -> %s",
@@ -403,18 +415,17 @@ class Worker:
         )
         await self._write_failure(claim, mode, cls.value, error.message, delay or 0.0)
 
-    async def _upstream_down(self, claim: Claim) -> bool:
-        if self.settings.offline:
-            return False
-        try:
-            spec = get_spec(claim.task_type)
-        except UnknownTaskType:
+    async def _upstream_paused(self, claim: Claim) -> bool:
+        """True when the LLM upstream is paused for every worker: the breaker is open (an
+        outage or a hold) or the shared 429 cool-down is running."""
+        if self.settings.offline or self._lane_of(claim.task_type) != "llm":
             return False
         breaker = getattr(self.services.llm, "breaker", None)
-        if spec.lane != "llm" or breaker is None:
-            return False
+        limiter = getattr(self.services.llm, "limiter", None)
         try:
-            return bool(await breaker.is_open())
+            if breaker is not None and await breaker.is_open():
+                return True
+            return limiter is not None and await limiter.cooldown_remaining() > 0
         except REDIS_DOWN_ERRORS:
             return False
 
@@ -496,6 +507,17 @@ class Worker:
                     r.stop_reason = "cancel"
                     r.ctx.cancel_event.set()
                     r.task.cancel()
+
+    async def _hold_loop(self, monitor: Any) -> None:
+        """Ask the monitor, now and then, whether the hold in force can be lifted."""
+        while True:
+            await asyncio.sleep(self.settings.hold_check_seconds)
+            try:
+                await monitor.check_holds()
+            except REDIS_DOWN_ERRORS as exc:
+                log.warning("hold check failed (%s)", exc.__class__.__name__)
+            except Exception:  # an upstream hiccup must not end the loop
+                log.warning("hold check failed", exc_info=True)
 
     async def _heartbeat_loop(self) -> None:
         host, pid = socket.gethostname(), os.getpid()

@@ -14,7 +14,13 @@ from typing import Annotated, Any, Protocol, cast
 from fastapi import APIRouter, HTTPException, Query
 
 from taskflow_server.api.deps import ApiContext, ContextDep
-from taskflow_server.api.schemas import ErrorResponse, OpenRouterMetrics, OpenRouterStatus
+from taskflow_server.api.schemas import (
+    BudgetUpdate,
+    BudgetView,
+    ErrorResponse,
+    OpenRouterMetrics,
+    OpenRouterStatus,
+)
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +41,14 @@ class Monitor(Protocol):
 
     async def metrics(self, days: int = 7) -> dict[str, Any]:
         """Daily call metrics for the last ``days`` days."""
+        ...
+
+    async def budget(self) -> dict[str, Any]:
+        """Today's cost against the daily budget."""
+        ...
+
+    async def set_budget(self, daily_usd: float | None) -> dict[str, Any]:
+        """Set the daily budget for every process."""
         ...
 
 
@@ -88,3 +102,27 @@ async def get_metrics(
     """Calls, successes, failures, tokens, cost and seconds per state, per day."""
     data = await _monitor(ctx).metrics(days=days)
     return OpenRouterMetrics.model_validate(data)
+
+
+@router.get(
+    "/budget",
+    response_model=BudgetView,
+    responses=UNAVAILABLE,
+    summary="Today's upstream cost against the daily budget",
+)
+async def get_budget(ctx: ContextDep) -> BudgetView:
+    """The daily budget (``TASKFLOW_BUDGET_USD`` or the last ``PUT``), today's cost (UTC) and
+    whether LLM work is held because the budget is spent."""
+    return BudgetView.model_validate(await _monitor(ctx).budget())
+
+
+@router.put(
+    "/budget",
+    response_model=BudgetView,
+    responses=UNAVAILABLE,
+    summary="Set the daily budget for every process",
+)
+async def put_budget(ctx: ContextDep, update: BudgetUpdate) -> BudgetView:
+    """Set (or with ``null`` remove) the daily cap on upstream cost. Raising it above today's
+    cost lifts a budget hold: one probe task goes first, then work resumes."""
+    return BudgetView.model_validate(await _monitor(ctx).set_budget(update.daily_usd))

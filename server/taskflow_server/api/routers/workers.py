@@ -24,6 +24,7 @@ from taskflow_server.api.schemas import (
 )
 from taskflow_server.api.views import utcnow
 from taskflow_server.resilience.breaker import CircuitBreaker
+from taskflow_server.resilience.ratelimit import RateLimiter
 
 router = APIRouter(prefix="/api/v1/workers", tags=["workers"])
 
@@ -38,17 +39,22 @@ def _breaker(ctx: ApiContext) -> CircuitBreaker:
 def _view(status: dict[str, Any]) -> BreakerView:
     state = str(status.get("state") or "closed").lower().replace("_", "-")
     note_parts = []
-    if status.get("reason"):
+    if status.get("hold"):
+        # A hold (spent credits, key limit or budget, a long cool-down): say so plainly.
+        note_parts.append(f"LLM work on hold: {status['hold']}")
+    elif status.get("reason"):
         note_parts.append(str(status["reason"]))
     if status.get("seconds_to_half_open") is not None:
         note_parts.append(f"half-open in {float(status['seconds_to_half_open']):.0f} s")
     if status.get("held"):
-        note_parts.append("held open until reset")
+        held = "until lifted or reset" if status.get("hold") else "held open until reset"
+        note_parts.append(held)
     return BreakerView(
         state=state,
         fail_count=int(status.get("failure_count") or 0),
         success_count=int(status.get("success_count") or 0),
         note="; ".join(note_parts) or f"shared {BREAKER_NAME} breaker",
+        hold=status.get("hold"),
     )
 
 
@@ -146,8 +152,10 @@ async def breaker_state(ctx: ContextDep) -> dict[str, Any]:
     summary="Close the shared circuit breaker",
 )
 async def reset_breaker(ctx: ContextDep) -> BreakerAction:
-    """Close the breaker and clear its counters; every worker resumes claiming LLM tasks."""
+    """Close the breaker and clear its counters, end any hold and the shared 429 cool-down:
+    every worker resumes claiming and calling at once (an operator's "go")."""
     await _breaker(ctx).reset()
+    await RateLimiter(ctx.redis, ctx.keys, BREAKER_NAME).clear_cooldown()
     return await _action_result(ctx, "reset")
 
 
