@@ -43,6 +43,7 @@ from taskflow_sdk.models import (
     BatchItem,
     BatchSubmitResult,
     BreakerStatus,
+    Budget,
     Health,
     Metrics,
     OpenRouterStatus,
@@ -740,6 +741,18 @@ class Requests:
         spec = RequestSpec("GET", f"{API}/openrouter/status", params=params, timeout=timeout)
         return self._flow(spec, parser(OpenRouterStatus))
 
+    def openrouter_budget(self, *, timeout: Timeout) -> Flow[Budget]:
+        """``GET /api/v1/openrouter/budget``: the daily cap and today's spend."""
+        spec = RequestSpec("GET", f"{API}/openrouter/budget", timeout=timeout)
+        return self._flow(spec, parser(Budget))
+
+    def openrouter_set_budget(self, daily_usd: float | None, *, timeout: Timeout) -> Flow[Budget]:
+        """``PUT /api/v1/openrouter/budget`` ``{daily_usd}``: set the daily cap (``None``
+        removes it); a budget hold lifts when the cap is raised above today's spend."""
+        body = {"daily_usd": check_usd(daily_usd, "daily_usd")}
+        spec = RequestSpec("PUT", f"{API}/openrouter/budget", json=body, timeout=timeout)
+        return self._flow(spec, parser(Budget))
+
     def openrouter_metrics(self, days: int, *, timeout: Timeout) -> Flow[Metrics]:
         """``GET /api/v1/openrouter/metrics?days=``."""
         spec = RequestSpec(
@@ -776,10 +789,15 @@ class Requests:
         *,
         poll_interval: float,
         on_progress: Callable[[], None] | None = None,
+        after_round: Callable[[], Flow[None]] | None = None,
     ) -> Flow[list[Task]]:
         """Poll the unfinished tasks of ``state`` (all of them per round, through the lookup
         route) until every one has finished; ``state`` is updated as answers come and
         ``on_progress`` is called after each round.
+
+        ``after_round`` (optional) makes a flow that runs after each round's answers are in
+        and before the progress call: a batch's budget check, which may cancel tasks and record
+        the answers in ``state``.
 
         Polling starts at :data:`FIRST_POLL_INTERVAL` and slows down by half each round up to
         ``poll_interval``, so short tasks return quickly and long ones cost few requests.
@@ -794,6 +812,8 @@ class Requests:
                     raise result
                 for task in result:
                     state.update(task)
+            if after_round is not None:
+                yield from after_round()
             if on_progress is not None:
                 on_progress()
             if state.finished:
@@ -801,6 +821,18 @@ class Requests:
             state.check_deadline()
             yield Sleep(state.clip(interval))
             interval = min(interval * 1.5, poll_interval)
+
+
+def check_usd(value: float | None, name: str) -> float | None:
+    """``value`` as a non-negative finite amount of USD, or ``None``; raises ``ValueError``."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of USD or None, not {type(value).__name__}")
+    amount = float(value)
+    if not amount >= 0.0 or amount == float("inf"):
+        raise ValueError(f"{name} must be a finite amount >= 0 (or None), not {value!r}")
+    return amount
 
 
 def _id(task_id: str) -> str:
@@ -878,6 +910,10 @@ class WaitState:
     def done(self) -> int:
         """Tasks seen finished."""
         return len(self.order) - len(self._pending)
+
+    def cost(self) -> float:
+        """USD spent by the finished tasks seen so far (their ``result.usage.cost``)."""
+        return sum((t.cost or 0.0) for t in self.latest.values() if t.is_terminal)
 
     def total(self) -> int:
         """Tasks waited for."""

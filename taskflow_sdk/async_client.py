@@ -39,6 +39,7 @@ from taskflow_sdk.events import AsyncEventStream, EventCursor
 from taskflow_sdk.models import (
     BatchSubmitResult,
     BreakerStatus,
+    Budget,
     Event,
     Health,
     Metrics,
@@ -100,7 +101,7 @@ class AsyncClient:
         """Batches started from this client, oldest first (a control panel shows them)."""
         """The shared circuit breaker: ``await open()``, ``reset()``, ``status()``."""
         self.openrouter = AsyncOpenRouter(self)
-        """The upstream: ``await status()``, ``metrics()``."""
+        """The upstream: ``await status()``, ``metrics()``, ``budget()``, ``set_budget()``."""
 
     @property
     def base_url(self) -> str:
@@ -365,7 +366,7 @@ class AsyncClient:
         *,
         timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> Task:
-        """Send a DLQ (or FAILED) task back to the queue (see :meth:`Client.retry`)."""
+        """Send a DLQ, FAILED or CANCELLED task back to the queue (see :meth:`Client.retry`)."""
         return await self._run(
             self._requests.retry(
                 task_id_of(task), reset_retry_count=reset_retry_count, timeout=timeout
@@ -487,7 +488,7 @@ class AsyncBreaker:
 
 
 class AsyncOpenRouter:
-    """The LLM upstream's key status and daily metrics (``client.openrouter``)."""
+    """The LLM upstream's key status, daily metrics and daily budget (``client.openrouter``)."""
 
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
@@ -503,6 +504,19 @@ class AsyncOpenRouter:
         """Calls, failures, tokens and cost per day for the last ``days`` days."""
         c = self._client
         return await c._run(c._requests.openrouter_metrics(days, timeout=timeout))
+
+    async def budget(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> Budget:
+        """The daily spending cap and today's spend (see :meth:`OpenRouter.budget`)."""
+        c = self._client
+        return await c._run(c._requests.openrouter_budget(timeout=timeout))
+
+    async def set_budget(
+        self, daily_usd: float | None, *, timeout: Timeout = USE_CLIENT_DEFAULT
+    ) -> Budget:
+        """Set the daily spending cap in USD, ``None`` to remove it (see
+        :meth:`OpenRouter.set_budget`)."""
+        c = self._client
+        return await c._run(c._requests.openrouter_set_budget(daily_usd, timeout=timeout))
 
 
 class AsyncTaskPager:

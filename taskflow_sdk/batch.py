@@ -6,12 +6,24 @@
     run.wait()                                              # progress bar with counts per state
     df = run.results()                                      # one row per article
     run.failures(); run.retry_failed(); run.to_csv("results.csv")
+    run.cost()                                              # USD spent by its finished tasks
+
+    run = client.batch(texts=texts, budget_usd=0.50)        # a cap for this run
+    run.wait()                                              # returns once finished or held
+    run.raise_budget(1.00); run.wait()                      # re-queues the held tasks
 
 Every task of a batch carries an idempotency key derived from its content (sha256 of the text,
 or of the PDF plus its file name) and the options that change its result, so running the same
 cell again returns the same tasks instead of submitting new ones, and a run interrupted half way
 resumes where it was. Each PDF is uploaded at most once: it is first referenced by its sha256,
 and sent only when the server does not hold it yet.
+
+Cost: each finished task's ``result.usage.cost`` (USD credits); :meth:`BatchCore.cost` sums
+them and ``results()`` has a ``cost`` column. With ``budget_usd``, once the run has cost that
+much its tasks still waiting (PENDING or SCHEDULED) are cancelled and remembered as *held*
+(ACTIVE ones finish, so the final cost may pass the cap by what they cost);
+``raise_budget()`` re-queues them through the retry route. The check runs after each polling
+round of ``wait()``, inside the flow both clients drive.
 
 PDF results are flattened to one row per article (``file, issue_date, page, article, title,
 subtitle, author, body, topics, summary``). With ``summarize=True``, articles that come back
@@ -27,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import hashlib
+import html
 import json
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -34,8 +47,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from taskflow_sdk._base import Flow, Gather, Requests, Upload, WaitState
+from taskflow_sdk._base import (
+    LOOKUP_MAX,
+    Flow,
+    Gather,
+    Requests,
+    Upload,
+    WaitState,
+    check_usd,
+)
 from taskflow_sdk._files import read_upload
+from taskflow_sdk.errors import ConflictError
 from taskflow_sdk.models import Task, TaskState
 from taskflow_sdk.progress import Progress
 
@@ -67,10 +89,16 @@ ARTICLE_COLUMNS = [
     "topics",
     "summary",
     "task_id",
+    "cost",
 ]
-"""Columns of ``results()`` for a PDF batch."""
-TEXT_COLUMNS = ["index", "text", "summary", "state", "task_id"]
-"""Columns of ``results()`` for a text batch."""
+"""Columns of ``results()`` for a PDF batch (``cost``: the article's share of its file's
+extraction cost, split evenly over the file's articles, plus its own summary's cost)."""
+TEXT_COLUMNS = ["index", "text", "summary", "state", "task_id", "cost"]
+"""Columns of ``results()`` for a text batch (``cost``: the task's USD cost, when known)."""
+HELD = "HELD"
+"""The state ``counts()`` reports for tasks held by the run's budget."""
+HOLDABLE = (TaskState.PENDING, TaskState.SCHEDULED)
+"""States a budget hold cancels (ACTIVE tasks are left to finish)."""
 FAILURE_COLUMNS = ["item", "kind", "task_id", "state", "error_class", "message", "retry_count"]
 """Columns of ``failures()``."""
 
@@ -97,6 +125,14 @@ def derive_key(kind: str, content_sha256: str, options: Mapping[str, Any]) -> st
         ensure_ascii=True,
     )
     return f"{KEY_PREFIX}-{kind}-{hashlib.sha256(canonical.encode()).hexdigest()}"
+
+
+def format_usd(amount: float) -> str:
+    """``$5.00``, ``$0.25``; four decimals for amounts that two would round away
+    (``$0.0035``)."""
+    if amount == round(amount, 2):
+        return f"${amount:,.2f}"
+    return f"${amount:,.4f}"
 
 
 def _sha(text: str) -> str:
@@ -178,7 +214,9 @@ class BatchCore:
         paths / folder + pattern: PDFs to extract (one task each).
         summarize: for PDFs, summarize articles that come back without a summary.
         opts: ``sentences``, ``language`` (change summaries), ``priority``, ``max_retries``,
-            ``issue_date`` (PDFs), ``tag`` (any string: a different tag makes a new batch).
+            ``issue_date`` (PDFs), ``tag`` (any string: a different tag makes a new batch),
+            ``budget_usd`` (hold the run's waiting tasks once it has cost that much; not part
+            of the idempotency keys).
     """
 
     def __init__(
@@ -195,6 +233,13 @@ class BatchCore:
         given = sum(x is not None for x in (texts, paths, folder))
         if given != 1:
             raise ValueError("give exactly one of texts=, paths= or folder=")
+        self.budget_usd: float | None = check_usd(opts.pop("budget_usd", None), "budget_usd")
+        """The run's cap in USD (``None``: none)."""
+        self.held_ids: set[str] = set()
+        """Tasks this run cancelled because its budget was reached (re-queued by
+        :meth:`raise_budget_flow`)."""
+        self.articles_deferred = False
+        """True when article summaries were not submitted because the budget was reached."""
         unknown = set(opts) - {*PAYLOAD_OPTIONS, *TASK_OPTIONS, "issue_date", "tag"}
         if unknown:
             raise TypeError(f"unknown batch option(s): {', '.join(sorted(unknown))}")
@@ -310,14 +355,141 @@ class BatchCore:
     ) -> Flow[None]:
         state = WaitState([e.task.task_id for e in entries if e.task], timeout, False)
 
-        def seen() -> None:
-            for e in entries:
-                if e.task is not None and e.task.task_id in state.latest:
-                    e.task = state.latest[e.task.task_id]
-            on_progress()
+        def after_round() -> Flow[None]:
+            self._sync(entries, state.latest)
+            yield from self.budget_flow(state)
 
-        yield from self.requests.wait(state, poll_interval=MAX_POLL, on_progress=seen)
+        yield from self.requests.wait(
+            state, poll_interval=MAX_POLL, on_progress=on_progress, after_round=after_round
+        )
+        self._sync(entries, state.latest)
         return None
+
+    @staticmethod
+    def _sync(entries: Sequence[Entry], latest: Mapping[str, Task]) -> None:
+        for e in entries:
+            if e.task is not None and e.task.task_id in latest:
+                e.task = latest[e.task.task_id]
+
+    def _set_task(self, task: Task) -> None:
+        """Record a fresh view of a task on every entry that holds it."""
+        for e in self.all_entries:
+            if e.task is not None and e.task.task_id == task.task_id:
+                e.task = task
+
+    # ------------------------------------------------------------------ budget
+
+    def over_budget(self) -> bool:
+        """True when the run has a budget and its finished tasks have cost that much."""
+        return self.budget_usd is not None and self.cost() >= self.budget_usd
+
+    def holdable(self) -> list[str]:
+        """Ids of the run's tasks a hold would cancel now: PENDING or SCHEDULED, not held."""
+        ids = (
+            e.task.task_id
+            for e in self.all_entries
+            if e.task is not None
+            and e.task.state in HOLDABLE
+            and e.task.task_id not in self.held_ids
+        )
+        return list(dict.fromkeys(ids))
+
+    def budget_flow(self, state: WaitState | None = None) -> Flow[list[str]]:
+        """The budget check: when the run is over budget, cancel its waiting tasks and remember
+        them as held; returns the ids held by this call (none when under budget).
+
+        The cancel answers are recorded on the entries and, for tasks ``state`` waits for, in
+        ``state`` (a CANCELLED task is finished, so the wait ends without it). A task claimed
+        meanwhile answers ACTIVE with a cancel request; it is held too (if its worker stops
+        it, ``raise_budget`` re-queues it). A task that finished meanwhile (409) is left alone.
+        """
+        if not self.over_budget():
+            return []
+        targets = self.holdable()
+        if not targets:
+            return []
+        timeout = self.requests.config.timeout
+        results = yield Gather([self.requests.cancel(tid, timeout=timeout) for tid in targets])
+        held: list[str] = []
+        failure: BaseException | None = None
+        for task_id, result in zip(targets, results, strict=True):
+            if isinstance(result, ConflictError):
+                continue
+            if isinstance(result, BaseException):
+                failure = failure or result
+                continue
+            self.held_ids.add(task_id)
+            held.append(task_id)
+            self._set_task(result)
+            if state is not None and state.is_pending(task_id):
+                state.update(result)
+        if failure is not None:
+            raise failure
+        return held
+
+    def held_entries(self) -> list[Entry]:
+        """Entries whose task is held by the budget (cancelled by this run, still CANCELLED)."""
+        return [
+            e
+            for e in self.all_entries
+            if e.task is not None
+            and e.task.task_id in self.held_ids
+            and e.task.state is TaskState.CANCELLED
+        ]
+
+    @property
+    def is_held(self) -> bool:
+        """True when some of the run's work waits for more budget."""
+        return self.articles_deferred or bool(self.held_entries())
+
+    def note(self) -> str | None:
+        """``held: budget $X reached`` while the run is held, else ``None``."""
+        if not self.is_held:
+            return None
+        cap = self.budget_usd if self.budget_usd is not None else self.cost()
+        return f"held: budget {format_usd(cap)} reached"
+
+    def raise_budget_flow(self, new_usd: float | None) -> Flow[list[Task]]:
+        """Set the run's budget to ``new_usd`` (``None``: no cap) and re-queue its held tasks
+        (CANCELLED -> PENDING through the retry route); returns the re-queued tasks. Raises
+        ``ValueError`` when the run has already cost ``new_usd`` (they would be held again)."""
+        new = check_usd(new_usd, "new_usd")
+        spent = self.cost()
+        if new is not None and new <= spent:
+            raise ValueError(
+                f"the run has already cost {format_usd(spent)}: raise its budget above that"
+            )
+        self.budget_usd = new
+        self.articles_deferred = False
+        ids = sorted(self.held_ids)
+        timeout = self.requests.config.timeout
+        chunks = [ids[i : i + LOOKUP_MAX] for i in range(0, len(ids), LOOKUP_MAX)]
+        fresh = yield Gather([self.requests.lookup(c, timeout=timeout) for c in chunks])
+        cancelled: list[str] = []
+        for part in fresh:
+            if isinstance(part, BaseException):
+                raise part
+            for task in part:
+                self._set_task(task)
+                if task.state is TaskState.CANCELLED:
+                    cancelled.append(task.task_id)
+                elif task.state is not TaskState.ACTIVE:
+                    self.held_ids.discard(task.task_id)  # it finished some other way
+        results = yield Gather(
+            [self.requests.retry(t, reset_retry_count=False, timeout=timeout) for t in cancelled]
+        )
+        requeued: list[Task] = []
+        failure: BaseException | None = None
+        for task_id, result in zip(cancelled, results, strict=True):
+            if isinstance(result, BaseException):
+                failure = failure or result
+                continue
+            self.held_ids.discard(task_id)
+            self._set_task(result)
+            requeued.append(result)
+        if failure is not None:
+            raise failure
+        return requeued
 
     def _article_entries(self) -> list[Entry]:
         """Article-summary entries for finished PDFs whose articles lack a summary."""
@@ -336,9 +508,16 @@ class BatchCore:
 
     def wait_flow(self, timeout: float | None, on_progress: Callable[[], None]) -> Flow[None]:
         """Wait for every task; then, for PDFs with ``summarize``, submit and wait for the
-        summaries of articles that came back without one."""
+        summaries of articles that came back without one. Held tasks count as finished: the
+        flow returns when every task has finished or is held (and, over budget, it submits no
+        article summaries: they wait for :meth:`raise_budget_flow`)."""
         yield from self._poll(self.entries, timeout, on_progress)
         if self.kind == "pdf" and self.summarize:
+            if self.over_budget():
+                self.articles_deferred = bool(self._article_entries())
+                on_progress()
+                if self.articles_deferred:
+                    return None
             extra = self._article_entries()
             if extra:
                 self.articles.extend(extra)
@@ -372,13 +551,31 @@ class BatchCore:
     # ------------------------------------------------------------------ views
 
     def counts(self) -> dict[str, int]:
-        """Tasks per state (``UNSUBMITTED`` before submit)."""
-        counter = Counter(str(e.state) if e.state else "UNSUBMITTED" for e in self.all_entries)
+        """Tasks per state (``UNSUBMITTED`` before submit, :data:`HELD` for budget holds)."""
+        held = {id(e) for e in self.held_entries()}
+        counter = Counter(
+            HELD if id(e) in held else str(e.state) if e.state else "UNSUBMITTED"
+            for e in self.all_entries
+        )
         return dict(counter)
 
     def done(self) -> int:
-        """Tasks that have finished."""
-        return sum(1 for e in self.all_entries if e.task is not None and e.task.is_terminal)
+        """Tasks that have finished (held tasks are not done)."""
+        held = {id(e) for e in self.held_entries()}
+        return sum(
+            1
+            for e in self.all_entries
+            if e.task is not None and e.task.is_terminal and id(e) not in held
+        )
+
+    def cost(self) -> float:
+        """USD spent by the run's finished tasks (each task's ``result.usage.cost`` once)."""
+        costs = {
+            e.task.task_id: e.task.cost or 0.0
+            for e in self.all_entries
+            if e.task is not None and e.task.is_terminal
+        }
+        return float(sum(costs.values()))
 
     def total(self) -> int:
         """Tasks in the batch, article summaries included once they are known."""
@@ -396,32 +593,38 @@ class BatchCore:
                     "summary": e.task.summary if e.task is not None else None,
                     "state": str(e.state) if e.state else None,
                     "task_id": e.task.task_id if e.task is not None else None,
+                    "cost": e.task.cost if e.task is not None else None,
                 }
                 for e in self.entries
             ]
             return pd.DataFrame(rows, columns=TEXT_COLUMNS)
         summaries = {
-            (a.parent, a.row): a.task.summary
-            for a in self.articles
-            if a.task is not None and a.task.ok
+            (a.parent, a.row): a.task for a in self.articles if a.task is not None and a.task.ok
         }
         out: list[dict[str, Any]] = []
         for index, entry in enumerate(self.entries):
             if entry.task is None or not entry.task.ok:
                 continue
-            for row_no, row in enumerate(flatten_pdf_result(entry.task.result, entry.label)):
+            rows = flatten_pdf_result(entry.task.result, entry.label)
+            share = (entry.task.cost or 0.0) / len(rows) if rows else 0.0
+            for row_no, row in enumerate(rows):
                 joined = summaries.get((index, row_no))
-                if joined:
-                    row["summary"] = joined
+                cost = share
+                if joined is not None:
+                    if joined.summary:
+                        row["summary"] = joined.summary
+                    cost += joined.cost or 0.0
                 row["task_id"] = entry.task.task_id
+                row["cost"] = cost
                 out.append(row)
         return pd.DataFrame(out, columns=ARTICLE_COLUMNS)
 
     def failures(self) -> pd.DataFrame:
-        """One row per task that ended in DLQ, FAILED or CANCELLED: the error class and
-        message."""
+        """One row per task that ended in DLQ, FAILED or CANCELLED (not those held by the
+        budget): the error class and message."""
         import pandas as pd
 
+        held = {id(e) for e in self.held_entries()}
         rows = [
             {
                 "item": e.label,
@@ -433,7 +636,7 @@ class BatchCore:
                 "retry_count": e.task.retry_count,
             }
             for e in self.all_entries
-            if e.task is not None and e.task.state.is_failure
+            if e.task is not None and e.task.state.is_failure and id(e) not in held
         ]
         return pd.DataFrame(rows, columns=FAILURE_COLUMNS)
 
@@ -454,8 +657,28 @@ class _RunViews:
         return self.core.new_tasks
 
     def counts(self) -> dict[str, int]:
-        """Tasks per state, as last seen."""
+        """Tasks per state, as last seen (``HELD``: held by the run's budget)."""
         return self.core.counts()
+
+    def cost(self) -> float:
+        """USD spent by the run's finished tasks (the sum of their ``result.usage.cost``)."""
+        return self.core.cost()
+
+    @property
+    def budget_usd(self) -> float | None:
+        """The run's cap in USD (``None``: none); change it with ``raise_budget()``."""
+        return self.core.budget_usd
+
+    @property
+    def held(self) -> list[Task]:
+        """The tasks held because the run's budget was reached (re-queued by
+        ``raise_budget()``)."""
+        return [e.task for e in self.core.held_entries() if e.task is not None]
+
+    @property
+    def is_held(self) -> bool:
+        """True while some of the run's work waits for more budget."""
+        return self.core.is_held
 
     def results(self) -> pd.DataFrame:
         """The results as a DataFrame (see :meth:`BatchCore.results`)."""
@@ -477,17 +700,27 @@ class _RunViews:
         self.results().to_parquet(out, index=False, **kwargs)
         return out
 
+    def _status(self) -> str:
+        text = f"cost {format_usd(self.core.cost())}"
+        if self.core.budget_usd is not None:
+            text += f" of {format_usd(self.core.budget_usd)}"
+        note = self.core.note()
+        return f"{text}; {note}" if note else text
+
     def __repr__(self) -> str:
         counts = ", ".join(f"{k}={v}" for k, v in sorted(self.counts().items()))
-        return f"<{type(self).__name__} {self.core.kind} x{len(self.core.entries)}: {counts}>"
+        return (
+            f"<{type(self).__name__} {self.core.kind} x{len(self.core.entries)}: {counts}; "
+            f"{self._status()}>"
+        )
 
     def _repr_html_(self) -> str:
         counts = "".join(
             f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in sorted(self.counts().items())
         )
         return (
-            f"<b>{type(self).__name__}</b>: {len(self.core.entries)} {self.core.kind} item(s)"
-            f"<table>{counts}</table>"
+            f"<b>{type(self).__name__}</b>: {len(self.core.entries)} {self.core.kind} item(s), "
+            f"{html.escape(self._status())}<table>{counts}</table>"
         )
 
 
@@ -509,8 +742,10 @@ class BatchRun(_RunViews):
         return self._client._run(self.core.submit_flow())
 
     def wait(self, timeout: float | None = None, progress: bool = True) -> BatchRun:
-        """Wait until every task (and article summary) has finished; raises
-        :class:`~taskflow_sdk.TaskTimeout` after ``timeout`` seconds."""
+        """Wait until every task (and article summary) has finished or is held by the run's
+        budget (``is_held``; see :meth:`raise_budget`); raises
+        :class:`~taskflow_sdk.TaskTimeout` after ``timeout`` seconds. The bar shows the cost
+        so far and an ETA from the recent completion rate."""
         bar = Progress(self.core, enabled=progress, name="batch")
         try:
             self._client._run(self.core.wait_flow(timeout, bar))
@@ -522,6 +757,11 @@ class BatchRun(_RunViews):
         """Send the failed tasks back to the queue (their retry count reset); ``wait()`` again
         for them. Returns the requeued tasks."""
         return self._client._run(self.core.retry_flow())
+
+    def raise_budget(self, new_usd: float | None) -> list[Task]:
+        """Raise the run's budget to ``new_usd`` (``None``: no cap) and re-queue its held tasks
+        (CANCELLED -> PENDING); ``wait()`` again to go on. Returns the re-queued tasks."""
+        return self._client._run(self.core.raise_budget_flow(new_usd))
 
 
 class AsyncBatchRun(_RunViews):
@@ -539,7 +779,8 @@ class AsyncBatchRun(_RunViews):
         return await self._client._run(self.core.submit_flow())
 
     async def wait(self, timeout: float | None = None, progress: bool = True) -> AsyncBatchRun:
-        """Wait until every task (and article summary) has finished."""
+        """Wait until every task (and article summary) has finished or is held by the run's
+        budget (see :meth:`BatchRun.wait`)."""
         bar = Progress(self.core, enabled=progress, name="batch")
         try:
             await self._client._run(self.core.wait_flow(timeout, bar))
@@ -550,3 +791,8 @@ class AsyncBatchRun(_RunViews):
     async def retry_failed(self) -> list[Task]:
         """Send the failed tasks back to the queue; returns the requeued tasks."""
         return await self._client._run(self.core.retry_flow())
+
+    async def raise_budget(self, new_usd: float | None) -> list[Task]:
+        """Raise the run's budget and re-queue its held tasks (see
+        :meth:`BatchRun.raise_budget`)."""
+        return await self._client._run(self.core.raise_budget_flow(new_usd))

@@ -38,6 +38,7 @@ from taskflow_sdk.events import EventCursor, EventStream
 from taskflow_sdk.models import (
     BatchSubmitResult,
     BreakerStatus,
+    Budget,
     Health,
     Metrics,
     OpenRouterStatus,
@@ -100,7 +101,7 @@ class Client:
         """Batches started from this client, oldest first (a control panel shows them)."""
         """The shared circuit breaker: ``open()``, ``reset()``, ``status()``."""
         self.openrouter = OpenRouter(self)
-        """The upstream: ``status()``, ``metrics()``."""
+        """The upstream: ``status()``, ``metrics()``, ``budget()``, ``set_budget()``."""
 
     @property
     def base_url(self) -> str:
@@ -382,8 +383,9 @@ class Client:
         *,
         timeout: Timeout = USE_CLIENT_DEFAULT,
     ) -> Task:
-        """Send a DLQ (or FAILED) task back to the queue; ``reset_retry_count`` gives it its
-        retries back. Returns it as requeued (``task_id``, ``state`` PENDING, ``retry_count``)."""
+        """Send a DLQ, FAILED or CANCELLED task back to the queue; ``reset_retry_count`` gives it
+        its retries back. Returns it as requeued (``task_id``, ``state`` PENDING,
+        ``retry_count``)."""
         return self._run(
             self._requests.retry(
                 task_id_of(task), reset_retry_count=reset_retry_count, timeout=timeout
@@ -453,7 +455,9 @@ class Client:
         """Submit a batch of texts or PDFs (a list of paths, or a folder and a glob pattern)
         idempotently and return its :class:`~taskflow_sdk.BatchRun`. Running the same call
         again resumes the same batch instead of submitting it twice. ``opts``: ``priority``,
-        ``max_retries``, ``issue_date``, ``sentences``, ``language``."""
+        ``max_retries``, ``issue_date``, ``sentences``, ``language``, ``tag``, and
+        ``budget_usd``: once the run's tasks have cost that much, its waiting tasks are held
+        (cancelled, to be re-queued by ``run.raise_budget()``)."""
         from taskflow_sdk.batch import BatchRun
 
         run = BatchRun(
@@ -511,7 +515,7 @@ class Breaker:
 
 
 class OpenRouter:
-    """The LLM upstream's key status and daily metrics (``client.openrouter``)."""
+    """The LLM upstream's key status, daily metrics and daily budget (``client.openrouter``)."""
 
     def __init__(self, client: Client) -> None:
         self._client = client
@@ -527,6 +531,21 @@ class OpenRouter:
         """Calls, failures, tokens and cost per day for the last ``days`` days."""
         c = self._client
         return c._run(c._requests.openrouter_metrics(days, timeout=timeout))
+
+    def budget(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> Budget:
+        """The daily spending cap, today's spend (USD, UTC day) and whether the cap holds LLM
+        work now."""
+        c = self._client
+        return c._run(c._requests.openrouter_budget(timeout=timeout))
+
+    def set_budget(
+        self, daily_usd: float | None, *, timeout: Timeout = USE_CLIENT_DEFAULT
+    ) -> Budget:
+        """Set the daily spending cap in USD (``None`` removes it). When today's spend reaches
+        it, LLM work is held (nothing is dead-lettered) until the next UTC day or until the cap
+        is raised. Returns the budget as the server now has it."""
+        c = self._client
+        return c._run(c._requests.openrouter_set_budget(daily_usd, timeout=timeout))
 
 
 class TaskPager:

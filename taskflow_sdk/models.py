@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import html
 import json
+import math
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -25,8 +26,10 @@ __all__ = [
     "BatchSubmitResult",
     "BreakerStatus",
     "BreakerView",
+    "Budget",
     "Event",
     "Health",
+    "Hold",
     "Metrics",
     "OpenRouterStatus",
     "QueueDepths",
@@ -202,6 +205,12 @@ class Task(_Model):
         return None
 
     @property
+    def cost(self) -> float | None:
+        """What the task's LLM calls cost in USD credits (``result.usage.cost``); ``None`` when
+        the result carries no cost (no result yet, an offline provider, a failed task)."""
+        return result_cost(self.result)
+
+    @property
     def duration(self) -> float | None:
         """Seconds from creation to completion, when both are known."""
         if self.created_at and self.completed_at:
@@ -226,6 +235,23 @@ class Task(_Model):
             for k, v in rows
         )
         return f"<table><caption>Task {html.escape(self.task_id)}</caption>{cells}</table>"
+
+
+def result_cost(result: Any) -> float | None:
+    """``result["usage"]["cost"]`` as a float (USD), or ``None`` when absent or not a number."""
+    if not isinstance(result, dict):
+        return None
+    usage = result.get("usage")
+    if not isinstance(usage, dict):
+        return None
+    cost = usage.get("cost")
+    if isinstance(cost, bool) or not isinstance(cost, int | float | str):
+        return None
+    try:
+        value = float(cost)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
 
 
 def tasks_frame(tasks: list[Task]) -> pd.DataFrame:
@@ -431,8 +457,12 @@ class BreakerStatus(_Model):
     last_error_class: str | None = None
     opens: int = 0
     message: str | None = None
+    hold: str | None = None
+    """Why LLM work is on hold (key_limit, credits, budget, rate_limited), or ``None``."""
+    hold_until: datetime | None = None
+    """When the hold lifts by itself (``None``: when it is lifted, e.g. a raised budget)."""
 
-    @field_validator("opened_at", "open_until", mode="before")
+    @field_validator("opened_at", "open_until", "hold_until", mode="before")
     @classmethod
     def _epochs(cls, value: Any) -> Any:
         return _epoch_or_iso(value)
@@ -448,9 +478,57 @@ class BreakerStatus(_Model):
         return self.state != "closed"
 
 
+class Hold(_Model):
+    """A condition that only time or money fixes: LLM claims stop, nothing is dead-lettered.
+
+    ``reason`` is key_limit, credits, budget or rate_limited; ``until`` is when it lifts by
+    itself (``None``: when someone lifts it, e.g. by raising the budget); ``seconds_left``
+    counts down to ``until`` as the server saw it.
+    """
+
+    reason: str
+    since: datetime | None = None
+    until: datetime | None = None
+    seconds_left: float | None = None
+    message: str | None = None
+
+    @field_validator("since", "until", mode="before")
+    @classmethod
+    def _epochs(cls, value: Any) -> Any:
+        return _epoch_or_iso(value)
+
+    def __str__(self) -> str:
+        text = f"on hold: {self.reason}"
+        if self.seconds_left is not None:
+            text += f" ({self.seconds_left:.0f} s left)"
+        return text + (f" - {self.message}" if self.message else "")
+
+
+class Budget(_Model):
+    """The daily spending cap on LLM calls (``GET/PUT /api/v1/openrouter/budget``).
+
+    ``daily_usd`` is the cap (``None``: no cap), ``spent_today_usd`` what today's calls cost
+    (UTC day), ``remaining_usd`` what is left under the cap, ``held`` whether the cap holds LLM
+    work now.
+    """
+
+    daily_usd: float | None = None
+    spent_today_usd: float = 0.0
+    remaining_usd: float | None = None
+    held: bool = False
+
+    def __str__(self) -> str:
+        cap = "no budget" if self.daily_usd is None else f"${self.daily_usd:,.2f} budget"
+        return f"${self.spent_today_usd:,.2f} today / {cap}" + (" (held)" if self.held else "")
+
+
 class OpenRouterStatus(_Model):
     """The upstream key's state (``status``: active, api_key_missing, api_key_invalid,
-    credits_exhausted, rate_limited or error), with usage and breaker information."""
+    credits_exhausted, rate_limited or error), with usage and breaker information.
+
+    ``hold`` is set while LLM work is on hold (see :class:`Hold`); ``budget`` is the daily cap
+    and today's spend (see :class:`Budget`; ``held`` is not part of it here: read ``hold``).
+    """
 
     status: str = "unknown"
     message: str | None = None
@@ -462,6 +540,8 @@ class OpenRouterStatus(_Model):
     consecutive_failures: int | None = None
     circuit_breaker_open: bool | None = None
     cache_hit: bool | None = None
+    hold: Hold | None = None
+    budget: Budget | None = None
 
 
 class Metrics(_Model):

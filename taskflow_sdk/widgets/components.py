@@ -48,8 +48,10 @@ class BreakerLamp(_Widget):
     """The circuit breaker as a lamp: closed (green), half-open (amber), open (red).
 
     Traits: ``state``, ``failure_count``, ``half_open_at_ms`` (epoch ms, 0 when unknown: the
-    front end counts down to it), ``reason``, ``held``, ``busy`` (disables the buttons while an
-    action runs). ``on_open`` and ``on_reset`` are called when the buttons are clicked.
+    front end counts down to it), ``reason``, ``held``, ``hold`` (the reason of a hold on LLM
+    work, ``""`` for none) and ``hold_until_ms`` (epoch ms when it lifts, 0 when unknown: the
+    front end counts down), ``busy`` (disables the buttons while an action runs). ``on_open``
+    and ``on_reset`` are called when the buttons are clicked.
     """
 
     _esm = STATIC / "lamp.js"
@@ -60,6 +62,8 @@ class BreakerLamp(_Widget):
     half_open_at_ms = traitlets.Float(0.0).tag(sync=True)
     reason = traitlets.Unicode("").tag(sync=True)
     held = traitlets.Bool(False).tag(sync=True)
+    hold = traitlets.Unicode("").tag(sync=True)
+    hold_until_ms = traitlets.Float(0.0).tag(sync=True)
     busy = traitlets.Bool(False).tag(sync=True)
 
     def __init__(

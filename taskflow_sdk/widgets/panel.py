@@ -13,7 +13,8 @@ composes the widgets that show them.
 
 Layout, top to bottom: the header (server health, Redis, workers online, provider, feed), a
 message line, the queue-depth timeline next to the task counts per state, the circuit breaker
-lamp with Open/Reset next to OpenRouter's state (key usage and limit, rate-limit utilisation),
+lamp with Open/Reset (and a hold on LLM work: its reason and time left), today's spend against
+the daily budget, next to OpenRouter's state (key usage and limit, rate-limit utilisation),
 the daily metrics chart, the workers table, the DLQ table (per-row and bulk Retry/Delete) and a
 progress bar per watched batch.
 
@@ -55,9 +56,9 @@ from taskflow_sdk.widgets.feed import (
 )
 from taskflow_sdk.widgets.progress import BatchProgress
 from taskflow_sdk.widgets.protocol import ACTION_DELETE, ACTION_RETRY
-from taskflow_sdk.widgets.state import Dirty, PanelState, Want
+from taskflow_sdk.widgets.state import Dirty, PanelState, Want, budget_text, hold_text
 
-__all__ = ["ControlPanel", "freeze_gc_once", "header_html", "openrouter_html"]
+__all__ = ["ControlPanel", "budget_html", "freeze_gc_once", "header_html", "openrouter_html"]
 
 TICK_SECONDS = 1.0
 """The timeline scrolls (is redrawn) at least this often while the panel runs."""
@@ -141,11 +142,27 @@ def _money(value: float | None) -> str:
     return "—" if value is None else f"${value:,.4f}"
 
 
+def budget_html(state: PanelState, now: float) -> str:
+    """The line under the breaker lamp: today's spend against the daily budget, and the hold
+    (reason, time left, message) while there is one (pure)."""
+    parts = [f"<span class='tf-budget-spend'>{html.escape(budget_text(state.budget))}</span>"]
+    hold = state.hold
+    if hold.active:
+        text = hold_text(hold, now) + (f" — {hold.message}" if hold.message else "")
+        parts.append(
+            f"<span class='tf-hold' data-reason='{html.escape(hold.reason or '')}' "
+            f"style='color:#ef6c00;margin-left:1em'>{html.escape(text)}</span>"
+        )
+    return f"<div class='tf-budget' style='font-size:12px;padding:0 0.5em'>{''.join(parts)}</div>"
+
+
 def openrouter_html(state: PanelState) -> str:
-    """OpenRouter's service state, key usage and limit, and the limiter's load (pure)."""
+    """OpenRouter's service state, key usage and limit, today's spend against the budget, and
+    the limiter's load (pure)."""
     o = state.openrouter
     rows = [
         ("Service", o.status + (f" — {o.message}" if o.message else "")),
+        ("Spend", budget_text(state.budget)),
         ("Provider", o.provider),
         ("Key usage", f"{_money(o.usage)} (today {_money(o.usage_today)})"),
         (
@@ -259,6 +276,7 @@ class ControlPanel:
         self.timeline = timeline_figure()
         self.counts = counts_figure()
         self.lamp = BreakerLamp(on_open=self._click_open, on_reset=self._click_reset)
+        self.budget = widgets.HTML(budget_html(self.state, time.time()))
         self.openrouter = widgets.HTML(openrouter_html(self.state))
         self.utilisation = widgets.FloatProgress(
             value=0.0, min=0.0, max=1.0, description="Rate limit", bar_style="info"
@@ -289,7 +307,7 @@ class ControlPanel:
 
         wrap = widgets.Layout(flex_flow="row wrap", align_items="flex-start")
         resilience = widgets.VBox(
-            [self.lamp, self.openrouter, self.utilisation, self.key_left],
+            [self.lamp, self.budget, self.openrouter, self.utilisation, self.key_left],
             layout=widgets.Layout(width="440px"),
         )
         self.widget = widgets.VBox(
@@ -460,6 +478,12 @@ class ControlPanel:
                 self.lamp.half_open_at_ms = (b.half_open_at or 0.0) * 1000.0
                 self.lamp.reason = b.reason or ""
                 self.lamp.held = b.held
+                self.lamp.hold = state.hold.reason or ""
+                self.lamp.hold_until_ms = (state.hold.until or 0.0) * 1000.0
+        if dirty & (Dirty.BREAKER | Dirty.OPENROUTER) or (
+            state.hold.active and dirty & Dirty.TIMELINE
+        ):
+            self._set(self.budget, "value", budget_html(state, epoch))
         if dirty & Dirty.OPENROUTER:
             o = state.openrouter
             self._set(self.openrouter, "value", openrouter_html(state))

@@ -5,7 +5,8 @@ the result and calls :meth:`BatchProgress.update` whenever it learns more::
 
     view = batch_progress_widget(run)
     display(view)
-    view.update({"COMPLETED": 12, "DLQ": 1, "ACTIVE": 4, "PENDING": 23}, total=40)
+    view.update({"COMPLETED": 12, "DLQ": 1, "ACTIVE": 4, "PENDING": 23}, total=40,
+                cost=0.0123, eta=42.0)
     view.close("done")
 
 The bar is one ``ipywidgets.HTML`` (a stacked bar: completed, failed, active, waiting) so it
@@ -21,6 +22,8 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from taskflow_sdk.progress import format_eta
+
 __all__ = ["BatchProgress", "batch_progress_widget", "progress_html"]
 
 _SEGMENTS = (
@@ -28,6 +31,7 @@ _SEGMENTS = (
     ("failed", ("DLQ", "FAILED", "CANCELLED"), "#c62828"),
     ("active", ("ACTIVE",), "#42a5f5"),
     ("retrying", ("SCHEDULED",), "#8e24aa"),
+    ("held", ("HELD",), "#f9a825"),
 )
 
 
@@ -37,8 +41,15 @@ def progress_html(
     total: int,
     elapsed: float | None = None,
     note: str | None = None,
+    cost: float | None = None,
+    eta: float | None = None,
 ) -> str:
-    """The bar and its caption as HTML (pure: tests read it)."""
+    """The bar and its caption as HTML (pure: tests read it).
+
+    ``cost``: USD spent so far (shown as ``$0.0123 spent``). ``eta``: seconds left at the
+    recent rate; without it, the average rate since the start is used. A ``note`` (``done``,
+    ``held: budget $5.00 reached``) ends the caption; a held run shows no ETA.
+    """
     total = max(total, sum(counts.values()))
     parts = []
     caption = []
@@ -57,9 +68,15 @@ def progress_html(
     line = f"{finished:,}/{total:,} finished"
     if caption:
         line += " · " + " · ".join(caption)
+    if cost is not None:
+        line += f" · ${cost:,.4f} spent"
     if elapsed is not None:
         line += f" · {elapsed:.1f} s"
-        if 0 < finished < total:
+    held = bool(note) and str(note).startswith("held")
+    if not held and finished < total:
+        if eta is not None:
+            line += f" · about {format_eta(eta)} left"
+        elif elapsed is not None and finished > 0:
             line += f" · about {elapsed * (total - finished) / finished:.0f} s left"
     if note:
         line += f" · {note}"
@@ -88,14 +105,31 @@ class BatchProgress:
         self.started = time.monotonic()
         self.finished_at: float | None = None
         self.note: str | None = None
+        self.cost: float | None = None
+        self.eta: float | None = None
         self.widget = widgets.HTML(progress_html(name, {}, total))
 
-    def update(self, counts: Mapping[str, int] | None = None, *, total: int | None = None) -> None:
-        """New counts per task state (COMPLETED, DLQ, ACTIVE, PENDING...) and/or total."""
+    def update(
+        self,
+        counts: Mapping[str, int] | None = None,
+        *,
+        total: int | None = None,
+        cost: float | None = None,
+        eta: float | None = None,
+        note: str | None = None,
+    ) -> None:
+        """New counts per task state (COMPLETED, DLQ, ACTIVE, PENDING...) and/or total; the
+        USD spent (``cost``), seconds left (``eta``, ``None``: unknown) and a ``note`` (shown
+        until replaced; ``None`` keeps the last one)."""
         if counts is not None:
             self.counts = {str(k).upper(): int(v) for k, v in counts.items()}
         if total is not None:
             self.total = int(total)
+        if cost is not None:
+            self.cost = float(cost)
+        if note is not None:
+            self.note = note
+        self.eta = eta
         self._draw()
 
     def close(self, note: str | None = None) -> None:
@@ -110,7 +144,10 @@ class BatchProgress:
         return (self.finished_at or time.monotonic()) - self.started
 
     def _draw(self) -> None:
-        value = progress_html(self.name, self.counts, self.total, self.elapsed, self.note)
+        eta = None if self.finished_at is not None else self.eta
+        value = progress_html(
+            self.name, self.counts, self.total, self.elapsed, self.note, self.cost, eta
+        )
         if value != self.widget.value:
             self.widget.value = value
 

@@ -61,6 +61,9 @@ SERIES: Final = (
 
 BREAKER_STATES: Final = ("closed", "half-open", "open")
 """States of the circuit breaker lamp (plus ``unknown`` before the first read)."""
+HOLD_REASONS: Final = frozenset({"key_limit", "credits", "budget", "rate_limited"})
+"""Reasons of a hold (LLM work stopped until time or money fixes it); a
+``breaker_state_changed`` event whose ``reason`` is one of them starts a hold."""
 
 # --------------------------------------------------------------------------- front end
 

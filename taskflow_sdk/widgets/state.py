@@ -33,6 +33,7 @@ from taskflow_sdk.widgets.protocol import (
     EVENT_TYPES,
     EVENTS_LOST,
     FINISHED_STATES,
+    HOLD_REASONS,
     PRIORITIES,
     STATES,
     TASK_CREATED,
@@ -44,16 +45,20 @@ from taskflow_sdk.widgets.protocol import (
 __all__ = [
     "BatchInfo",
     "BreakerInfo",
+    "BudgetInfo",
     "DayMetrics",
     "Depths",
     "Dirty",
     "DlqRow",
     "FeedInfo",
     "HealthInfo",
+    "HoldInfo",
     "OpenRouterInfo",
     "PanelState",
     "Want",
     "WorkerRow",
+    "budget_text",
+    "hold_text",
 ]
 
 
@@ -122,6 +127,15 @@ def _get(obj: Any, name: str, default: Any = None) -> Any:
         if isinstance(extra, Mapping):
             value = extra.get(name)
     return default if value is None else value
+
+
+def _has(obj: Any, name: str) -> bool:
+    """Whether ``obj`` carries field ``name`` at all (even as null): a mapping's key, a
+    model's declared field or extra."""
+    if isinstance(obj, Mapping):
+        return name in obj
+    fields = getattr(type(obj), "model_fields", None) or {}
+    return name in fields or name in (getattr(obj, "model_extra", None) or {})
 
 
 def _int(value: Any, default: int = 0) -> int:
@@ -222,6 +236,67 @@ class BreakerInfo:
     held: bool = False
     opens: int = 0
     last_error_class: str | None = None
+
+
+@dataclass
+class HoldInfo:
+    """A hold on LLM work (key_limit, credits, budget, rate_limited): nothing is claimed until
+    it lifts. ``until`` is in this machine's epoch seconds (``None``: until someone lifts it,
+    e.g. by raising the budget); ``reason`` is ``None`` when there is no hold."""
+
+    reason: str | None = None
+    until: float | None = None
+    since: float | None = None
+    message: str | None = None
+
+    @property
+    def active(self) -> bool:
+        """True while work is held."""
+        return self.reason is not None
+
+    def seconds_left(self, now: float) -> float | None:
+        """Seconds until the hold lifts by itself (``None``: no end known, or no hold)."""
+        if self.reason is None or self.until is None:
+            return None
+        return max(0.0, self.until - now)
+
+
+@dataclass
+class BudgetInfo:
+    """The daily spending cap and today's spend, in USD (``daily_usd`` ``None``: no cap;
+    ``spent_today_usd`` ``None``: not reported)."""
+
+    daily_usd: float | None = None
+    spent_today_usd: float | None = None
+    remaining_usd: float | None = None
+
+
+def _usd(amount: float) -> str:
+    return f"${amount:,.2f}" if amount == round(amount, 2) or amount >= 1 else f"${amount:,.4f}"
+
+
+def budget_text(budget: BudgetInfo) -> str:
+    """``$0.42 today / $5.00 budget`` (``no budget`` without a cap; ``—`` before the first
+    read)."""
+    spent = "—" if budget.spent_today_usd is None else _usd(budget.spent_today_usd)
+    cap = "no budget" if budget.daily_usd is None else f"{_usd(budget.daily_usd)} budget"
+    return f"{spent} today / {cap}"
+
+
+def hold_text(hold: HoldInfo, now: float) -> str:
+    """``on hold: budget · 12 min 05 s left`` (``until lifted`` without an end; ``""`` when
+    there is no hold)."""
+    if hold.reason is None:
+        return ""
+    left = hold.seconds_left(now)
+    if left is None:
+        when = "until lifted"
+    else:
+        s = round(left)
+        when = f"{s} s left" if s < 60 else f"{s // 60} min {s % 60:02d} s left"
+        if s >= 3600:
+            when = f"{s // 3600} h {(s % 3600) // 60:02d} min left"
+    return f"on hold: {hold.reason} · {when}"
 
 
 @dataclass
@@ -375,6 +450,10 @@ class PanelState:
         self.dlq: dict[str, DlqRow] = {}
         self.health = HealthInfo()
         self.openrouter = OpenRouterInfo()
+        self.hold = HoldInfo()
+        """The hold on LLM work, from the status call, the breaker and its events."""
+        self.budget = BudgetInfo()
+        """The daily budget and today's spend, from the status call."""
         self.metrics: list[DayMetrics] = []
         self.batches: dict[str, BatchInfo] = {}
         self.feed = FeedInfo()
@@ -441,13 +520,43 @@ class PanelState:
 
     def _breaker_moved(self, state: str | None, event: Any, ts: float | None) -> Dirty:
         """The lamp follows a breaker event at once; the countdown and counters come with the
-        next workers read, which the event asks for."""
+        next workers read, which the event asks for.
+
+        A hold's event (``hold``, or a ``reason`` among :data:`HOLD_REASONS`) shows the hold
+        at once, with its end when the event carries ``hold_until``, and asks for the status
+        call (its message, the budget); a closed or half-open breaker ends the hold.
+        """
         self.wants |= Want.WORKERS
-        if not state or state == self.breaker.state:
-            return Dirty.NONE
-        self.breaker_changes.append((ts if ts is not None else 0.0, state))
+        state = state.lower().replace("_", "-") if state else state
         reason = _text(_extra(event, "reason")) or None
+        hold = _text(_extra(event, "hold")) or (reason if reason in HOLD_REASONS else None)
+        dirty = Dirty.NONE
+        if hold is not None and state not in ("closed", "half-open"):
+            self.wants |= Want.OPENROUTER
+            kept = self.hold if self.hold.reason == hold else HoldInfo()
+            dirty |= self._set_hold(
+                HoldInfo(
+                    reason=hold,
+                    until=_epoch(_extra(event, "hold_until")) or kept.until,
+                    since=kept.since if kept.since is not None else ts,
+                    message=kept.message,
+                )
+            )
+        elif state in ("closed", "half-open") and self.hold.active:
+            self.wants |= Want.OPENROUTER
+            dirty |= self._set_hold(HoldInfo())
+        if not state or (state == self.breaker.state and reason == self.breaker.reason):
+            return dirty
+        if state != self.breaker.state:
+            self.breaker_changes.append((ts if ts is not None else 0.0, state))
         self.breaker = replace(self.breaker, state=state, reason=reason, half_open_at=None)
+        return dirty | Dirty.BREAKER
+
+    def _set_hold(self, hold: HoldInfo) -> Dirty:
+        """Replace the hold; the lamp shows it (:attr:`Dirty.BREAKER` when it changed)."""
+        if hold == self.hold:
+            return Dirty.NONE
+        self.hold = hold
         return Dirty.BREAKER
 
     def _move(self, etype: str, old: str | None, new: str | None, priority: str | None) -> bool:
@@ -652,12 +761,31 @@ class PanelState:
             opens=_int(_get(status, "opens")),
             last_error_class=_text(_get(status, "last_error_class")),
         )
+        dirty = self._hold_from_breaker(status)
         if info == self.breaker:
-            return Dirty.NONE
+            return dirty
         if info.state != self.breaker.state:
             self.breaker_changes.append((now if now is not None else 0.0, info.state))
         self.breaker = info
-        return Dirty.BREAKER
+        return dirty | Dirty.BREAKER
+
+    def _hold_from_breaker(self, status: Any) -> Dirty:
+        """The breaker's ``hold`` (a reason or null) and ``hold_until`` (epoch s); a status
+        without the ``hold`` field (an older server) leaves the hold as it is."""
+        if not _has(status, "hold"):
+            return Dirty.NONE
+        reason = _text(_get(status, "hold"))
+        if reason is None:
+            return self._set_hold(HoldInfo())
+        kept = self.hold if self.hold.reason == reason else HoldInfo()
+        return self._set_hold(
+            HoldInfo(
+                reason=reason,
+                until=_epoch(_get(status, "hold_until")),
+                since=kept.since,
+                message=kept.message,
+            )
+        )
 
     def apply_dlq(self, tasks: Any) -> Dirty:
         """``client.dlq(limit)``: the dead-lettered tasks with their details (replaces the rows)."""
@@ -731,6 +859,7 @@ class PanelState:
         if info != self.openrouter:
             self.openrouter = info
             dirty |= Dirty.OPENROUTER
+        dirty |= self._hold_and_budget(status, now)
         if self.health.provider != provider:
             self.health.provider = provider
             dirty |= Dirty.HEALTH
@@ -738,6 +867,42 @@ class PanelState:
         if breaker is not None:
             dirty |= self.apply_breaker(breaker, now)
         return dirty | self._connected()
+
+    def _hold_and_budget(self, status: Any, now: float | None) -> Dirty:
+        """The status call's ``hold`` (null or ``{reason, since, until, seconds_left,
+        message}``) and ``budget`` (``{daily_usd, spent_today_usd, remaining_usd}``). The hold's
+        end is the server's countdown added to ``now`` when both are known (no clock skew),
+        else its ``until``. A status without these fields leaves them as they are."""
+        dirty = Dirty.NONE
+        if _has(status, "hold"):
+            raw = _get(status, "hold")
+            reason = _text(_get(raw, "reason"))
+            if raw is None or reason is None:
+                dirty |= self._set_hold(HoldInfo())
+            else:
+                left = _float(_get(raw, "seconds_left"))
+                until = now + left if left is not None and now is not None else None
+                if until is None:
+                    until = _epoch(_get(raw, "until"))
+                dirty |= self._set_hold(
+                    HoldInfo(
+                        reason=reason,
+                        until=until,
+                        since=_epoch(_get(raw, "since")),
+                        message=_text(_get(raw, "message")),
+                    )
+                )
+        raw_budget = _get(status, "budget")
+        if raw_budget is not None:
+            budget = BudgetInfo(
+                daily_usd=_float(_get(raw_budget, "daily_usd")),
+                spent_today_usd=_float(_get(raw_budget, "spent_today_usd")),
+                remaining_usd=_float(_get(raw_budget, "remaining_usd")),
+            )
+            if budget != self.budget:
+                self.budget = budget
+                dirty |= Dirty.OPENROUTER
+        return dirty
 
     def apply_metrics(self, metrics: Any) -> Dirty:
         """``client.openrouter.metrics(days)``: one :class:`DayMetrics` per day, oldest first."""

@@ -31,12 +31,18 @@ class LiveServer:
 
 
 @contextlib.contextmanager
-def run_server(redis_url: str, *, workers: int = 1, **overrides: Any) -> Iterator[LiveServer]:
-    """The real app (``create_app`` + in-process workers) under uvicorn in a thread, on its own
-    key prefix; the keys are deleted afterwards."""
+def run_server(
+    redis_url: str, *, workers: int = 1, concurrency: int = 100, **overrides: Any
+) -> Iterator[LiveServer]:
+    """The real app (``create_app`` + in-process workers with ``concurrency`` slots each)
+    under uvicorn in a thread, on its own key prefix; the keys are deleted afterwards."""
     prefix = f"tfsdk{uuid.uuid4().hex[:10]}"
     settings = make_settings(
-        redis_url=redis_url, key_prefix=prefix, workers=workers, concurrency=100, **overrides
+        redis_url=redis_url,
+        key_prefix=prefix,
+        workers=workers,
+        concurrency=concurrency,
+        **overrides,
     )
     try:
         with serve_app(build_app(settings), name="sdk-api") as (url, _):

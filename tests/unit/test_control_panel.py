@@ -470,3 +470,57 @@ async def test_async_feed_runs_on_the_loop_and_buttons_schedule_tasks() -> None:
     assert not panel.running
     assert panel.state.feed.connected is False
     assert Dirty(0) == Dirty.NONE
+
+
+def test_panel_shows_spend_budget_and_the_hold_next_to_the_lamp() -> None:
+    from taskflow_sdk.widgets.panel import budget_html
+
+    panel = ControlPanel(FakeClient(), autostart=False)
+    now = time.time()
+    status = {
+        "status": "active",
+        "provider": "openrouter",
+        "hold": {
+            "reason": "budget",
+            "since": now,
+            "until": None,
+            "seconds_left": None,
+            "message": "daily budget reached",
+        },
+        "budget": {"daily_usd": 5.0, "spent_today_usd": 0.42, "remaining_usd": 4.58},
+    }
+    panel.apply_snapshot("openrouter", status, read_at=now)
+    panel.refresh()
+    assert "$0.42 today / $5.00 budget" in panel.budget.value
+    assert "on hold: budget · until lifted — daily budget reached" in panel.budget.value
+    assert "$0.42 today / $5.00 budget" in panel.openrouter.value
+    assert panel.lamp.hold == "budget" and panel.lamp.hold_until_ms == 0.0
+    panel.ingest(
+        {
+            "type": "breaker_state_changed",
+            "state": "open",
+            "reason": "key_limit",
+            "hold_until": now + 90,
+        }
+    )
+    panel.refresh()
+    assert panel.lamp.state == "open" and panel.lamp.hold == "key_limit"
+    assert panel.lamp.hold_until_ms == pytest.approx((now + 90) * 1000.0)
+    assert "key_limit" in budget_html(panel.state, now) and "1 min 30 s left" in budget_html(
+        panel.state, now
+    )
+    panel.ingest({"type": "breaker_state_changed", "state": "closed", "reason": "reset"})
+    panel.refresh()
+    assert panel.lamp.hold == "" and "on hold" not in panel.budget.value
+
+
+def test_batch_progress_html_shows_cost_eta_and_hold() -> None:
+    line = progress_html("batch", {"COMPLETED": 4, "PENDING": 6}, 10, 8.0, cost=0.0123, eta=95.0)
+    assert "$0.0123 spent" in line and "about 1 min 35 s left" in line
+    held = progress_html(
+        "batch", {"COMPLETED": 4, "HELD": 6}, 10, 8.0, "held: budget $0.25 reached", cost=0.4
+    )
+    assert "6 held" in held and "held: budget $0.25 reached" in held and "left" not in held
+    view = batch_progress_widget(name="b")
+    view.update({"COMPLETED": 1}, total=2, cost=0.5, eta=3.0)
+    assert "$0.5000 spent" in view.widget.value and "about 3 s left" in view.widget.value

@@ -338,3 +338,88 @@ def test_ten_thousand_events_apply_in_well_under_a_second() -> None:
     elapsed = time.perf_counter() - start
     assert state.counts["COMPLETED"] == 2500 and state.feed.events == 10_000
     assert elapsed < 1.0, f"10,000 events took {elapsed:.3f} s"
+
+
+# --------------------------------------------------------------------------- holds and budget
+
+
+def test_status_call_brings_the_hold_and_the_budget() -> None:
+    from taskflow_sdk.models import OpenRouterStatus
+    from taskflow_sdk.widgets.state import BudgetInfo, HoldInfo, budget_text, hold_text
+
+    state = PanelState()
+    assert budget_text(state.budget) == "— today / no budget"
+    status = {
+        "status": "active",
+        "hold": {
+            "reason": "key_limit",
+            "since": 1000.0,
+            "until": 9999.0,
+            "seconds_left": 125.0,
+            "message": "the key's limit is spent",
+        },
+        "budget": {"daily_usd": 5.0, "spent_today_usd": 0.42, "remaining_usd": 4.58},
+    }
+    dirty = state.apply_openrouter(status, now=2000.0)
+    assert dirty & Dirty.BREAKER and dirty & Dirty.OPENROUTER
+    # the server's countdown from the read time wins over its clock
+    assert state.hold == HoldInfo("key_limit", 2125.0, 1000.0, "the key's limit is spent")
+    assert state.budget == BudgetInfo(5.0, 0.42, 4.58)
+    assert budget_text(state.budget) == "$0.42 today / $5.00 budget"
+    assert hold_text(state.hold, 2000.0) == "on hold: key_limit · 2 min 05 s left"
+    assert hold_text(state.hold, 3000.0) == "on hold: key_limit · 0 s left"
+    assert state.apply_openrouter(status, now=2000.0) == Dirty.NONE
+    # the same answer as a model
+    model = OpenRouterStatus.model_validate(
+        {**status, "hold": {**status["hold"], "seconds_left": None}}
+    )
+    state.apply_openrouter(model, now=2000.0)
+    assert state.hold.until == 9999.0
+    # no hold any more; a status without the fields (older server) changes nothing
+    assert state.apply_openrouter({"status": "active", "hold": None}, now=2100.0) & Dirty.BREAKER
+    assert not state.hold.active and hold_text(state.hold, 0.0) == ""
+    state.apply_openrouter({"status": "active"}, now=2200.0)
+    assert state.budget.daily_usd == 5.0
+    assert hold_text(HoldInfo("budget"), 0.0) == "on hold: budget · until lifted"
+    assert budget_text(BudgetInfo(None, 0.0035, None)) == "$0.0035 today / no budget"
+
+
+def test_a_hold_event_updates_the_lamp_at_once() -> None:
+    state = PanelState()
+    state.apply_breaker({"state": "closed", "hold": None}, now=0.0)
+    state.claim(Want.ALL)
+    dirty = state.apply(
+        {
+            "type": "breaker_state_changed",
+            "state": "open",
+            "old_state": "closed",
+            "reason": "budget",
+            "ts": 50.0,
+        }
+    )
+    assert dirty & Dirty.BREAKER
+    assert state.breaker.state == "open" and state.breaker.reason == "budget"
+    assert state.hold.reason == "budget" and state.hold.until is None and state.hold.since == 50.0
+    assert state.wants & Want.OPENROUTER and state.wants & Want.WORKERS
+    # the breaker was already open for failures: a hold's event still shows at once
+    other = PanelState()
+    other.apply({"type": "breaker_state_changed", "state": "open", "reason": "failures"})
+    assert not other.hold.active
+    dirty = other.apply(
+        {
+            "type": "breaker_state_changed",
+            "state": "open",
+            "reason": "rate_limited",
+            "hold_until": 120.0,
+        }
+    )
+    assert dirty & Dirty.BREAKER and other.hold.reason == "rate_limited"
+    assert other.hold.until == 120.0 and other.breaker.reason == "rate_limited"
+    # the breaker's own view carries hold / hold_until too
+    state.apply_breaker({"state": "open", "hold": "budget", "hold_until": None}, 60.0)
+    assert state.hold.reason == "budget" and state.hold.since == 50.0  # the same hold, kept
+    state.apply_breaker(BreakerStatus(state="open", hold="credits", hold_until=500.0), 70.0)
+    assert state.hold.reason == "credits" and state.hold.until == 500.0
+    # closing ends the hold
+    dirty = state.apply({"type": "breaker_state_changed", "state": "closed", "reason": "reset"})
+    assert dirty & Dirty.BREAKER and not state.hold.active and state.breaker.state == "closed"

@@ -6,13 +6,26 @@ function remaining(model) {
   return at > 0 ? Math.max(0, Math.round((at - Date.now()) / 1000)) : null;
 }
 
+function holdText(model) {
+  const hold = model.get("hold");
+  if (!hold) return "";
+  const at = model.get("hold_until_ms");
+  if (!(at > 0)) return `on hold: ${hold} · until lifted`;
+  const s = Math.max(0, Math.round((at - Date.now()) / 1000));
+  const left = s < 60 ? `${s} s` : s < 3600 ? `${Math.floor(s / 60)} min ${String(s % 60).padStart(2, "0")} s`
+    : `${Math.floor(s / 3600)} h ${String(Math.floor((s % 3600) / 60)).padStart(2, "0")} min`;
+  return `on hold: ${hold} · ${left} left`;
+}
+
 function detail(model) {
   const parts = [`${model.get("failure_count")} failure(s)`];
   const left = remaining(model);
   if (model.get("state") === "open") {
     parts.push(model.get("held") ? "held open until reset" : left === null ? "" : `half-open in ${left} s`);
   }
-  if (model.get("reason")) parts.push(model.get("reason"));
+  const hold = holdText(model);
+  if (hold) parts.push(hold);
+  else if (model.get("reason")) parts.push(model.get("reason"));
   return parts.filter(Boolean).join(" · ");
 }
 
@@ -30,6 +43,7 @@ function render({ model, el }) {
   const draw = () => {
     const state = model.get("state");
     el.dataset.state = state;
+    el.dataset.hold = model.get("hold") || "";
     stateEl.textContent = `Breaker ${state}`;
     detailEl.textContent = detail(model);
     buttons.forEach((b) => { b.disabled = model.get("busy"); });
