@@ -8,6 +8,10 @@ submitted as ``pdfxtract`` tasks in the ``llm`` lane, exactly as the API does. F
 scripted through the fake's real ``POST /_control`` (``fault_rules`` match a page by the text
 "Page N of M" the task puts in every request), and what the task sent is read back from the
 fake's ``GET /_requests`` log. Every wait polls with a deadline.
+
+The last tests show that work already paid for is kept with its task: a retry after an upstream
+failure sends only the pages (and, for a long ``summarize`` text on the same rig, the chunks)
+the failed attempt did not get.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from taskflow_server.store.keys import Keys
 from taskflow_server.store.queue import TaskQueue
 from taskflow_server.store.records import NewTask, TaskRecord
 from taskflow_server.tasks.pdfxtract import PAGE_ATTEMPTS, RETRY_PAUSE, page_schema
+from taskflow_server.tasks.summarize import chunk_part_name, split_chunks
 from taskflow_server.worker.worker import Worker
 
 T = TypeVar("T")
@@ -373,3 +378,106 @@ async def test_a_failed_attempt_stops_its_other_pages(
     log = await fake_requests(fake)
     assert [e["status"] for e in for_page(log, 1, 3)] == [503, 200]
     assert len(for_page(log, 3, 3)) == 1, "page 3 was sent by the failed attempt too"
+
+
+# ----------------------------------------------------------------------------- never pay twice
+
+
+def _same_usage(got: dict[str, Any], want: dict[str, Any]) -> None:
+    """Token counts equal; the cost equal up to float summing order."""
+    for key in ("prompt_tokens", "completion_tokens", "total_tokens"):
+        assert got[key] == want[key], key
+    assert got["cost"] == pytest.approx(want["cost"])
+
+
+async def test_a_retry_sends_only_the_pages_the_failed_attempt_did_not_get(
+    fake: FakeOpenRouterThread, start_rig: StartRig
+) -> None:
+    """Page 1 gets a 503 while page 2 is in flight and page 3 waits: page 2 finishes and is
+    kept, page 3 is not sent, and the retry sends pages 1 and 3 only. The result equals a run
+    without failure, usage included (page 2's tokens were paid by the first attempt)."""
+    rig = await start_rig(fake, pdf_page_concurrency=2)
+    data = sample("gazette-01.pdf")
+    reference = await rig.completed(await rig.submit_pdf(data, "gazette-01.pdf"))
+    before = len(await fake_requests(fake))
+
+    await control(
+        fake,
+        latency=0.2,
+        slow_seconds=1.5,
+        fault_rules=[
+            {"match": "Page 1 of 3.", "fault": "503_retry_after", "times": 1},
+            {"match": "Page 2 of 3.", "fault": "slow", "times": 1},
+        ],
+    )
+    task_id = await rig.submit_pdf(data, "gazette-01.pdf")
+    failed = await rig.wait_state(task_id, {"SCHEDULED"})
+    assert failed.error_type == "unavailable"
+    assert set(await rig.queue.parts(task_id)) == {"page:2"}  # finished though the attempt failed
+    result = await rig.completed(task_id, timeout=40)
+
+    log = (await fake_requests(fake))[before:]
+    assert [e["status"] for e in for_page(log, 1, 3)] == [503, 200]
+    assert [e["status"] for e in for_page(log, 2, 3)] == [200]
+    assert [e["status"] for e in for_page(log, 3, 3)] == [200]
+    assert len(log) == 3 + 1
+    rec = await rig.queue.get(task_id)
+    assert rec is not None and rec.retry_count == 1
+
+    _same_usage(result.pop("usage"), reference.pop("usage"))
+    assert result == reference
+    assert not await rig.queue.redis.exists(rig.queue.keys.parts(task_id))  # gone on complete
+
+
+def _report(names: list[str]) -> str:
+    """A text of one ~800-character paragraph per name: each is a chunk of its own at 1,000."""
+    paragraphs = []
+    for name in names:
+        lines = " ".join(f"Line {i} about {name} says little of note." for i in range(20))
+        paragraphs.append(f"Section {name} opens here. It is part {name} of the report. {lines}")
+    return "\n\n".join(paragraphs)
+
+
+async def test_a_chunked_summary_retry_sends_only_the_missing_chunks(
+    fake: FakeOpenRouterThread, start_rig: StartRig
+) -> None:
+    """One chunk's call gets a 503: the chunks already sending finish and are kept, and the
+    retry sends the missing chunks only (each chunk is paid once), then the final summary."""
+    names = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta"]
+    text = _report(names)
+    chunks = split_chunks(text, 1000)
+    assert len(chunks) == len(names)
+    rig = await start_rig(fake, summarize_chunk_chars=1000)
+    payload = {"content": text, "sentences": 3}
+
+    async def run() -> str:
+        return (await rig.queue.submit(NewTask("summarize", payload, lane="llm"))).task_id
+
+    reference = await rig.completed(await run())
+    before = len(await fake_requests(fake))
+
+    await control(
+        fake,
+        latency=0.2,
+        fault_rules=[{"match": "Section gamma", "fault": "503_retry_after", "times": 1}],
+    )
+    task_id = await run()
+    await rig.wait_state(task_id, {"SCHEDULED"})
+    saved = set(await rig.queue.parts(task_id))
+    in_flight = {chunk_part_name(0, i, chunks[i]) for i in (0, 1, 3)}  # sent with gamma
+    assert in_flight <= saved and chunk_part_name(0, 2, chunks[2]) not in saved
+    result = await rig.completed(task_id, timeout=40)
+
+    log = (await fake_requests(fake))[before:]
+    # The log keeps a request's first 300 characters: a chunk's names one section, the final
+    # call (the summaries joined) several.
+    calls = [e for e in log if e["text"].count("Section ") == 1]
+    for i, name in enumerate(names):
+        statuses = [e["status"] for e in calls if e["text"].startswith(f"Section {name} opens")]
+        assert statuses == ([503, 200] if i == 2 else [200]), (name, statuses)
+    assert len(calls) == len(chunks) + 1  # every chunk once, plus the 503
+    assert len(log) == len(calls) + 1  # and the final summary
+
+    _same_usage(result.pop("usage"), reference.pop("usage"))
+    assert result == reference
+    assert not await rig.queue.redis.exists(rig.queue.keys.parts(task_id))

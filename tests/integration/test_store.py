@@ -206,6 +206,35 @@ async def test_manual_retry_only_from_dlq(queue: TaskQueue) -> None:
     await assert_consistent(queue)
 
 
+@pytest.mark.parametrize("was", ["PENDING", "SCHEDULED"])
+async def test_manual_retry_of_a_cancelled_task(queue: TaskQueue, was: str) -> None:
+    """A CANCELLED task goes back as PENDING: out of the finished set, counters moved once."""
+    (sub,) = await queue.submit_many([noop()])
+    if was == "SCHEDULED":
+        (c,) = await queue.claim("w", "t", 1, ALL_LANES)
+        await queue.fail(
+            c.task_id, "t", mode="retry", error_type="timeout", message="m", delay_seconds=60
+        )
+    rec = await queue.cancel(sub.task_id)
+    assert rec.state == "CANCELLED"
+    assert await queue.redis.zscore(queue.keys.finished, sub.task_id) is not None
+    assert (await queue.counts())["CANCELLED"] == 1
+    retried = await queue.retry(sub.task_id)
+    assert retried.state == "PENDING"
+    assert await queue.redis.zscore(queue.keys.finished, sub.task_id) is None
+    assert await queue.queue_ids("retry") == [sub.task_id]
+    counts = await queue.counts()
+    assert counts["CANCELLED"] == 0 and counts["PENDING"] == 1 and sum(counts.values()) == 1
+    await assert_consistent(queue)
+    (c,) = await queue.claim("w", "t2", 1, ALL_LANES)
+    assert c.task_id == sub.task_id
+    await queue.complete_many([(c.task_id, "t2", 1)])
+    assert (await queue.get(sub.task_id)).state == "COMPLETED"  # type: ignore[union-attr]
+    with pytest.raises(InvalidTransition):  # a COMPLETED task is still refused
+        await queue.retry(sub.task_id)
+    await assert_consistent(queue)
+
+
 @pytest.mark.parametrize("state", ["PENDING", "ACTIVE", "SCHEDULED", "DLQ", "COMPLETED"])
 async def test_delete_removes_everywhere(queue: TaskQueue, state: str) -> None:
     (sub,) = await queue.submit_many([noop(idempotency_key="k")])

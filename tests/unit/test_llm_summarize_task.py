@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -122,3 +123,89 @@ async def test_registered_in_the_llm_lane() -> None:
 
     spec = _REGISTRY["summarize"]
     assert spec.lane == "llm" and spec.payload_model is SummarizePayload
+
+
+class FailsOnce(RecordingProvider):
+    """A recording provider whose call for the text containing ``marker`` fails once (503)."""
+
+    def __init__(self, max_input_chars: int, marker: str) -> None:
+        super().__init__(max_input_chars)
+        self.marker = marker
+
+    async def summarize(
+        self, text: str, *, sentences: int = 3, language: str | None = None
+    ) -> SummaryResult:
+        if self.marker and self.marker in text:
+            self.marker = ""
+            self.calls.append({"text": text, "sentences": sentences, "language": language})
+            raise TaskError(ErrorClass.UNAVAILABLE, "503 no provider available")
+        return await super().summarize(text, sentences=sentences, language=language)
+
+
+def with_parts(ctx: TaskContext, store: dict[str, Any]) -> TaskContext:
+    """Give ``ctx`` an in-memory parts store (values go through JSON, as in Redis)."""
+
+    async def load() -> dict[str, Any]:
+        return dict(store)
+
+    async def save(name: str, value: Any) -> None:
+        store[name] = json.loads(json.dumps(value))
+
+    ctx._load_parts = load
+    ctx._save_part = save
+    return ctx
+
+
+async def test_a_retry_summarises_only_the_chunks_still_missing() -> None:
+    text = "\n\n".join(f"Paragraph {i}. {PARAGRAPH}" for i in range(20))
+    payload = SummarizePayload(content=text, sentences=3)
+    chunks = split_chunks(text, 1000)
+    reference = await summarize(context(RecordingProvider(1000))[0], payload)
+
+    llm = FailsOnce(1000, marker="Paragraph 7.")
+    store: dict[str, Any] = {}
+    with pytest.raises(TaskError) as info:
+        await summarize(with_parts(context(llm)[0], store), payload)
+    assert info.value.error_class is ErrorClass.UNAVAILABLE
+    assert store and all(name.startswith("chunk:0:") for name in store)
+    result = await summarize(with_parts(context(llm)[0], store), payload)
+
+    for chunk in chunks:  # each chunk paid once; the failed one asked twice
+        expected = 2 if "Paragraph 7." in chunk else 1
+        assert sum(call["text"] == chunk for call in llm.calls) == expected
+    assert result["usage"]["cost"] == pytest.approx(reference["usage"].pop("cost"))
+    result["usage"].pop("cost")
+    assert result == reference
+
+    # Saved summaries made with another model are not reused.
+    other = RecordingProvider(1000)
+    other.model = "rec-2"
+    await summarize(with_parts(context(other)[0], store), payload)
+    assert len(other.calls) == len(chunks) + 1
+
+
+class CuttingProvider(RecordingProvider):
+    """Answers like RecordingProvider, but says the answer to ``cut_call`` was cut short."""
+
+    def __init__(self, max_input_chars: int, cut_call: int) -> None:
+        super().__init__(max_input_chars)
+        self.cut_call = cut_call
+
+    async def summarize(
+        self, text: str, *, sentences: int = 3, language: str | None = None
+    ) -> SummaryResult:
+        result = await super().summarize(text, sentences=sentences, language=language)
+        result.truncated = len(self.calls) == self.cut_call
+        return result
+
+
+@pytest.mark.parametrize("cut_call", [0, 1, 3])
+async def test_a_cut_answer_is_said_in_the_result(cut_call: int) -> None:
+    # 0: nothing cut; 1: a chunk's summary was cut; 3: the final combining answer was cut.
+    text = "\n\n".join([PARAGRAPH] * 2)
+    llm = CuttingProvider(max_input_chars=len(PARAGRAPH) + 10, cut_call=cut_call)
+    ctx, _ = context(llm)
+    result = await summarize(ctx, SummarizePayload(content=text, sentences=1))
+    assert result["chunks"] == 2
+    assert len(llm.calls) == 3
+    assert result["truncated"] is (cut_call != 0)

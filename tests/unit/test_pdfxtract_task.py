@@ -12,10 +12,17 @@ from pydantic import ValidationError
 
 from taskflow_server.config import Settings
 from taskflow_server.llm.openrouter import ChatResult
+from taskflow_server.llm.provider import SummaryResult
 from taskflow_server.pdf import sample_dir
 from taskflow_server.pdf.extract import NO_TEXT_LAYER_REASON
 from taskflow_server.resilience.errors import ErrorClass, TaskError
-from taskflow_server.tasks.pdfxtract import PdfxtractPayload, page_schema, pdfxtract
+from taskflow_server.tasks.pdfxtract import (
+    MIN_SUMMARY_WORDS,
+    PdfxtractPayload,
+    _summarize_articles,
+    page_schema,
+    pdfxtract,
+)
 from taskflow_server.tasks.registry import TaskContext
 from taskflow_server.worker.pool import CpuPool
 
@@ -164,3 +171,81 @@ async def test_vision_path_upstream_failure_ends_the_attempt(cpu: CpuPool) -> No
     with pytest.raises(TaskError) as info:
         await pdfxtract(_ctx(_sample(0), llm, cpu), PdfxtractPayload(blob=SHA))
     assert info.value.error_class is ErrorClass.RATE_LIMITED
+
+
+def _with_parts(ctx: TaskContext, store: dict[str, Any]) -> TaskContext:
+    """Give ``ctx`` an in-memory parts store (values go through JSON, as in Redis)."""
+
+    async def load() -> dict[str, Any]:
+        return dict(store)
+
+    async def save(name: str, value: Any) -> None:
+        store[name] = json.loads(json.dumps(value))
+
+    ctx._load_parts = load
+    ctx._save_part = save
+    return ctx
+
+
+class Summarizer:
+    """Counts summary calls; the one for the body containing ``fail_on`` fails once."""
+
+    def __init__(self, fail_on: str = "") -> None:
+        self.fail_on = fail_on
+        self.calls: list[str] = []
+
+    async def summarize(self, text: str, **kwargs: Any) -> SummaryResult:
+        self.calls.append(text)
+        if self.fail_on and self.fail_on in text:
+            self.fail_on = ""
+            raise TaskError(ErrorClass.UNAVAILABLE, "503")
+        usage = {"prompt_tokens": 5, "completion_tokens": 1, "total_tokens": 6}
+        return SummaryResult(f"Summary of {text[:12]}", "p", "s-1", usage)
+
+
+async def test_vision_path_retry_sends_only_the_missing_pages(cpu: CpuPool) -> None:
+    payload = PdfxtractPayload(blob=SHA, filename="g.pdf")
+    reference_llm = SimpleNamespace(name="openrouter", model="m", client=FakeClient({}))
+    reference = await pdfxtract(_ctx(_sample(0), reference_llm, cpu), payload)
+    pages = len(reference["pages"])
+
+    limited = TaskError(ErrorClass.RATE_LIMITED, "429", retry_after=5)
+    client = FakeClient({2: [limited, "ok"]})
+    llm = SimpleNamespace(name="openrouter", model="m", client=client)
+    store: dict[str, Any] = {}
+    with pytest.raises(TaskError):
+        await pdfxtract(_with_parts(_ctx(_sample(0), llm, cpu), store), payload)
+    assert "page:1" in store and "page:2" not in store
+    result = await pdfxtract(_with_parts(_ctx(_sample(0), llm, cpu), store), payload)
+    assert sorted(client.calls) == sorted([*range(1, pages + 1), 2])  # page 2 twice, others once
+    assert result["usage"]["cost"] == pytest.approx(reference["usage"].pop("cost"))
+    result["usage"].pop("cost")
+    assert result == reference
+
+    # Another model (or input) has another fingerprint: its saved pages are not reused.
+    other = SimpleNamespace(name="openrouter", model="m2", client=FakeClient({}))
+    await pdfxtract(_with_parts(_ctx(_sample(0), other, cpu), store), payload)
+    assert sorted(other.client.calls) == list(range(1, pages + 1))
+
+
+async def test_article_summaries_are_saved_and_reused(cpu: CpuPool) -> None:
+    words = " ".join(f"word{i}" for i in range(MIN_SUMMARY_WORDS + 5))
+    result = {"pages": [{"page_number": 1, "articles": [{"body": words}, {"body": "short"}]}]}
+    summarizer = Summarizer(fail_on="word0")
+    llm = SimpleNamespace(name="openrouter", model="s-1", summarize=summarizer.summarize)
+    store: dict[str, Any] = {}
+
+    def attempt() -> TaskContext:
+        return _with_parts(_ctx(None, llm, cpu), store)
+
+    with pytest.raises(TaskError):
+        await _summarize_articles(attempt(), json.loads(json.dumps(result)))
+    assert store == {}
+    first = json.loads(json.dumps(result))
+    await _summarize_articles(attempt(), first)
+    assert list(store) == ["summary:1:0"] and len(summarizer.calls) == 2
+    again = json.loads(json.dumps(result))
+    await _summarize_articles(attempt(), again)
+    assert len(summarizer.calls) == 2  # reused, not asked again
+    assert again == first and again["usage"]["total_tokens"] == 6
+    assert again["pages"][0]["articles"][0]["summary"] == "Summary of word0 word1 "

@@ -20,6 +20,10 @@ Layout::
     {tf}:counts               hash    state -> number of tasks in that state
     {tf}:stats                hash    claim sequence and other running totals
     {tf}:events               stream  the event log: one entry per transition
+    {tf}:parts:<id>           hash    work a task already paid for (a page's answer, a chunk's
+                                      summary): part name -> JSON, written under the lease,
+                                      kept across retries and the DLQ, deleted when the task
+                                      completes, is cancelled or deleted (expires with results)
     {tf}:idem:<key>           string  idempotency key -> first task id
     {tf}:blob:<sha256>        string  uploaded file bytes (claim check)
     {tf}:worker:<id>          hash    worker heartbeat (expires)
@@ -79,6 +83,10 @@ class Keys:
     def task_prefix(self) -> str:
         """Prefix of task keys (the scripts append the id)."""
         return f"{self.tag}:task:"
+
+    def parts(self, task_id: str) -> str:
+        """The finished parts of a task (name -> JSON), kept so a retry redoes only the rest."""
+        return f"{self.tag}:parts:{task_id}"
 
     def queue(self, lane: str, priority: str) -> str:
         """A pending list: ``priority`` is high/default/low or ``retry``."""

@@ -14,6 +14,9 @@ State machine::
                  └─requeue/reap──┘ └─lease expired (reaper) ─> PENDING (front of its queue)
     cancel: PENDING / SCHEDULED / DLQ ─> CANCELLED at once; ACTIVE cooperatively.
     delete: any state, every structure.
+
+A running task may keep finished parts of its work (``checkpoint``, under its lease); they stay
+through retries, requeues and the DLQ and go with complete, cancel (CANCELLED) and delete.
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ _SCRIPT_NAMES = (
     "complete",
     "fail",
     "progress",
+    "checkpoint",
     "promote",
     "reap",
     "cancel",
@@ -297,6 +301,40 @@ class TaskQueue:
         raw = await self._run("progress", [task_id, token, f"{fraction:.4f}", message[:500]])
         return bool(int(raw))
 
+    async def save_part(self, task_id: str, token: str, name: str, value: Any) -> bool:
+        """Keep one finished part of a running task (work already paid for) under ``name``.
+
+        The parts survive retries, requeues and the DLQ, so the next attempt redoes only what is
+        missing; they go when the task completes, is cancelled or deleted, and expire with the
+        results (``result_ttl_seconds``). Returns False (nothing written) when the lease is no
+        longer ours.
+        """
+        raw = await self._run(
+            "checkpoint",
+            [
+                task_id,
+                token,
+                name,
+                json.dumps(value, separators=(",", ":"), default=str),
+                self.settings.result_ttl_seconds,
+            ],
+        )
+        return bool(int(raw))
+
+    async def parts(self, task_id: str) -> dict[str, Any]:
+        """The parts saved by :meth:`save_part` for a task, JSON-decoded (empty when none).
+
+        A value that does not decode is left out.
+        """
+        raw = await self.redis.hgetall(self.keys.parts(task_id))
+        out: dict[str, Any] = {}
+        for name, value in raw.items():
+            try:
+                out[_text(name)] = json.loads(value)
+            except ValueError:
+                continue
+        return out
+
     async def promote_due(self, limit: int = 100) -> int:
         """Move due retries to the retry queues; returns how many were due."""
         return int(await self._run("promote", [limit]))
@@ -337,7 +375,7 @@ class TaskQueue:
         return await self._must_get(task_id)
 
     async def retry(self, task_id: str, reset_retry_count: bool = False) -> TaskRecord:
-        """Manual retry of a DLQ (or FAILED) task; it goes to the retry queue as PENDING."""
+        """Manual retry of a DLQ, FAILED or CANCELLED task: back to the retry queue, PENDING."""
         outcome = _text(await self._run("retry", [task_id, "1" if reset_retry_count else "0"]))
         if outcome == "missing":
             raise TaskNotFound(task_id)
@@ -346,7 +384,7 @@ class TaskQueue:
                 task_id,
                 outcome.split(":", 1)[1],
                 "retry",
-                "only FAILED or DLQ tasks can be retried",
+                "only FAILED, DLQ or CANCELLED tasks can be retried",
             )
         return await self._must_get(task_id)
 

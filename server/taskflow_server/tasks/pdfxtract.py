@@ -15,9 +15,17 @@ a path on the server. Two paths, chosen by the process's LLM provider:
   worker retries it on the class's schedule: skipping pages would make a temporary outage a
   permanent hole in the result. If every page fails, the task fails with ``bad_output``.
 
+  Never pay twice: each page's validated answer is saved with the task as soon as it arrives
+  (part ``page:<n>``, with the usage and model it cost and a fingerprint of the input, model and
+  answer-changing settings), and a retry sends only the pages still missing. When a page's
+  upstream failure ends the attempt, pages waiting for a slot are not sent, pages already
+  sending finish and are saved, then the error is raised. Skipped pages are not saved: a retry
+  asks for them again.
+
 Unusable files (not a PDF, encrypted, truncated, over the page or size caps, too slow to read)
 are ``invalid_input`` and go to the DLQ. Articles continued across pages are joined on the page
-where they start. ``summarize: true`` rewrites every article's summary with the provider.
+where they start. ``summarize: true`` rewrites every article's summary with the provider (each
+summary saved as part ``summary:<page>:<index>`` and reused by a retry).
 
 Result: ``{filename, issue_date, pages: [{page_number, status, reason, articles}], provider,
 model, usage}``.
@@ -27,6 +35,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import logging
 from typing import Any
@@ -43,6 +52,7 @@ from taskflow_server.pdf.extract import (
 from taskflow_server.pdf.layout import Article, join_continuations
 from taskflow_server.pdf.reader import Limits, PdfError
 from taskflow_server.resilience.errors import ErrorClass, TaskError
+from taskflow_server.tasks._fanout import FanOut
 from taskflow_server.tasks.registry import TaskContext, task
 from taskflow_server.worker.pool import CpuTimeout, OutOfMemory, WorkerCrashed
 
@@ -104,9 +114,14 @@ class VisionArticle(BaseModel):
 
 
 class VisionPage(BaseModel):
-    """The vision model's answer for one page."""
+    """The vision model's answer for one page.
+
+    ``truncated`` is ours, not the model's: the answer was cut at ``max_tokens`` even after the
+    client asked again with more room, yet still decoded (its last article may be short).
+    """
 
     articles: list[VisionArticle]
+    truncated: bool = False
 
 
 def page_schema() -> dict[str, Any]:
@@ -271,6 +286,43 @@ def parse_page(parsed: Any, content: str) -> VisionPage:
         ) from None
 
 
+def _digest(facts: Any) -> str:
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode("utf-8")).hexdigest()[:32]
+
+
+def page_fingerprint(payload: PdfxtractPayload, settings: Settings, model: str) -> str:
+    """What decides a page's answer besides its number: the PDF (its sha256), the model, what
+    the prompt says (file name, issue date, instructions, schema) and the rendering and request
+    settings. A saved page with another fingerprint is stale and asked again."""
+    return _digest(
+        [
+            payload.blob,
+            model,
+            payload.filename,
+            payload.issue_date,
+            SYSTEM_PROMPT,
+            page_schema(),
+            settings.pdf_render_dpi,
+            settings.pdf_render_max_pixels,
+            settings.pdf_use_file_parser,
+            settings.pdf_file_parser_engine,
+            settings.pdf_vision_max_tokens,
+        ]
+    )
+
+
+def _saved_page(saved: Any, fingerprint: str) -> tuple[VisionPage, dict[str, Any], str] | None:
+    """The answer, usage and model of a saved page part that fits ``fingerprint``, else None."""
+    if not isinstance(saved, dict) or saved.get("fp") != fingerprint:
+        return None
+    usage = saved.get("usage")
+    try:
+        page = VisionPage.model_validate(saved.get("page"))
+    except ValidationError:
+        return None
+    return page, usage if isinstance(usage, dict) else {}, str(saved.get("model") or "")
+
+
 async def _vision(ctx: TaskContext, payload: PdfxtractPayload, data: bytes) -> dict[str, Any]:
     settings = ctx.services.settings
     llm: Any = ctx.services.llm
@@ -289,23 +341,39 @@ async def _vision(ctx: TaskContext, payload: PdfxtractPayload, data: bytes) -> d
     models: list[str] = []
     outcome: dict[int, VisionPage | str] = {}
     done = 0
-    gate = asyncio.Semaphore(settings.pdf_page_concurrency)
+    saved = await ctx.saved_parts()
+    fingerprint = page_fingerprint(payload, settings, str(llm.model))
+    fan = FanOut(settings.pdf_page_concurrency)
     plugins = (
         [{"id": "file-parser", "pdf": {"engine": settings.pdf_file_parser_engine}}]
         if settings.pdf_use_file_parser
         else None
     )
 
-    aborted = False  # set when a page's failure ends the attempt
-
     async def one(page: PageData) -> None:
-        nonlocal done, aborted
+        nonlocal done
+        name = f"page:{page.page_number}"
+        reused = _saved_page(saved.get(name), fingerprint)
+        if reused is not None:  # paid for by an earlier attempt
+            outcome[page.page_number], page_usage, model = reused
+            add_usage(usage, page_usage)
+            if model:
+                models.append(model)
+        else:
+            await ask(page, name)
+        done += 1
+        await ctx.progress(done / total, f"page {done}/{total}")
+
+    async def ask(page: PageData, name: str) -> None:
+        """Send one page (asked again on a bad answer); save a good answer at once."""
         use_parser = settings.pdf_use_file_parser and not page.has_text_layer
         messages = page_messages(page, total, payload, use_parser)
         reason = ""
-        async with gate:
+        page_usage: dict[str, Any] = {}
+        model = ""
+        async with fan.slot():  # raises Stopped when another page ended the attempt
             for attempt in range(PAGE_ATTEMPTS):
-                if aborted:  # another page ended the attempt: send nothing more
+                if attempt and fan.stopped:  # another page ended the attempt: send no more
                     return
                 if ctx.cancelled:
                     reason = "cancelled"
@@ -318,37 +386,40 @@ async def _vision(ctx: TaskContext, payload: PdfxtractPayload, data: bytes) -> d
                         response_format=page_schema(),
                         plugins=plugins if use_parser else None,
                     )
-                    add_usage(usage, dict(answer.usage or {}))
-                    outcome[page.page_number] = parse_page(answer.parsed, answer.content)
-                    if answer.model:
-                        models.append(answer.model)
+                    add_usage(page_usage, dict(answer.usage or {}))
+                    parsed = parse_page(answer.parsed, answer.content)
+                    parsed.truncated = answer.truncated
+                    outcome[page.page_number] = parsed
+                    model = answer.model or ""
                     break
                 except TaskError as exc:
                     if exc.error_class not in _PAGE_LOCAL:
-                        aborted = True  # before the gate opens for a waiting page
                         raise
-                    add_usage(usage, dict(getattr(exc, "usage", None) or {}))
+                    add_usage(page_usage, dict(getattr(exc, "usage", None) or {}))
                     reason = f"{exc.error_class.value}: {exc.message}"
                     if exc.error_class is not ErrorClass.BAD_OUTPUT:
                         break
                     if attempt + 1 < PAGE_ATTEMPTS:
                         await asyncio.sleep(RETRY_PAUSE * (attempt + 1))
-            if page.page_number not in outcome:
-                logger.warning("pdfxtract page %d skipped: %s", page.page_number, reason)
-                outcome[page.page_number] = reason or "no usable answer"
-        done += 1
-        await ctx.progress(done / total, f"page {done}/{total}")
+        add_usage(usage, page_usage)
+        found = outcome.get(page.page_number)
+        if isinstance(found, VisionPage):
+            if model:
+                models.append(model)
+            part = {
+                "fp": fingerprint,
+                "page": found.model_dump(),
+                "usage": page_usage,
+                "model": model,
+            }
+            await ctx.save_part(name, part)
+        else:
+            logger.warning("pdfxtract page %d skipped: %s", page.page_number, reason)
+            outcome[page.page_number] = reason or "no usable answer"
 
-    jobs = [asyncio.create_task(one(page)) for page in pages]
-    try:
-        await asyncio.gather(*jobs)
-    except BaseException:
-        # One page ended the attempt (an upstream failure): stop the others, so pages still
-        # waiting for a slot are not sent on behalf of an attempt that has already failed.
-        for job in jobs:
-            job.cancel()
-        await asyncio.gather(*jobs, return_exceptions=True)
-        raise
+    # One page's upstream failure ends the attempt: pages still waiting for a slot are not
+    # sent, pages already sending finish (and are saved), then the first error is raised.
+    await fan.gather(one(page) for page in pages)
     failures = [v for v in outcome.values() if isinstance(v, str)]
     if failures and len(failures) == total:
         raise TaskError(
@@ -399,14 +470,15 @@ def _assemble(
                 }
             )
             continue
-        result_pages.append(
-            {
-                "page_number": page.page_number,
-                "status": "processed",
-                "reason": None,
-                "articles": [a.to_dict() for a in articles],
-            }
-        )
+        entry: dict[str, Any] = {
+            "page_number": page.page_number,
+            "status": "processed",
+            "reason": None,
+            "articles": [a.to_dict() for a in articles],
+        }
+        if isinstance(found, VisionPage) and found.truncated:
+            entry["truncated"] = True  # cut at max_tokens: said, never hidden
+        result_pages.append(entry)
     return {
         "filename": payload.filename,
         "issue_date": payload.issue_date or "unknown",
@@ -418,16 +490,37 @@ def _assemble(
 
 
 async def _summarize_articles(ctx: TaskContext, result: dict[str, Any]) -> None:
-    """Replace each long enough article's summary by the provider's summary."""
+    """Replace each long enough article's summary by the provider's summary.
+
+    Each summary is saved as part ``summary:<page>:<index>`` (with a fingerprint of the body and
+    the model) as soon as it is paid for; a retry reuses the ones that still fit.
+    """
     llm = ctx.services.llm
     usage: dict[str, Any] = result.setdefault("usage", {})
+    saved = await ctx.saved_parts()
     for page in result["pages"]:
-        for article in page["articles"]:
-            if len(article["body"].split()) < MIN_SUMMARY_WORDS:
+        for index, article in enumerate(page["articles"]):
+            body = article["body"]
+            if len(body.split()) < MIN_SUMMARY_WORDS:
                 continue
-            summary = await llm.summarize(article["body"])
+            name = f"summary:{page['page_number']}:{index}"
+            fingerprint = _digest([llm.name, getattr(llm, "model", ""), body])
+            part = saved.get(name)
+            if (
+                isinstance(part, dict)
+                and part.get("fp") == fingerprint
+                and isinstance(part.get("summary"), str)
+            ):
+                article["summary"] = part["summary"]
+                add_usage(usage, dict(part.get("usage") or {}))
+                continue
+            summary = await llm.summarize(body)
             article["summary"] = summary.summary
-            add_usage(usage, dict(summary.usage or {}))
+            paid = dict(summary.usage or {})
+            add_usage(usage, paid)
+            await ctx.save_part(
+                name, {"fp": fingerprint, "summary": summary.summary, "usage": paid}
+            )
 
 
 __all__ = [

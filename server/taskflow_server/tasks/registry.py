@@ -34,7 +34,8 @@ P = TypeVar("P", bound=BaseModel)
 
 @dataclass
 class TaskContext:
-    """What a running handler may use: its identity, shared services, progress and cancel."""
+    """What a running handler may use: its identity, shared services, progress, cancel and the
+    parts of its work already paid for (:meth:`saved_parts`, :meth:`save_part`)."""
 
     task_id: str
     task_type: str
@@ -42,11 +43,36 @@ class TaskContext:
     services: Services
     cancel_event: asyncio.Event = field(default_factory=asyncio.Event)
     _progress: Callable[[float, str], Awaitable[None]] | None = None
+    _save_part: Callable[[str, Any], Awaitable[None]] | None = None
+    _load_parts: Callable[[], Awaitable[dict[str, Any]]] | None = None
+    _parts: dict[str, Any] | None = field(default=None, repr=False)
 
     async def progress(self, fraction: float, message: str = "") -> None:
         """Report progress (0..1) and a short message; visible in the task detail and events."""
         if self._progress is not None:
             await self._progress(min(1.0, max(0.0, float(fraction))), message)
+
+    async def saved_parts(self) -> dict[str, Any]:
+        """The parts earlier attempts of this task saved (name -> JSON value).
+
+        Read from the store once per attempt, then cached (parts this attempt saves are added).
+        Empty without a worker (a handler called directly). The handler decides whether a part
+        still fits its input: parts carry whatever fingerprint it put in them.
+        """
+        if self._parts is None:
+            self._parts = dict(await self._load_parts()) if self._load_parts is not None else {}
+        return self._parts
+
+    async def save_part(self, name: str, value: Any) -> None:
+        """Keep ``value`` (JSON-serialisable) as finished part ``name`` of this task's work.
+
+        Saved at once, so a retry after a later failure need not pay for it again. Nothing is
+        kept once the lease is lost, without a worker, or while the store is unreachable.
+        """
+        if self._parts is not None:
+            self._parts[name] = value
+        if self._save_part is not None:
+            await self._save_part(name, value)
 
     @property
     def cancelled(self) -> bool:

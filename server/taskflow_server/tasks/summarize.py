@@ -5,12 +5,20 @@ sentence boundaries; the chunks are summarised (a few at a time, progress report
 and their summaries summarised again into the final one (repeatedly, if even they are too long).
 Empty and oversized texts (over ``max_text_chars``) are ``invalid_input`` and go to the DLQ.
 
-Result: ``{summary, provider, model, usage, chunks}``; ``usage`` adds up every call.
+Each chunk's summary is saved with the task as soon as it is paid for (part
+``chunk:<round>:<index>:<sha1 of the chunk>``), so a retry sends only the chunks still missing.
+When one chunk's call fails, chunks still waiting for a slot are not sent, those already sending
+finish and are saved, then the first error ends the attempt.
+
+Result: ``{summary, provider, model, usage, chunks, truncated}``; ``usage`` adds up every call
+(chunk summaries saved by an earlier attempt included); ``truncated`` is true when an answer was
+cut at ``max_tokens`` even after the client asked again with more room.
 """
 
 from __future__ import annotations
 
-import asyncio
+import hashlib
+import json
 import re
 from typing import Any
 
@@ -18,6 +26,7 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 
 from taskflow_server.llm.provider import LLMProvider, SummaryResult
 from taskflow_server.resilience.errors import ErrorClass, TaskError
+from taskflow_server.tasks._fanout import FanOut
 from taskflow_server.tasks.registry import TaskContext, task
 
 CHUNK_CONCURRENCY = 4
@@ -94,6 +103,34 @@ def _add_usage(total: dict[str, Any], usage: dict[str, Any]) -> None:
     total["cost"] = float(total.get("cost", 0.0)) + float(usage.get("cost") or 0.0)
 
 
+def chunk_part_name(round_no: int, index: int, chunk: str) -> str:
+    """The saved-part name of chunk ``index`` of summarising round ``round_no``."""
+    digest = hashlib.sha1(chunk.encode("utf-8")).hexdigest()[:16]
+    return f"chunk:{round_no}:{index}:{digest}"
+
+
+def _fingerprint(llm: LLMProvider, sentences: int, kwargs: dict[str, Any]) -> str:
+    """What, besides the chunk's text, decides its summary: a saved one made otherwise is stale."""
+    facts = [llm.name, getattr(llm, "model", ""), sentences, kwargs.get("language")]
+    return hashlib.sha1(json.dumps(facts).encode("utf-8")).hexdigest()[:16]
+
+
+def _reuse(saved: Any, fingerprint: str) -> SummaryResult | None:
+    """The summary a saved part holds, when it was made the same way; else ``None``."""
+    if not isinstance(saved, dict) or saved.get("fp") != fingerprint:
+        return None
+    summary, usage = saved.get("summary"), saved.get("usage")
+    if not isinstance(summary, str) or not isinstance(usage, dict):
+        return None
+    return SummaryResult(
+        summary=summary,
+        provider=str(saved.get("provider", "")),
+        model=str(saved.get("model", "")),
+        usage=usage,
+        truncated=bool(saved.get("truncated", False)),
+    )
+
+
 async def _summarize_all(
     ctx: TaskContext,
     llm: LLMProvider,
@@ -101,21 +138,37 @@ async def _summarize_all(
     sentences: int,
     kwargs: dict[str, Any],
     progress_span: tuple[float, float],
+    round_no: int,
 ) -> list[SummaryResult]:
-    gate = asyncio.Semaphore(CHUNK_CONCURRENCY)
+    """Summarise every chunk of one round, reusing the summaries earlier attempts saved."""
+    saved = await ctx.saved_parts()
+    fingerprint = _fingerprint(llm, sentences, kwargs)
+    fan = FanOut(CHUNK_CONCURRENCY)
     done = 0
     start, end = progress_span
 
-    async def one(chunk: str) -> SummaryResult:
+    async def one(index: int, chunk: str) -> SummaryResult:
         nonlocal done
-        async with gate:
-            result = await llm.summarize(chunk, sentences=sentences, **kwargs)
+        name = chunk_part_name(round_no, index, chunk)
+        result = _reuse(saved.get(name), fingerprint)
+        if result is None:
+            async with fan.slot():
+                result = await llm.summarize(chunk, sentences=sentences, **kwargs)
+            part = {
+                "fp": fingerprint,
+                "summary": result.summary,
+                "provider": result.provider,
+                "model": result.model,
+                "usage": dict(result.usage or {}),
+                "truncated": result.truncated,
+            }
+            await ctx.save_part(name, part)
         done += 1
         fraction = start + (end - start) * done / len(chunks)
         await ctx.progress(fraction, f"summarised chunk {done}/{len(chunks)}")
         return result
 
-    return list(await asyncio.gather(*(one(c) for c in chunks)))
+    return await fan.gather(one(i, c) for i, c in enumerate(chunks))
 
 
 @task("summarize", payload=SummarizePayload, lane="llm")
@@ -134,19 +187,23 @@ async def summarize(ctx: TaskContext, payload: SummarizePayload) -> dict[str, An
     limit = int(getattr(llm, "max_input_chars", settings.summarize_chunk_chars))
     kwargs: dict[str, Any] = {"language": payload.language} if payload.language else {}
     usage: dict[str, Any] = {}
+    truncated = False
     chunks = split_chunks(text, limit)
     await ctx.progress(0.0, f"summarising {len(chunks)} chunk(s)")
     if len(chunks) == 1:
         final = await llm.summarize(text, sentences=payload.sentences, **kwargs)
     else:
         current = chunks
-        for _ in range(MAX_ROUNDS):
+        for round_no in range(MAX_ROUNDS):
             if len(current) == 1:
                 break
             partial_sentences = max(2, payload.sentences)
-            results = await _summarize_all(ctx, llm, current, partial_sentences, kwargs, (0.0, 0.9))
+            results = await _summarize_all(
+                ctx, llm, current, partial_sentences, kwargs, (0.0, 0.9), round_no
+            )
             for result in results:
                 _add_usage(usage, result.usage)
+                truncated = truncated or result.truncated
             current = split_chunks("\n\n".join(r.summary for r in results), limit)
         await ctx.progress(0.9, "combining the chunk summaries")
         combined = current[0] if len(current) == 1 else "\n\n".join(current)[:limit]
@@ -159,4 +216,6 @@ async def summarize(ctx: TaskContext, payload: SummarizePayload) -> dict[str, An
         "model": final.model,
         "usage": usage,
         "chunks": len(chunks),
+        # The model's answer was cut at max_tokens even with more room: said, never hidden.
+        "truncated": truncated or final.truncated,
     }

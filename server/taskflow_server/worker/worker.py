@@ -315,7 +315,16 @@ class Worker:
             with contextlib.suppress(*REDIS_DOWN_ERRORS):
                 await self.queue.progress(claim.task_id, claim.token, fraction, message)
 
+        async def save_part(name: str, value: Any) -> None:
+            with contextlib.suppress(*REDIS_DOWN_ERRORS):
+                await self.queue.save_part(claim.task_id, claim.token, name, value)
+
+        async def load_parts() -> dict[str, Any]:
+            return await self.queue.parts(claim.task_id)
+
         ctx._progress = report
+        ctx._save_part = save_part
+        ctx._load_parts = load_parts
         task = asyncio.create_task(self._execute(claim, ctx), name=f"task:{claim.task_id}")
         self._running[claim.task_id] = _Running(claim, task, ctx)
 

@@ -629,16 +629,19 @@ async def get_task(task_id: TaskIdPath, ctx: ContextDep) -> TaskDetail:
     response_model=RetryResponse,
     responses={
         **NOT_FOUND,
-        400: {"model": ErrorResponse, "description": "Only FAILED or DLQ tasks can be retried."},
+        400: {
+            "model": ErrorResponse,
+            "description": "Only FAILED, DLQ or CANCELLED tasks can be retried.",
+        },
     },
-    summary="Retry a failed or dead-lettered task",
+    summary="Retry a failed, dead-lettered or cancelled task",
 )
 async def retry_task(
     task_id: TaskIdPath,
     ctx: ContextDep,
     body: Annotated[RetryRequest | None, Body()] = None,
 ) -> RetryResponse:
-    """Send a DLQ (or FAILED) task back to the retry queue as PENDING."""
+    """Send a DLQ, FAILED or CANCELLED task back to the retry queue as PENDING."""
     reset = body.reset_retry_count if body is not None else False
     try:
         record = await ctx.queue.retry(task_id, reset_retry_count=reset)
@@ -646,7 +649,8 @@ async def retry_task(
         raise HTTPException(404, f"task {task_id} not found") from None
     except InvalidTransition as exc:
         raise HTTPException(
-            400, f"task {task_id} is {exc.state}: only FAILED or DLQ tasks can be retried"
+            400,
+            f"task {task_id} is {exc.state}: only FAILED, DLQ or CANCELLED tasks can be retried",
         ) from None
     return RetryResponse(
         task_id=record.id,

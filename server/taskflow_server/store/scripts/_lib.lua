@@ -21,6 +21,8 @@ local function k_task(id) return TAG .. ':task:' .. id end
 local function k_queue(lane, prio) return TAG .. ':q:' .. lane .. ':' .. prio end
 local function k_wake(lane) return TAG .. ':wake:' .. lane end
 local function k_idem(key) return TAG .. ':idem:' .. key end
+-- The parts a task already paid for (checkpoint.lua); kept across retries, dropped at its end.
+local function k_parts(id) return TAG .. ':parts:' .. id end
 
 -- Redis server time in milliseconds (one clock for every worker and API process).
 local T = redis.call('TIME')

@@ -1,5 +1,6 @@
 -- Cancel a task. ARGV[3] id. PENDING, SCHEDULED and DLQ tasks are CANCELLED at once; an ACTIVE
--- one gets a cancel request its worker honours at its next lease check.
+-- one gets a cancel request its worker honours at its next lease check. A CANCELLED task's
+-- saved parts (checkpoint.lua) go with it.
 -- Returns the state after the call, 'missing', or 'refused:<state>' for a finished task.
 local id = ARGV[3]
 local key = k_task(id)
@@ -13,5 +14,6 @@ end
 if state == 'COMPLETED' or state == 'CANCELLED' then return 'refused:' .. state end
 unlink(id, key, submitted(key).lane)
 redis.call('ZADD', K_FINISHED, NOW_MS, id)
+redis.call('DEL', k_parts(id))
 transition(id, key, state, 'CANCELLED')
 return 'CANCELLED'

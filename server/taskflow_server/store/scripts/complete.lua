@@ -1,5 +1,6 @@
 -- Complete N tasks. ARGV[3] = N, then per task: id, lease token, result (JSON text).
--- A task whose lease is not this token (reaped, deleted, cancelled) is left alone.
+-- A task whose lease is not this token (reaped, deleted, cancelled) is left alone. A completed
+-- task's saved parts (checkpoint.lua) are no longer needed: they go.
 -- Returns per task: 1 completed, 0 stale.
 local n = tonumber(ARGV[3])
 local out = {}
@@ -12,6 +13,7 @@ for i = 0, n - 1 do
     redis.call('HDEL', key, 'lease', 'cancel_requested')
     redis.call('ZREM', K_ACTIVE, id)
     redis.call('ZADD', K_FINISHED, NOW_MS, id)
+    redis.call('DEL', k_parts(id))
     transition(id, key, 'ACTIVE', 'COMPLETED')
     out[#out + 1] = 1
   else

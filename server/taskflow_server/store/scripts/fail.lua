@@ -3,7 +3,8 @@
 --   'dlq'     dead-letter now (permanent error);
 --   'requeue' hand the task back to the front of its queue without using a retry
 --             (graceful stop, or an upstream outage the breaker has taken over);
---   'cancel'  a cancel request was honoured: CANCELLED.
+--   'cancel'  a cancel request was honoured: CANCELLED (its saved parts are dropped).
+-- Every other mode keeps the task's saved parts (checkpoint.lua) for the next attempt.
 -- ARGV[6] error type, ARGV[7] message, ARGV[8] delay ms.
 -- Returns the new state, or 'stale:<state>' when the lease is not ours.
 local id, token, mode = ARGV[3], ARGV[4], ARGV[5]
@@ -25,6 +26,7 @@ if mode == 'requeue' then
 end
 if mode == 'cancel' then
   redis.call('ZADD', K_FINISHED, NOW_MS, id)
+  redis.call('DEL', k_parts(id))
   transition(id, key, 'ACTIVE', 'CANCELLED')
   return 'CANCELLED'
 end
