@@ -464,7 +464,14 @@ def _message(exc: TaskflowError) -> tuple[str, int]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``taskflow``; returns the exit status (the console script exits with it)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    args, unknown = parser.parse_known_args(words)
+    if getattr(args, "func", None) is cmd_fake_openrouter:
+        # Everything after the command word is the fake's own command line, in order
+        # (argparse.REMAINDER alone drops options such as --latency to the top-level parser).
+        args.fake_args = words[words.index("fake-openrouter") + 1 :]
+    elif unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         code = int(args.func(args))
     except CliError as exc:

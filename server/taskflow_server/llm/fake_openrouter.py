@@ -2,40 +2,75 @@
 
 Run it::
 
-    python -m taskflow_server.llm.fake_openrouter --port 8765 --rate-limit 100/10s \\
-        --latency 0.3 --fail-rate 0.1 --seed 1 --key sk-test
+    taskflow fake-openrouter --port 8765 --rate-limit 100/10s --latency 0.3 --fail-rate 0.1 \\
+        --seed 1 --key sk-test --fault outage:30 --fault key-limit
 
-and point ``OPENROUTER_BASE_URL`` at ``http://127.0.0.1:8765/api/v1``. In Python use
-:func:`build_app` (an ASGI app), :func:`run_fake_openrouter` (blocking) or
-:class:`FakeOpenRouterThread` (a context manager serving on a free port in a thread).
+(or ``python -m taskflow_server.llm.fake_openrouter`` with the same flags) and point
+``OPENROUTER_BASE_URL`` at ``http://127.0.0.1:8765/api/v1``. In Python use :func:`build_app` (an
+ASGI app), :func:`run_fake_openrouter` (blocking) or :class:`FakeOpenRouterThread` (a context
+manager serving on a free port in a thread).
 
 Endpoints (under ``/api/v1``): ``POST /chat/completions`` (plain and ``json_schema`` answers,
-``file`` parts whose page count is echoed, ``stream: true``), ``GET /key`` and ``/auth/key``,
-``GET /credits`` (403 unless a management key). Unknown or missing bearer keys get 401.
+``file`` parts whose page count is echoed, ``stream: true``), ``GET /key`` and ``/auth/key``
+(``rate_limit`` is ``{"requests": -1, "interval": "10s"}`` as OpenRouter answers now that the
+field is deprecated, unless ``report_rate_limit``), ``GET /credits`` (403 unless a management
+key). Unknown or missing bearer keys get 401.
+
+A ``json_schema`` answer fills the schema from the prompt's words, except for a newspaper page
+schema (``articles[]`` with ``title`` and ``body``, as pdfxtract asks): that gets one to three
+articles that read like news, taken from the request's text layer ("Text layer of this page":
+headline-like lines start articles, ``By ...`` lines are bylines, ``Continued on/from page N``
+notes fill the page links) or, for a scanned page, made up from small word lists, seeded by the
+page so the same page always gets the same stories.
+
+**Fixtures.** ``tests/fixtures/openrouter/*.json`` (see its README) hold OpenRouter's documented
+answers; :func:`fixtures_dir` finds them (``$TASKFLOW_FAKE_FIXTURES``, else the checkout this
+module runs from) and :func:`load_fixture` reads one, filling its ``{now_ms+N}`` / ``{now_s+N}``
+time templates. A fault named ``fixture:<stem>`` serves that file as written: status, headers and
+``body`` (JSON), ``text`` (raw) or ``stream`` (SSE lines, status 200), after its ``prefix``. A
+fixture with ``"endpoint": "/key"`` answers ``/key`` instead (``key_fixture``).
+
+**Modes** (:data:`MODES`, ``--fault NAME[:SECONDS]`` or the control field ``mode``) answer every
+chat request the same way while on, and end by themselves after their seconds: ``key-limit``
+(403), ``credits`` (402), ``daily-cap`` (429 free-models-per-day), ``provider-429`` (a 200 whose
+body is a provider's 429), ``length`` (``finish_reason: length``) and ``outage`` (503), each
+served from its fixture; any fault name (``502``, ``fixture:<stem>``) can run as a mode too.
+Several run one after the other.
 
 Faults, in the order they are checked for a chat request:
 
 1. **scripted**: a request whose last user message contains a rule's ``match`` text takes the
    rule's fault (``fault_rules``, each for ``times`` requests or for good); otherwise the next
-   requests take faults from a queue (``enqueue``, see :data:`FAULTS`);
-2. **outage**: 503 ``provider_overloaded`` with ``Retry-After`` until the outage ends;
-3. **server-side token bucket** (``rate_limit``): a real 429 with ``Retry-After`` and
+   requests take faults from a queue (``enqueue``): a name in :data:`FAULTS` or
+   ``fixture:<stem>``;
+2. **mode**: the current mode's answer;
+3. **outage**: 503 ``provider_overloaded`` with ``Retry-After`` until the outage ends;
+4. **server-side token bucket** (``rate_limit``): a real 429 with ``Retry-After`` and
    ``X-RateLimit-Limit/Remaining/Reset`` (reset in epoch ms) when the bucket is empty;
-4. **key limit**: 402 ``openrouter_key_limit`` once the key's spend reaches ``key_limit``;
-5. **random failures** (``fail_rate``, spread over ``fail_statuses`` by weight).
+5. **key limit**: once the key's spend reaches ``key_limit``, the 403 key-limit fixture (fault
+   ``key_limit``; the built-in 402 ``402_key_limit`` without a fixtures directory);
+6. **random failures** (``fail_rate``, spread over ``fail_statuses`` by weight; fixture faults
+   allowed).
 
 Latency follows ``latency`` seconds with a ``fixed``, ``uniform`` (0.5x-1.5x) or ``exponential``
-distribution. Everything random comes from one ``random.Random(seed)``.
+distribution (after a keep-alive prefix, when there is one). Everything random comes from one
+``random.Random(seed)``.
 
 Control at run time: ``POST /_control`` with any of ``latency``, ``latency_dist``, ``fail_rate``,
 ``fail_statuses``, ``outage_seconds``, ``rate_limit`` (``"N/Ts"`` or null), ``key_limit``,
 ``cost_per_1k_tokens``, ``seed``, ``enqueue`` (a list of faults), ``clear_queue``,
 ``fault_rules`` (a list of ``{"match": text, "fault": name, "times": n | null}``, added to the
-rules), ``clear_rules``, ``reset_stats``; ``GET /_control`` shows the config; ``GET /_stats``
-counts requests, answers per status, 429s, tokens, content parts by type and the most requests
-ever in flight at once; ``GET /_requests`` lists the last :data:`REQUEST_LOG_SIZE` chat requests
-(content part types, plugins, schema, fault, status, answer; never the file or image data);
-``POST /_reset`` clears stats, the log, the queue and the rules.
+rules), ``clear_rules``, ``mode`` (``{"name": NAME, "seconds": S | null}``, a name, or a list of
+them run in turn; replaces the schedule), ``clear_mode``, ``key_fixture`` (a ``/key`` fixture
+or null), ``report_rate_limit``, ``fixtures`` (a directory), ``reset_stats``; a fault, mode or
+fixture it cannot serve is a 400 that says why. ``GET /_control`` shows the config, the mode and
+what each mode serves; ``GET /_stats`` counts requests, answers per status, 429s, tokens,
+content parts by type, the most requests ever in flight at once, the answers per fault
+(``answers``: ``fixture:<stem>``, ``mode:<name>``, ``key_limit``, ...) and per mode the answers
+it sent and the chat requests that came while it was on (``modes``, with ``mode`` the current
+one); ``GET /_requests`` lists the last :data:`REQUEST_LOG_SIZE` chat requests (content part
+types, plugins, schema, fault, status, answer; never the file or image data); ``POST /_reset``
+clears stats, the log, the queue, the rules and the modes.
 """
 
 from __future__ import annotations
@@ -46,9 +81,12 @@ import base64
 import binascii
 import collections
 import contextlib
+import copy
+import hashlib
 import json
 import logging
 import math
+import os
 import random
 import re
 import socket
@@ -56,6 +94,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -100,6 +139,267 @@ _WORDS = re.compile(r"\w+", re.UNICODE)
 _SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
+# ----------------------------------------------------------------------------- fixtures
+
+FIXTURES_ENV = "TASKFLOW_FAKE_FIXTURES"
+"""Environment variable naming the fixtures directory (overrides the checkout's)."""
+
+FIXTURE_PREFIX = "fixture:"
+"""A fault named ``fixture:<stem>`` serves ``<fixtures dir>/<stem>.json``."""
+
+MODE_PREFIX = "mode:"
+"""The request log and ``/_stats`` name a mode's answers ``mode:<name>``."""
+
+KEY_LIMIT_FAULT = "key_limit"
+"""The fault name of the answer to a spent ``key_limit`` (the 403 key-limit fixture)."""
+
+_FIXTURES_IN_CHECKOUT = Path("tests") / "fixtures" / "openrouter"
+_TEMPLATE = re.compile(r"\{now_(ms|s)(?:([+-])(-?\d+))?\}")
+_FIXTURE_KINDS = ("body", "text", "stream")
+
+
+def fixtures_dir() -> Path | None:
+    """The default fixtures directory: ``$TASKFLOW_FAKE_FIXTURES`` when set, else
+    ``tests/fixtures/openrouter`` of the checkout this module is installed from (editable), else
+    ``None``."""
+    configured = os.environ.get(FIXTURES_ENV)
+    if configured:
+        return Path(configured)
+    for parent in Path(__file__).resolve().parents:
+        candidate = parent / _FIXTURES_IN_CHECKOUT
+        if candidate.is_dir():
+            return candidate
+    return None
+
+
+def _substitute(value: Any, now: float) -> Any:
+    """``value`` with every ``{now_ms+N}`` / ``{now_s+N}`` in its strings replaced."""
+
+    def replace(match: re.Match[str]) -> str:
+        unit, sign, number = match.groups()
+        offset = int(number or 0) * (-1 if sign == "-" else 1)
+        base = int(now * 1000) if unit == "ms" else int(now)
+        return str(base + offset)
+
+    if isinstance(value, str):
+        return _TEMPLATE.sub(replace, value)
+    if isinstance(value, list):
+        return [_substitute(item, now) for item in value]
+    if isinstance(value, Mapping):
+        return {key: _substitute(item, now) for key, item in value.items()}
+    return value
+
+
+_RAW_FIXTURES: dict[tuple[str, int], dict[str, Any]] = {}
+
+
+def _read_fixture(path: Path) -> dict[str, Any]:
+    """The parsed file (cached by path and modification time) checked against the format."""
+    stat = path.stat()
+    cache_key = (str(path.resolve()), stat.st_mtime_ns)
+    cached = _RAW_FIXTURES.get(cache_key)
+    if cached is not None:
+        return cached
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"fixture {path.name}: not a JSON object")
+    kinds = [kind for kind in _FIXTURE_KINDS if kind in data]
+    if len(kinds) != 1:
+        raise ValueError(f"fixture {path.name}: needs exactly one of body, text or stream")
+    if "stream" in data and not isinstance(data["stream"], list):
+        raise ValueError(f"fixture {path.name}: stream must be a list of lines")
+    if "text" in data and not isinstance(data["text"], str):
+        raise ValueError(f"fixture {path.name}: text must be a string")
+    if not isinstance(data.get("headers", {}), Mapping):
+        raise ValueError(f"fixture {path.name}: headers must be an object")
+    _RAW_FIXTURES[cache_key] = data
+    return data
+
+
+def load_fixture(path: Path, now: float | None = None) -> dict[str, Any]:
+    """One fixture file with its ``{now_ms+N}`` / ``{now_s+N}`` templates (in ``headers``,
+    ``body``, ``text``, ``stream`` and ``prefix``) filled for ``now`` (epoch seconds; default
+    the current time). Raises ``ValueError`` when the file does not follow the format."""
+    moment = time.time() if now is None else now
+    data = copy.deepcopy(_read_fixture(Path(path)))
+    for key in ("headers", *_FIXTURE_KINDS, "prefix"):
+        if key in data:
+            data[key] = _substitute(data[key], moment)
+    return data
+
+
+def fixture_names(directory: Path | None) -> list[str]:
+    """The stems of the fixtures in ``directory`` (sorted; empty without a directory)."""
+    if directory is None or not directory.is_dir():
+        return []
+    return sorted(path.stem for path in directory.glob("*.json"))
+
+
+def fixture_path(directory: Path | None, stem: str) -> Path:
+    """The file of fixture ``stem`` (raises ``ValueError`` with the reason when there is none)."""
+    if directory is None:
+        raise ValueError(
+            f"no fixtures directory for fixture {stem!r}: set {FIXTURES_ENV} or --fixtures"
+        )
+    if not stem or "/" in stem or "\\" in stem or stem.startswith("."):
+        raise ValueError(f"bad fixture name {stem!r}")
+    path = directory / f"{stem}.json"
+    if not path.is_file():
+        raise ValueError(f"unknown fixture {stem!r}: no {stem}.json in {directory}")
+    return path
+
+
+def _fixture_endpoint(path: Path) -> str:
+    return str(_read_fixture(path).get("endpoint") or "/chat/completions")
+
+
+def _sse_lines(lines: list[Any]) -> list[str]:
+    """The stream's lines as sent: a blank line after each ``data:`` event, the rest (SSE
+    comments such as ``: OPENROUTER PROCESSING``) as they are, one line each."""
+    out: list[str] = []
+    for raw in lines:
+        line = raw if isinstance(raw, str) else json.dumps(raw, ensure_ascii=False)
+        if line.endswith("\n"):
+            out.append(line)
+        elif line.startswith("data:"):
+            out.append(line + "\n\n")
+        else:
+            out.append(line + "\n")
+    return out
+
+
+def fixture_response(fixture: Mapping[str, Any], delay: float = 0.0) -> Response:
+    """The HTTP answer of a loaded fixture: its status and headers with ``body`` as JSON,
+    ``text`` raw or ``stream`` as ``text/event-stream`` (status 200), after ``prefix``.
+
+    ``delay`` is slept after the first chunk (the prefix, or the stream's first line) so a
+    keep-alive prefix reaches the client before the wait; without either, the caller waits."""
+    headers = {str(k): str(v) for k, v in dict(fixture.get("headers") or {}).items()}
+    has_type = any(k.lower() == "content-type" for k in headers)
+    prefix = str(fixture.get("prefix") or "")
+    if "stream" in fixture:
+        chunks = [prefix] if prefix else []
+        chunks += _sse_lines(list(fixture["stream"]))
+        if not has_type:
+            headers["Content-Type"] = "text/event-stream"
+        return StreamingResponse(_paced(chunks, delay), status_code=200, headers=headers)
+    status = int(fixture.get("status") or 200)
+    if "text" in fixture:
+        payload = str(fixture["text"])
+        default_type = "text/plain; charset=utf-8"
+    else:
+        payload = json.dumps(fixture["body"], ensure_ascii=False)
+        default_type = "application/json"
+    if not has_type:
+        headers["Content-Type"] = default_type
+    if prefix:
+        return StreamingResponse(_paced([prefix, payload], delay), status, headers)
+    return Response(payload.encode("utf-8"), status_code=status, headers=headers)
+
+
+async def _paced(chunks: list[str], delay: float) -> AsyncIterator[bytes]:
+    for i, chunk in enumerate(chunks):
+        yield chunk.encode("utf-8")
+        if i == 0 and delay > 0:
+            await asyncio.sleep(delay)
+        else:
+            await asyncio.sleep(0)
+
+
+def _fixture_paces_itself(fixture: Mapping[str, Any]) -> bool:
+    return bool(fixture.get("prefix")) or "stream" in fixture
+
+
+# ----------------------------------------------------------------------------- fault modes
+
+
+@dataclass(frozen=True)
+class ModeSpec:
+    """A named fault mode backed by a fixture.
+
+    Attributes:
+        name: the mode's name (``--fault NAME``).
+        stems: fixture stems tried in order.
+        pattern: a glob over the fixtures directory tried when no stem exists.
+        fallback: the built-in fault used when no fixture is found (``None`` = the mode needs
+            its fixture).
+        description: one line for ``--help`` and ``GET /_control``.
+    """
+
+    name: str
+    stems: tuple[str, ...]
+    pattern: str | None
+    fallback: str | None
+    description: str
+
+
+MODES: dict[str, ModeSpec] = {
+    spec.name: spec
+    for spec in (
+        ModeSpec(
+            "key-limit",
+            ("403-key-limit",),
+            "403-*key*limit*",
+            None,
+            "403: the key's limit is spent",
+        ),
+        ModeSpec(
+            "credits",
+            ("402-credits", "402-insufficient-credits", "402-no-credits"),
+            "402-*credit*",
+            "402_credits",
+            "402: the account is out of credits",
+        ),
+        ModeSpec(
+            "daily-cap",
+            ("429-daily-cap", "429-free-models-per-day"),
+            "429-*day*",
+            None,
+            "429: the free models' daily request cap",
+        ),
+        ModeSpec(
+            "provider-429",
+            ("200-provider-error-429", "200-error-429"),
+            "200-*429*",
+            None,
+            "200 whose body is the provider's 429",
+        ),
+        ModeSpec(
+            "length",
+            ("finish-length", "200-finish-reason-length"),
+            "200-*length*",
+            None,
+            "200 with finish_reason length (truncated)",
+        ),
+        ModeSpec(
+            "outage",
+            ("503-unavailable", "503-outage", "503-no-provider"),
+            "503-*",
+            "503",
+            "503: no provider available",
+        ),
+    )
+}
+"""The fault modes (``--fault NAME[:SECONDS]``, control field ``mode``)."""
+
+
+def _mode_fixture(spec: ModeSpec, directory: Path | None) -> str | None:
+    """The fixture stem that backs ``spec`` in ``directory`` (``None`` when there is none)."""
+    names = fixture_names(directory)
+    for stem in spec.stems:
+        if stem in names:
+            return stem
+    if spec.pattern is not None and directory is not None:
+        matches = sorted(
+            path.stem for path in directory.glob(f"{spec.pattern}.json") if path.is_file()
+        )
+        for stem in matches:
+            with contextlib.suppress(OSError, ValueError):
+                if _fixture_endpoint(directory / f"{stem}.json") != "/key":
+                    return stem
+    return None
+
+
 @dataclass
 class FakeConfig:
     """Behaviour of the fake server (every field can be changed through ``POST /_control``).
@@ -119,6 +419,13 @@ class FakeConfig:
         retry_after: the ``Retry-After`` seconds on faults that carry one (429, 402 in-flight,
             503 with Retry-After).
         slow_seconds: how long the ``slow`` fault waits.
+        fixtures: the fixtures directory (``fixture:<stem>`` faults, the modes, the key-limit
+            answer); default :func:`fixtures_dir`.
+        modes: fault modes to run one after the other from the start, ``(name, seconds)``
+            (``seconds`` ``None`` = until cleared); see :data:`MODES`.
+        key_fixture: a fixture with ``"endpoint": "/key"`` that answers ``/key`` instead.
+        report_rate_limit: ``/key`` reports the server-side bucket as ``rate_limit`` (the old
+            behaviour) instead of OpenRouter's deprecated ``{"requests": -1, "interval": "10s"}``.
     """
 
     keys: frozenset[str] = frozenset()
@@ -134,6 +441,10 @@ class FakeConfig:
     cost_per_1k_tokens: float = 0.0
     retry_after: float = 1.0
     slow_seconds: float = 30.0
+    fixtures: Path | None = field(default_factory=fixtures_dir)
+    modes: list[tuple[str, float | None]] = field(default_factory=list)
+    key_fixture: str | None = None
+    report_rate_limit: bool = False
 
     def public(self) -> dict[str, Any]:
         """The config as JSON-friendly data (keys hidden)."""
@@ -149,6 +460,89 @@ class FakeConfig:
             "cost_per_1k_tokens": self.cost_per_1k_tokens,
             "retry_after": self.retry_after,
             "slow_seconds": self.slow_seconds,
+            "fixtures": str(self.fixtures) if self.fixtures else None,
+            "key_fixture": self.key_fixture,
+            "report_rate_limit": self.report_rate_limit,
+        }
+
+
+def check_fault(config: FakeConfig, fault: str) -> None:
+    """Raise ``ValueError`` unless ``fault`` is a built-in fault or a chat fixture."""
+    if fault in FAULTS:
+        return
+    if fault.startswith(FIXTURE_PREFIX):
+        stem = fault[len(FIXTURE_PREFIX) :]
+        path = fixture_path(config.fixtures, stem)
+        if _fixture_endpoint(path) == "/key":
+            raise ValueError(f"fixture {stem!r} answers /key: use key_fixture / --key-fixture")
+        return
+    raise ValueError(f"unknown faults: [{fault!r}]")
+
+
+def mode_fault(config: FakeConfig, name: str) -> str:
+    """The fault a mode serves: ``fixture:<stem>`` for a :data:`MODES` name backed by a
+    fixture, its built-in fallback, or ``name`` itself when it is a fault (any fault can run as
+    a mode). Raises ``ValueError`` when there is nothing to serve."""
+    spec = MODES.get(name)
+    if spec is None:
+        if name.startswith(FIXTURE_PREFIX) or name in FAULTS:
+            check_fault(config, name)
+            return name
+        known = ", ".join(MODES)
+        raise ValueError(f"unknown mode {name!r}: one of {known}, a fault or fixture:NAME")
+    stem = _mode_fixture(spec, config.fixtures)
+    if stem is not None:
+        return FIXTURE_PREFIX + stem
+    if spec.fallback is not None:
+        return spec.fallback
+    raise ValueError(
+        f"mode {name!r} needs the fixture {spec.stems[0]}.json, not found in "
+        f"{config.fixtures or 'any fixtures directory'} (set {FIXTURES_ENV} or --fixtures)"
+    )
+
+
+def parse_mode_flag(value: str) -> tuple[str, float | None]:
+    """``NAME`` or ``NAME:SECONDS`` (``--fault``) as ``(name, seconds)``."""
+    name, sep, tail = value.rpartition(":")
+    if sep:
+        try:
+            seconds = float(tail)
+        except ValueError:
+            return value, None
+        if not name:
+            raise ValueError(f"bad --fault {value!r}: NAME[:SECONDS]")
+        if seconds <= 0:
+            raise ValueError(f"bad --fault {value!r}: SECONDS must be positive")
+        return name, seconds
+    return value, None
+
+
+@dataclass
+class ActiveMode:
+    """A fault mode on the schedule.
+
+    Attributes:
+        name: the mode's name.
+        seconds: how long it lasts (``None`` = until cleared).
+        until: ``time.monotonic()`` at which it ends (set when it starts).
+        started_at: epoch seconds at which it started (``None`` = not started yet).
+    """
+
+    name: str
+    seconds: float | None
+    until: float | None = None
+    started_at: float | None = None
+
+    def public(self) -> dict[str, Any]:
+        """The mode as JSON-friendly data."""
+        remaining = None
+        if self.until is not None:
+            remaining = round(max(0.0, self.until - time.monotonic()), 3)
+        return {
+            "name": self.name,
+            "seconds": self.seconds,
+            "remaining": remaining,
+            "started_at": self.started_at,
         }
 
 
@@ -158,7 +552,7 @@ class FaultRule:
 
     Attributes:
         match: text to look for (``""`` matches every request).
-        fault: one of :data:`FAULTS`.
+        fault: one of :data:`FAULTS` or ``fixture:<stem>``.
         remaining: how many more requests it applies to (``None`` = every matching request).
     """
 
@@ -167,13 +561,17 @@ class FaultRule:
     remaining: int | None = None
 
     @classmethod
-    def parse(cls, raw: Any) -> FaultRule:
-        """A rule from ``{"match", "fault", "times"}`` (raises ``ValueError`` when malformed)."""
+    def parse(cls, raw: Any, config: FakeConfig | None = None) -> FaultRule:
+        """A rule from ``{"match", "fault", "times"}`` (raises ``ValueError`` when malformed;
+        with ``config``, ``fixture:<stem>`` faults are checked against its fixtures too)."""
         if not isinstance(raw, Mapping):
             raise ValueError("a fault rule is an object with match, fault and times")
         fault = str(raw.get("fault"))
-        if fault not in FAULTS:
-            raise ValueError(f"unknown faults: [{fault!r}]")
+        if config is None:
+            if fault not in FAULTS:
+                raise ValueError(f"unknown faults: [{fault!r}]")
+        else:
+            check_fault(config, fault)
         times = raw.get("times")
         if times is not None and (isinstance(times, bool) or int(times) < 1):
             raise ValueError("times must be a positive integer or null")
@@ -201,8 +599,11 @@ class FakeState:
         self.spend = 0.0
         self.generation = 0
         self.in_flight = 0
+        self.modes: collections.deque[ActiveMode] = collections.deque()
         self.stats: dict[str, Any] = {}
         self.reset_stats()
+        if config.modes:
+            self.set_modes(config.modes)
 
     def reset_stats(self) -> None:
         """Zero every counter and empty the request log."""
@@ -219,8 +620,63 @@ class FakeState:
             "prompt_tokens": 0,
             "completion_tokens": 0,
             "max_in_flight": 0,
+            "answers": collections.Counter[str](),
+            "modes": {},
             "started_at": time.time(),
         }
+
+    def mode_stats(self, name: str) -> dict[str, Any]:
+        """The counters of mode ``name`` (created on first use)."""
+        modes: dict[str, dict[str, Any]] = self.stats["modes"]
+        return modes.setdefault(
+            name, {"answers": 0, "chat_requests": 0, "started": 0, "ended": 0, "on": False}
+        )
+
+    def set_modes(self, modes: list[tuple[str, float | None]]) -> None:
+        """Replace the mode schedule: the first starts now, each next one when the one before
+        it ends (raises ``ValueError`` for a mode that cannot be served)."""
+        for name, seconds in modes:
+            mode_fault(self.config, name)
+            if seconds is not None and seconds <= 0:
+                raise ValueError(f"mode {name!r}: seconds must be positive or null")
+        self.clear_modes()
+        self.modes.extend(ActiveMode(name, seconds) for name, seconds in modes)
+        if self.modes:
+            self._start(self.modes[0], time.monotonic())
+
+    def clear_modes(self) -> None:
+        """End the current mode and drop the schedule."""
+        if self.modes:
+            self._end(self.modes[0])
+        self.modes.clear()
+
+    def _start(self, mode: ActiveMode, at: float) -> None:
+        mode.until = None if mode.seconds is None else at + mode.seconds
+        mode.started_at = time.time() - (time.monotonic() - at)
+        stats = self.mode_stats(mode.name)
+        stats["started"] += 1
+        stats["on"] = True
+        log.info("fake OpenRouter: mode %s on (%s s)", mode.name, mode.seconds)
+
+    def _end(self, mode: ActiveMode) -> None:
+        stats = self.mode_stats(mode.name)
+        stats["ended"] += 1
+        stats["on"] = False
+        log.info("fake OpenRouter: mode %s off", mode.name)
+
+    def current_mode(self) -> ActiveMode | None:
+        """The mode on now; modes whose time is up end here and the next one starts at the
+        moment the one before it ended."""
+        now = time.monotonic()
+        while self.modes:
+            head = self.modes[0]
+            if head.until is None or now < head.until:
+                return head
+            self.modes.popleft()
+            self._end(head)
+            if self.modes:
+                self._start(self.modes[0], head.until)
+        return None
 
     def snapshot(self) -> dict[str, Any]:
         """Statistics as JSON-friendly data."""
@@ -228,6 +684,13 @@ class FakeState:
         out["by_status"] = dict(self.stats["by_status"])
         out["faults"] = dict(self.stats["faults"])
         out["content_parts"] = dict(self.stats["content_parts"])
+        out["answers"] = dict(self.stats["answers"])
+        mode = self.current_mode()
+        out["modes"] = {
+            name: {**value, "on": mode is not None and mode.name == name}
+            for name, value in self.stats["modes"].items()
+        }
+        out["mode"] = mode.public() if mode else None
         out["in_flight"] = self.in_flight
         out["queued_faults"] = len(self.queue)
         out["elapsed"] = round(time.time() - self.stats["started_at"], 3)
@@ -436,7 +899,8 @@ class _SchemaFaker:
         self.cursor = (self.cursor + count) % len(self.words)
         return " ".join(out)
 
-    def _resolve(self, schema: Mapping[str, Any]) -> Mapping[str, Any]:
+    def resolve(self, schema: Mapping[str, Any]) -> Mapping[str, Any]:
+        """``schema`` with its local ``$ref`` chain followed."""
         ref = schema.get("$ref")
         seen = 0
         while isinstance(ref, str) and ref.startswith("#/") and seen < 32:
@@ -452,7 +916,7 @@ class _SchemaFaker:
         """An instance of ``schema`` (``name`` is the property it fills)."""
         if not isinstance(schema, Mapping) or depth > 12:
             return None
-        schema = self._resolve(schema)
+        schema = self.resolve(schema)
         if "const" in schema:
             return schema["const"]
         if isinstance(schema.get("enum"), list) and schema["enum"]:
@@ -461,13 +925,13 @@ class _SchemaFaker:
             options = schema.get(key)
             if isinstance(options, list) and options:
                 chosen = next(
-                    (o for o in options if self._resolve(o).get("type") != "null"), options[0]
+                    (o for o in options if self.resolve(o).get("type") != "null"), options[0]
                 )
                 return self.make(chosen, name, depth + 1)
         if isinstance(schema.get("allOf"), list) and schema["allOf"]:
             merged: dict[str, Any] = {}
             for part in schema["allOf"]:
-                merged.update(self._resolve(part))
+                merged.update(self.resolve(part))
             return self.make(merged, name, depth + 1)
         kind = schema.get("type")
         if isinstance(kind, list):
@@ -515,7 +979,275 @@ def _schema_answer(response_format: Mapping[str, Any], text: str, notes: list[st
     spec = response_format.get("json_schema")
     schema = spec.get("schema", {}) if isinstance(spec, Mapping) else {}
     words = _WORDS.findall(" ".join([*notes, text]))
-    return json.dumps(_SchemaFaker(schema, words).make(schema), ensure_ascii=False)
+    faker = _SchemaFaker(schema, words)
+    items = _article_items(faker, schema)
+    if items is not None:
+        return json.dumps(_news_answer(faker, schema, items, text, notes), ensure_ascii=False)
+    return json.dumps(faker.make(schema), ensure_ascii=False)
+
+
+# ----------------------------------------------------------------------------- page articles
+# Answers for the pdfxtract page schema (``articles[]`` of title, subtitle, author, body, ...)
+# that read like a newspaper page: from the request's text layer when it has one, otherwise
+# built from the small word lists below, seeded by the page, so a page always gets the same
+# stories.
+
+_FIRST_NAMES = (
+    "Ada", "Bruno", "Carmen", "Dmitri", "Elena", "Farid", "Greta", "Hiro", "Ines", "Jonas",
+    "Kaija", "Luca", "Maren", "Nadia", "Oskar", "Priya", "Rafael", "Sofia", "Tomas", "Yara",
+)  # fmt: skip
+_LAST_NAMES = (
+    "Albers", "Brandt", "Castillo", "Dahl", "Eriksen", "Fontaine", "Gallo", "Haas", "Ivanova",
+    "Jansen", "Kowalski", "Lindgren", "Moreau", "Novak", "Okafor", "Petrov", "Quist", "Rinaldi",
+)  # fmt: skip
+_HEAD_SUBJECTS = (
+    "Council", "Harbour Board", "School Board", "Farmers", "Hospital", "Rail Operator",
+    "Library", "Fishermen", "University", "Shopkeepers", "Water Authority", "Museum",
+)  # fmt: skip
+_VERBS = (
+    ("Approves", "approved"), ("Delays", "postponed"), ("Debates", "debated"),
+    ("Unveils", "unveiled"), ("Rejects", "rejected"), ("Backs", "backed"),
+    ("Questions", "questioned"),
+)  # fmt: skip
+_HEAD_OBJECTS = (
+    "Bridge Repairs", "New Budget", "Night Market", "River Survey", "Longer Hours",
+    "Bus Timetable", "Solar Roofs", "Harvest Fair", "Flood Defences", "Cycle Lanes",
+)  # fmt: skip
+_SUBJECTS = (
+    "The town council", "The harbour board", "The school board", "Local farmers",
+    "The regional hospital", "The rail operator", "The public library", "Inshore fishermen",
+    "The university", "Shopkeepers on the high street", "The water authority", "The museum",
+)  # fmt: skip
+_PROJECTS = (
+    "repairs to the old stone bridge", "a budget for the coming year", "a weekly night market",
+    "a survey of the river's water", "longer opening hours", "a new bus timetable",
+    "solar panels on public roofs", "an autumn harvest fair", "stronger flood defences",
+    "a network of cycle lanes",
+)  # fmt: skip
+_WHEN = (
+    "on Monday", "late on Tuesday", "this week", "after a long evening meeting",
+    "before the holiday weekend", "on Thursday afternoon",
+)  # fmt: skip
+_SPEAKERS = (
+    "a spokeswoman", "a spokesman", "the chair of the committee", "a local resident",
+    "one of the organisers", "an engineer who worked on the plans",
+)  # fmt: skip
+_SENTENCES = (
+    "{subject} {verb} {project} {when}, ending months of discussion.",
+    "The decision was welcomed by {speaker}, who said it had been a long time coming.",
+    "Not everyone agreed: {speaker} warned that the costs could rise before the work is done.",
+    "According to {speaker}, the first results should be visible by the end of the season.",
+    "About {number} people attended the meeting, more than at any other this year.",
+    "The plan will be reviewed again in {month}, when the first figures are available.",
+    "Neighbours said they hoped the change would bring more visitors to the area.",
+    "Funding comes partly from the regional government and partly from local donations.",
+    "A public exhibition of the plans opens next week in the town hall.",
+    "Critics asked why other options had not been studied in more detail.",
+)  # fmt: skip
+_MONTHS = ("March", "May", "June", "September", "October", "November")
+_TOPICS = ("local government", "transport", "education", "environment", "economy", "culture")
+_DECKS = (
+    "Supporters say the change is overdue; critics worry about the cost.",
+    "The vote followed months of debate and a packed public meeting.",
+    "Residents will be asked for their views before work begins.",
+    "",
+)  # fmt: skip
+_STOP = frozenset(
+    ("the", "a", "an", "and", "or", "of", "to", "in", "on", "for", "with", "at", "by", "from",
+     "as", "is", "are", "was", "were", "be", "its", "it", "this", "that", "after", "before",
+     "over", "under", "into", "out", "new", "more", "most", "than", "then")
+)  # fmt: skip
+_TEXT_LAYER = re.compile(r"Text layer of this page[^\n]*\n", re.IGNORECASE)
+_PAGE_OF = re.compile(r"\bPage (\d+) of (\d+)\b")
+_BYLINE = re.compile(r"^By\s+([A-Z][\w.'-]*(?:\s+[A-Z][\w.'-]*){0,3})\s*$")
+_CONTINUED_ON = re.compile(r"\bcontinued on page (\d+)\b\.?", re.IGNORECASE)
+_CONTINUED_FROM = re.compile(r"\bcontinued from page (\d+)\b\.?", re.IGNORECASE)
+_NEWS_FIELDS = ("title", "body")
+
+
+def _article_items(faker: _SchemaFaker, schema: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The item schema of an ``articles`` array with ``title`` and ``body`` in ``schema``."""
+    root = faker.resolve(schema)
+    props = root.get("properties")
+    if not isinstance(props, Mapping) or "articles" not in props:
+        return None
+    array = faker.resolve(props["articles"])
+    items = faker.resolve(array.get("items") or {})
+    item_props = items.get("properties")
+    if isinstance(item_props, Mapping) and all(name in item_props for name in _NEWS_FIELDS):
+        return items
+    return None
+
+
+def _page_rng(page: int, text: str) -> random.Random:
+    digest = hashlib.sha256(f"{page}\n{text}".encode()).digest()
+    return random.Random(int.from_bytes(digest[:8], "big"))
+
+
+def _made_up_body(rng: random.Random, subject: str, verb: str, project: str, sentences: int) -> str:
+    fills = {
+        "subject": subject,
+        "verb": verb,
+        "project": project,
+        "when": rng.choice(_WHEN),
+        "number": rng.randrange(40, 400, 10),
+        "month": rng.choice(_MONTHS),
+    }
+    chosen = [_SENTENCES[0], *rng.sample(_SENTENCES[1:], min(sentences - 1, len(_SENTENCES) - 1))]
+    paragraphs: list[str] = []
+    for start in range(0, len(chosen), 3):
+        group = chosen[start : start + 3]
+        paragraphs.append(
+            " ".join(line.format(speaker=rng.choice(_SPEAKERS), **fills) for line in group)
+        )
+    return "\n\n".join(paragraphs)
+
+
+def _made_up_article(rng: random.Random) -> dict[str, Any]:
+    index = rng.randrange(len(_SUBJECTS))
+    project = rng.randrange(len(_PROJECTS))
+    head_verb, verb = rng.choice(_VERBS)
+    title = f"{_HEAD_SUBJECTS[index]} {head_verb} {_HEAD_OBJECTS[project]}"
+    body = _made_up_body(rng, _SUBJECTS[index], verb, _PROJECTS[project], rng.randint(4, 7))
+    return {
+        "title": title,
+        "subtitle": rng.choice(_DECKS),
+        "author": f"{rng.choice(_FIRST_NAMES)} {rng.choice(_LAST_NAMES)}",
+        "body": body,
+        "topics": rng.sample(_TOPICS, 2),
+    }
+
+
+def _is_headline(line: str) -> bool:
+    """A short line that reads like a headline (not a masthead, byline, note or sentence)."""
+    words = line.split()
+    if not 2 <= len(words) <= 14 or len(line) > 100:
+        return False
+    if line[-1] in ".,;:!?" or not line[0].isalpha() or not line[0].isupper():
+        return False
+    if line.isupper() or _BYLINE.match(line) or line.lower().startswith("continued"):
+        return False
+    return sum(any(ch.isdigit() for ch in word) for word in words) * 3 < len(words)
+
+
+def _text_layer_articles(layer: str, rng: random.Random) -> list[dict[str, Any]]:
+    """Articles read off a page's text layer: each headline-like line starts one, a ``By``
+    line is its author, a one-sentence line between headline and byline its subtitle, and the
+    lines that follow (paragraphs kept) its body, up to the next headline."""
+    articles: list[dict[str, Any]] = []
+    current: dict[str, Any] | None = None
+    paragraph: list[str] = []
+
+    def flush() -> None:
+        if current is not None and paragraph:
+            current["paragraphs"].append(" ".join(paragraph))
+        paragraph.clear()
+
+    for raw in layer.splitlines():
+        line = " ".join(raw.split())
+        if not line:
+            flush()
+            continue
+        if _is_headline(line):
+            flush()
+            current = {"title": line, "author": "", "subtitle": "", "paragraphs": []}
+            articles.append(current)
+            continue
+        if current is None:
+            continue  # the masthead and dateline above the first headline
+        byline = _BYLINE.match(line)
+        if byline and not current["author"]:
+            flush()
+            if len(current["paragraphs"]) == 1 and not current["subtitle"]:
+                current["subtitle"] = current["paragraphs"].pop()
+            current["author"] = byline.group(1)
+            continue
+        paragraph.append(line)
+    flush()
+    if not articles:
+        lines = [" ".join(raw.split()) for raw in layer.splitlines() if raw.strip()]
+        if not lines:
+            return []
+        title = " ".join(lines[0].split()[:10]).rstrip(".,;:")
+        articles = [{"title": title, "author": "", "subtitle": "", "paragraphs": lines[1:]}]
+    out: list[dict[str, Any]] = []
+    for article in articles:
+        if len(out) == 3:
+            break
+        body = "\n\n".join(article.pop("paragraphs"))
+        on_page = _CONTINUED_ON.search(body)
+        from_page = _CONTINUED_FROM.search(body)
+        body = _CONTINUED_FROM.sub("", _CONTINUED_ON.sub("", body))
+        body = "\n\n".join(p.strip() for p in body.split("\n\n") if p.strip())
+        if not body:
+            if out:
+                continue  # a lone headline (a caption, a running head) is not an article
+            body = _made_up_body(rng, "The town council", "debated", rng.choice(_PROJECTS), 4)
+        article["body"] = body
+        article["continued_on_page"] = int(on_page.group(1)) if on_page else None
+        article["continued_from_page"] = int(from_page.group(1)) if from_page else None
+        out.append(article)
+    return out
+
+
+def _topics(title: str, rng: random.Random) -> list[str]:
+    words: list[str] = []
+    for word in _WORDS.findall(title.lower()):
+        if len(word) > 3 and word not in _STOP and word not in words and not word.isdigit():
+            words.append(word)
+    words.sort(key=len, reverse=True)
+    return words[:3] or rng.sample(_TOPICS, 2)
+
+
+def page_articles(text: str) -> list[dict[str, Any]]:
+    """One to three news articles for the page described by a pdfxtract request's text
+    (``Page N of M`` and, when given, the text layer), the same for the same text."""
+    found = _PAGE_OF.search(text)
+    page = int(found.group(1)) if found else 1
+    split = _TEXT_LAYER.search(text)
+    layer = text[split.end() :] if split else ""
+    rng = _page_rng(page, layer or text)
+    articles = _text_layer_articles(layer, rng) if layer.strip() else []
+    if not articles:
+        articles = [_made_up_article(rng) for _ in range(rng.randint(1, 3))]
+    for article in articles:
+        article.setdefault("continued_from_page", None)
+        article.setdefault("continued_on_page", None)
+        if not article.get("topics"):
+            article["topics"] = _topics(article["title"], rng)
+        sentences = [s for s in _SENTENCE.split(article["body"].replace("\n\n", " ")) if s]
+        article["summary"] = " ".join(sentences[:2])[:400]
+    return articles
+
+
+def _news_answer(
+    faker: _SchemaFaker,
+    schema: Mapping[str, Any],
+    items: Mapping[str, Any],
+    text: str,
+    notes: list[str],
+) -> dict[str, Any]:
+    """An instance of the page schema with :func:`page_articles` as its ``articles``; fields
+    the articles do not have are filled by ``faker``. The notes on the request's file parts
+    (``[file page-4.pdf: 1 pages]``) become the first article's subtitle, so the answer shows
+    what reached the fake."""
+    root = faker.resolve(schema)
+    item_props: Mapping[str, Any] = items.get("properties") or {}
+    found = page_articles(text)
+    files = [note for note in notes if note.startswith("[file ")]
+    if files and found:
+        found[0]["subtitle"] = " ".join(files)
+    articles = [
+        {
+            name: article[name] if name in article else faker.make(sub, name)
+            for name, sub in item_props.items()
+        }
+        for article in found
+    ]
+    return {
+        name: articles if name == "articles" else faker.make(sub, name)
+        for name, sub in (root.get("properties") or {}).items()
+    }
 
 
 def _usage(state: FakeState, prompt_chars: int, content: str) -> dict[str, Any]:
@@ -564,6 +1296,9 @@ async def _chat(request: Request) -> Response:
     state: FakeState = request.app.state.fake
     state.stats["requests"] += 1
     state.stats["chat_requests"] += 1
+    mode = state.current_mode()
+    if mode is not None:
+        state.mode_stats(mode.name)["chat_requests"] += 1
     if _authorised(request, state.config) is None:
         return _count(state, _unauthorised())
     try:
@@ -578,6 +1313,11 @@ async def _chat(request: Request) -> Response:
     try:
         response = _count(state, await _answer(state, body, entry))
         entry["status"] = response.status_code
+        fault = entry["fault"]
+        if fault is not None:
+            state.stats["answers"][fault] += 1
+            if fault.startswith(MODE_PREFIX):
+                state.mode_stats(fault[len(MODE_PREFIX) :])["answers"] += 1
         return response
     finally:
         state.in_flight -= 1
@@ -620,16 +1360,20 @@ def _describe(state: FakeState, body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def _pre_answer_fault(state: FakeState, text: str) -> tuple[str | None, Response | None]:
-    """The fault to apply, and an error response when it ends the request before the model."""
+def _choose_fault(state: FakeState, text: str) -> tuple[str | None, Response | None]:
+    """The fault to apply to a chat request, and its answer when it is made right here
+    (outage, bucket); named faults are answered by :func:`_named_fault`."""
     ruled = state.rule_fault(text)
     if ruled is not None:
         state.stats["faults"][ruled] += 1
-        return ruled, _fault_response(state, ruled)
+        return ruled, None
     if state.queue:
         fault = state.queue.popleft()
         state.stats["faults"][fault] += 1
-        return fault, _fault_response(state, fault)
+        return fault, None
+    mode = state.current_mode()
+    if mode is not None:
+        return MODE_PREFIX + mode.name, None
     now = time.monotonic()
     if now < state.outage_until:
         wait = state.outage_until - now
@@ -642,20 +1386,49 @@ def _pre_answer_fault(state: FakeState, text: str) -> tuple[str | None, Response
         return "429", _error(429, "Rate limit exceeded", meta, _rate_headers(state, wait))
     limit = state.config.key_limit
     if limit is not None and state.spend >= limit:
-        return "402_key_limit", _fault_response(state, "402_key_limit")
+        # OpenRouter answers a spent key limit with 403 (see the key-limit fixture); the old
+        # built-in 402 stays for a fake without its fixtures directory.
+        if _mode_fixture(MODES["key-limit"], state.config.fixtures) is not None:
+            return KEY_LIMIT_FAULT, None
+        return "402_key_limit", None
     drawn = state.random_fault()
     if drawn is not None:
         state.stats["faults"][drawn] += 1
-        return drawn, _fault_response(state, drawn)
+        return drawn, None
     return None, None
+
+
+def _named_fault(state: FakeState, fault: str, delay: float) -> tuple[Response | None, float]:
+    """The answer of a named fault (built-in, ``fixture:<stem>``, ``mode:<name>`` or the key
+    limit), ``None`` for faults that shape a normal 200 answer; and the delay still to wait
+    before answering (0 when the answer paces itself, e.g. after a keep-alive prefix)."""
+    if fault.startswith(MODE_PREFIX):
+        name = fault[len(MODE_PREFIX) :]
+        return _named_fault(state, mode_fault(state.config, name), delay)
+    if fault == KEY_LIMIT_FAULT:
+        stem = _mode_fixture(MODES["key-limit"], state.config.fixtures)
+        fault = FIXTURE_PREFIX + stem if stem else "402_key_limit"
+    if fault.startswith(FIXTURE_PREFIX):
+        path = fixture_path(state.config.fixtures, fault[len(FIXTURE_PREFIX) :])
+        fixture = load_fixture(path)
+        if _fixture_paces_itself(fixture):
+            return fixture_response(fixture, delay), 0.0
+        return fixture_response(fixture), delay
+    return _fault_response(state, fault), delay
 
 
 async def _answer(state: FakeState, body: dict[str, Any], entry: dict[str, Any]) -> Response:
     messages = body["messages"]
     text, notes = _text_of(messages)
-    fault, early = _pre_answer_fault(state, text)
+    fault, early = _choose_fault(state, text)
     entry["fault"] = fault
     delay = state.latency() + (state.config.slow_seconds if fault == "slow" else 0.0)
+    if early is None and fault is not None:
+        try:
+            early, delay = _named_fault(state, fault, delay)
+        except (OSError, ValueError) as exc:
+            early = _error(500, f"the fake OpenRouter cannot serve {fault}: {exc}")
+    streaming = bool(body.get("stream"))
     if delay > 0:
         await asyncio.sleep(delay)
     if early is not None:
@@ -677,7 +1450,7 @@ async def _answer(state: FakeState, body: dict[str, Any], entry: dict[str, Any])
     usage = _usage(state, len(json.dumps(messages)), content)
     model = str(body.get("model") or "fake/model")
     headers = {"X-Generation-Id": gen_id}
-    if body.get("stream"):
+    if streaming:
         if fault != "stream_error":
             state.stats["ok"] += 1
         stream = _stream(gen_id, model, content, usage, fail=fault == "stream_error")
@@ -748,6 +1521,12 @@ async def _key(request: Request) -> Response:
     if _authorised(request, state.config) is None:
         return _count(state, _unauthorised())
     config = state.config
+    if config.key_fixture:
+        try:
+            fixture = load_fixture(fixture_path(config.fixtures, config.key_fixture))
+        except (OSError, ValueError) as exc:
+            return _count(state, _error(500, f"the fake OpenRouter cannot serve /key: {exc}"))
+        return _count(state, fixture_response(fixture))
     data: dict[str, Any] = {
         "label": "fake-key",
         "limit": config.key_limit,
@@ -762,8 +1541,10 @@ async def _key(request: Request) -> Response:
         "usage_monthly": state.spend,
         "byok_usage": 0,
         "is_free_tier": False,
+        # Deprecated in OpenRouter's docs; the live API answers -1 whatever the key's limits.
+        "rate_limit": {"requests": -1, "interval": "10s"},
     }
-    if config.rate_limit is not None:
+    if config.report_rate_limit and config.rate_limit is not None:
         rate = config.rate_limit
         data["rate_limit"] = {"requests": rate.requests, "interval": f"{rate.interval_s:g}s"}
     return _count(state, JSONResponse({"data": data}))
@@ -794,11 +1575,12 @@ def apply_control(state: FakeState, changes: Mapping[str, Any]) -> None:
         if changes["latency_dist"] not in ("fixed", "uniform", "exponential"):
             raise ValueError("latency_dist must be fixed, uniform or exponential")
         config.latency_dist = str(changes["latency_dist"])
+    if "fixtures" in changes:
+        value = changes["fixtures"]
+        config.fixtures = Path(str(value)) if value else None
     if "fail_statuses" in changes:
         statuses = {str(k): float(v) for k, v in dict(changes["fail_statuses"]).items()}
-        unknown = set(statuses) - set(FAULTS)
-        if unknown:
-            raise ValueError(f"unknown faults: {sorted(unknown)}")
+        _check_faults(config, list(statuses))
         config.fail_statuses = statuses
     if "key_limit" in changes:
         limit = changes["key_limit"]
@@ -815,9 +1597,7 @@ def apply_control(state: FakeState, changes: Mapping[str, Any]) -> None:
         state.queue.clear()
     if "enqueue" in changes:
         faults = [str(f) for f in changes["enqueue"]]
-        unknown = set(faults) - set(FAULTS)
-        if unknown:
-            raise ValueError(f"unknown faults: {sorted(unknown)}")
+        _check_faults(config, faults)
         state.queue.extend(faults)
     if changes.get("clear_rules"):
         state.rules.clear()
@@ -825,20 +1605,84 @@ def apply_control(state: FakeState, changes: Mapping[str, Any]) -> None:
         rules = changes["fault_rules"]
         if not isinstance(rules, list):
             raise ValueError("fault_rules must be a list")
-        state.rules.extend([FaultRule.parse(rule) for rule in rules])
+        state.rules.extend([FaultRule.parse(rule, config) for rule in rules])
+    if "key_fixture" in changes:
+        config.key_fixture = _key_fixture(config, changes["key_fixture"])
+    if "report_rate_limit" in changes:
+        config.report_rate_limit = bool(changes["report_rate_limit"])
     if changes.get("reset_stats"):
         state.reset_stats()
+    if changes.get("clear_mode"):
+        state.clear_modes()
+    if changes.get("mode") is not None:
+        state.set_modes(_parse_modes(changes["mode"]))
+
+
+def _check_faults(config: FakeConfig, faults: list[str]) -> None:
+    unknown: list[str] = []
+    for fault in faults:
+        try:
+            check_fault(config, fault)
+        except ValueError as exc:
+            if not fault.startswith(FIXTURE_PREFIX):
+                unknown.append(fault)
+                continue
+            raise ValueError(str(exc)) from None
+    if unknown:
+        raise ValueError(f"unknown faults: {sorted(unknown)}")
+
+
+def _key_fixture(config: FakeConfig, value: Any) -> str | None:
+    """A checked ``key_fixture`` value (a fixture answering ``/key``) or ``None``."""
+    if not value:
+        return None
+    stem = str(value)
+    if stem.startswith(FIXTURE_PREFIX):
+        stem = stem[len(FIXTURE_PREFIX) :]
+    if _fixture_endpoint(fixture_path(config.fixtures, stem)) != "/key":
+        raise ValueError(f'fixture {stem!r} does not answer /key (no "endpoint": "/key")')
+    return stem
+
+
+def _parse_modes(raw: Any) -> list[tuple[str, float | None]]:
+    """The ``mode`` control field: ``{"name", "seconds"}``, a name, or a list of them."""
+    items = raw if isinstance(raw, list) else [raw]
+    modes: list[tuple[str, float | None]] = []
+    for item in items:
+        if isinstance(item, str):
+            modes.append(parse_mode_flag(item))
+            continue
+        if not isinstance(item, Mapping) or not item.get("name"):
+            raise ValueError('mode is {"name": NAME, "seconds": S | null} (or a list of them)')
+        seconds = item.get("seconds")
+        if isinstance(seconds, bool):
+            raise ValueError("mode seconds must be a number or null")
+        modes.append((str(item["name"]), None if seconds is None else float(seconds)))
+    return modes
 
 
 def _control_view(state: FakeState) -> dict[str, Any]:
     outage = max(0.0, state.outage_until - time.monotonic())
+    mode = state.current_mode()
     return {
         **state.config.public(),
         "outage_remaining": round(outage, 3),
         "queued_faults": list(state.queue),
         "fault_rules": [rule.public() for rule in state.rules],
         "faults": list(FAULTS),
+        "fixture_faults": [FIXTURE_PREFIX + name for name in fixture_names(state.config.fixtures)],
+        "mode": mode.public() if mode else None,
+        "mode_schedule": [m.public() for m in state.modes],
+        "modes": {name: _mode_view(state.config, spec) for name, spec in MODES.items()},
     }
+
+
+def _mode_view(config: FakeConfig, spec: ModeSpec) -> dict[str, Any]:
+    try:
+        serves: str | None = mode_fault(config, spec.name)
+    except ValueError:
+        serves = None
+    return {"description": spec.description, "serves": serves}
 
 
 async def _control(request: Request) -> Response:
@@ -867,6 +1711,7 @@ async def _reset(request: Request) -> Response:
     state.reset_stats()
     state.queue.clear()
     state.rules.clear()
+    state.clear_modes()
     state.outage_until = 0.0
     state.set_rate(state.config.rate_limit)
     return JSONResponse(state.snapshot())
@@ -958,6 +1803,7 @@ class FakeOpenRouterThread:
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    modes = "; ".join(f"{name}: {spec.description}" for name, spec in MODES.items())
     parser = argparse.ArgumentParser(
         prog="fake-openrouter", description="A local server that speaks OpenRouter's API."
     )
@@ -975,12 +1821,43 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--key-limit", type=float, default=None)
     parser.add_argument("--cost-per-1k", type=float, default=0.0)
     parser.add_argument("--retry-after", type=float, default=1.0)
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="NAME[:SECONDS]",
+        help=f"a fault mode answering every chat request, for SECONDS or until cleared "
+        f"(repeatable: they run one after the other). Modes: {modes}; or any fault, "
+        "e.g. 502 or fixture:NAME",
+    )
+    parser.add_argument(
+        "--key-fixture", default=None, metavar="NAME", help="a /key fixture that answers /key"
+    )
+    parser.add_argument(
+        "--fixtures",
+        default=None,
+        metavar="DIR",
+        help=f"the fixtures directory (default ${FIXTURES_ENV}, else the checkout's "
+        "tests/fixtures/openrouter)",
+    )
+    parser.add_argument(
+        "--report-rate-limit",
+        action="store_true",
+        help="/key reports the --rate-limit bucket instead of the deprecated -1",
+    )
+    args = parser.parse_args(argv)
+    try:
+        args.modes = [parse_mode_flag(value) for value in args.fault]
+    except ValueError as exc:
+        parser.error(str(exc))
+    return args
 
 
 def config_from_args(args: argparse.Namespace) -> FakeConfig:
-    """A :class:`FakeConfig` from parsed command-line flags."""
-    return FakeConfig(
+    """A :class:`FakeConfig` from parsed command-line flags (raises ``ValueError`` for a
+    ``--fault`` or ``--key-fixture`` that cannot be served)."""
+    fixtures = Path(args.fixtures) if args.fixtures else fixtures_dir()
+    config = FakeConfig(
         keys=frozenset(args.key),
         management_keys=frozenset(args.management_key),
         rate_limit=Rate.parse(args.rate_limit) if args.rate_limit else None,
@@ -991,15 +1868,26 @@ def config_from_args(args: argparse.Namespace) -> FakeConfig:
         key_limit=args.key_limit,
         cost_per_1k_tokens=args.cost_per_1k,
         retry_after=args.retry_after,
+        fixtures=fixtures,
+        report_rate_limit=args.report_rate_limit,
     )
+    for name, _ in args.modes:
+        mode_fault(config, name)  # raises ValueError for a mode that cannot be served
+    config.modes = list(args.modes)
+    config.key_fixture = _key_fixture(config, args.key_fixture)
+    return config
 
 
 def main(argv: list[str] | None = None) -> None:
     """Command-line entry point (``python -m taskflow_server.llm.fake_openrouter``)."""
     args = _parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        raise SystemExit(f"fake-openrouter: {exc}") from None
     with contextlib.suppress(KeyboardInterrupt):
-        run_fake_openrouter(config_from_args(args), host=args.host, port=args.port)
+        run_fake_openrouter(config, host=args.host, port=args.port)
 
 
 if __name__ == "__main__":
