@@ -627,6 +627,10 @@ class OpenRouterClient:
         try:
             if self.limiter is not None:
                 async with self.limiter.slot():
+                    # Again, now that the slot is ours: a hold placed while this call waited
+                    # for a slot or a token must stop it too (measured: without this, a budget
+                    # hold let through every call that was queued for a slot).
+                    await self._refuse_if_paused()
                     try:
                         result = await self._send(body, expect_json)
                     except UpstreamError as exc:
@@ -640,10 +644,15 @@ class OpenRouterClient:
                 result = await self._send(body, expect_json)
         except NotSent as exc:
             # The limiter gave up waiting: a wait that long is a hold for every worker, or the
-            # task would come straight back and wait again.
+            # task would come straight back and wait again. (A refusal because the breaker is
+            # already open needs no new hold.)
             wait = exc.retry_after or 0.0
-            if self.breaker is not None and wait > self.settings.upstream_max_wait:
-                await _quietly(self.breaker.hold("rate_limited", wait))
+            if (
+                self.breaker is not None
+                and exc.error_class is ErrorClass.RATE_LIMITED
+                and wait > self.settings.upstream_max_wait
+            ):
+                await _quietly(self._hold_unless_open(wait))
             raise
         except asyncio.CancelledError:
             raise
@@ -655,6 +664,11 @@ class OpenRouterClient:
             raise error from exc
         await self._after_success(result)
         return result
+
+    async def _hold_unless_open(self, seconds: float) -> None:
+        assert self.breaker is not None
+        if (await self.breaker.status())["state"] != "open":
+            await self.breaker.hold("rate_limited", seconds)
 
     async def _cool_down(self, error: UpstreamError) -> None:
         """Pause every worker for a 429; a pause longer than a task should wait is a hold."""
