@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis as redis_sync
 import uvicorn
@@ -18,6 +19,7 @@ from taskflow_server.api.app import ApiServer
 from taskflow_server.config import Settings
 from taskflow_server.store.queue import TaskQueue
 from taskflow_server.store.records import TaskRecord
+from taskflow_server.tasks.registry import TaskContext
 
 T = TypeVar("T")
 
@@ -115,3 +117,17 @@ async def wait_state(
         return rec if rec is not None and rec.state in states else None
 
     return await eventually(check, f"task {task_id} to reach {sorted(states)}", timeout)
+
+
+def with_parts(ctx: TaskContext, store: dict[str, Any]) -> TaskContext:
+    """Give ``ctx`` an in-memory parts store (values go through JSON, as in Redis)."""
+
+    async def load() -> dict[str, Any]:
+        return dict(store)
+
+    async def save(name: str, value: Any) -> None:
+        store[name] = json.loads(json.dumps(value))
+
+    ctx._load_parts = load
+    ctx._save_part = save
+    return ctx

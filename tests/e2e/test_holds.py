@@ -87,6 +87,19 @@ def _held(breaker: CircuitBreaker, reason: str) -> Callable[[], Awaitable[bool]]
     return check
 
 
+async def _start_batch(queue: TaskQueue, spawn: Spawner, env: dict[str, str]) -> list[str]:
+    """Submit the batch, start the workers, and return once work flows (5 completions)."""
+    ids = await submit_chunked(queue, _summaries(TASKS))
+    for _ in range(WORKERS):
+        spawn("taskflow-worker", env=env)
+
+    async def flowing() -> bool:
+        return (await queue.counts())["COMPLETED"] >= 5
+
+    await wait_until(flowing, 60, "the first completions")
+    return ids
+
+
 async def _run_hold(
     *,
     queue: TaskQueue,
@@ -103,14 +116,7 @@ async def _run_hold(
     """Submit, start the workers, let work flow, switch the fake to ``mode`` (None: the work
     itself causes the hold), check the hold and that nothing is lost, end it, check the end."""
     breaker = CircuitBreaker(queue.redis, queue.keys, "openrouter", make_settings())
-    ids = await submit_chunked(queue, _summaries(TASKS))
-    for _ in range(WORKERS):
-        spawn("taskflow-worker", env=env)
-
-    async def flowing() -> bool:
-        return (await queue.counts())["COMPLETED"] >= 5
-
-    await wait_until(flowing, 60, "the first completions")
+    ids = await _start_batch(queue, spawn, env)
     if mode is not None:
         upstream.control(mode={"name": mode, "seconds": None})
     took = await wait_until(_held(breaker, reason), 30, f"the {reason} hold")
@@ -258,14 +264,7 @@ async def test_provider_429_in_a_200_body_is_paced_by_the_cool_down(
     fake_upstream.control(latency=0.5)
     env = _env(redis_server, fake_upstream, prefix)
     async with open_queue(redis_server.url, prefix) as queue:
-        ids = await submit_chunked(queue, _summaries(TASKS))
-        for _ in range(WORKERS):
-            spawn("taskflow-worker", env=env)
-
-        async def flowing() -> bool:
-            return (await queue.counts())["COMPLETED"] >= 5
-
-        await wait_until(flowing, 60, "the first completions")
+        ids = await _start_batch(queue, spawn, env)
         before = fake_upstream.stats()["chat_requests"]
         fake_upstream.control(mode={"name": "provider-429", "seconds": window})
         started = time.monotonic()

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
 from pydantic import ValidationError
 
+from support import with_parts
 from taskflow_server.config import Settings
 from taskflow_server.llm.offline import split_sentences
 from taskflow_server.llm.provider import OfflineProvider, SummaryResult
@@ -140,20 +140,6 @@ class FailsOnce(RecordingProvider):
             self.calls.append({"text": text, "sentences": sentences, "language": language})
             raise TaskError(ErrorClass.UNAVAILABLE, "503 no provider available")
         return await super().summarize(text, sentences=sentences, language=language)
-
-
-def with_parts(ctx: TaskContext, store: dict[str, Any]) -> TaskContext:
-    """Give ``ctx`` an in-memory parts store (values go through JSON, as in Redis)."""
-
-    async def load() -> dict[str, Any]:
-        return dict(store)
-
-    async def save(name: str, value: Any) -> None:
-        store[name] = json.loads(json.dumps(value))
-
-    ctx._load_parts = load
-    ctx._save_part = save
-    return ctx
 
 
 async def test_a_retry_summarises_only_the_chunks_still_missing() -> None:

@@ -10,6 +10,7 @@ from typing import Any, cast
 import pytest
 from pydantic import ValidationError
 
+from support import with_parts
 from taskflow_server.config import Settings
 from taskflow_server.llm.openrouter import ChatResult
 from taskflow_server.llm.provider import SummaryResult
@@ -173,20 +174,6 @@ async def test_vision_path_upstream_failure_ends_the_attempt(cpu: CpuPool) -> No
     assert info.value.error_class is ErrorClass.RATE_LIMITED
 
 
-def _with_parts(ctx: TaskContext, store: dict[str, Any]) -> TaskContext:
-    """Give ``ctx`` an in-memory parts store (values go through JSON, as in Redis)."""
-
-    async def load() -> dict[str, Any]:
-        return dict(store)
-
-    async def save(name: str, value: Any) -> None:
-        store[name] = json.loads(json.dumps(value))
-
-    ctx._load_parts = load
-    ctx._save_part = save
-    return ctx
-
-
 class Summarizer:
     """Counts summary calls; the one for the body containing ``fail_on`` fails once."""
 
@@ -214,9 +201,9 @@ async def test_vision_path_retry_sends_only_the_missing_pages(cpu: CpuPool) -> N
     llm = SimpleNamespace(name="openrouter", model="m", client=client)
     store: dict[str, Any] = {}
     with pytest.raises(TaskError):
-        await pdfxtract(_with_parts(_ctx(_sample(0), llm, cpu), store), payload)
+        await pdfxtract(with_parts(_ctx(_sample(0), llm, cpu), store), payload)
     assert "page:1" in store and "page:2" not in store
-    result = await pdfxtract(_with_parts(_ctx(_sample(0), llm, cpu), store), payload)
+    result = await pdfxtract(with_parts(_ctx(_sample(0), llm, cpu), store), payload)
     assert sorted(client.calls) == sorted([*range(1, pages + 1), 2])  # page 2 twice, others once
     assert result["usage"]["cost"] == pytest.approx(reference["usage"].pop("cost"))
     result["usage"].pop("cost")
@@ -224,7 +211,7 @@ async def test_vision_path_retry_sends_only_the_missing_pages(cpu: CpuPool) -> N
 
     # Another model (or input) has another fingerprint: its saved pages are not reused.
     other = SimpleNamespace(name="openrouter", model="m2", client=FakeClient({}))
-    await pdfxtract(_with_parts(_ctx(_sample(0), other, cpu), store), payload)
+    await pdfxtract(with_parts(_ctx(_sample(0), other, cpu), store), payload)
     assert sorted(other.client.calls) == list(range(1, pages + 1))
 
 
@@ -236,7 +223,7 @@ async def test_article_summaries_are_saved_and_reused(cpu: CpuPool) -> None:
     store: dict[str, Any] = {}
 
     def attempt() -> TaskContext:
-        return _with_parts(_ctx(None, llm, cpu), store)
+        return with_parts(_ctx(None, llm, cpu), store)
 
     with pytest.raises(TaskError):
         await _summarize_articles(attempt(), json.loads(json.dumps(result)))
