@@ -10,6 +10,7 @@
     dlq [list | retry ID... | delete ID...] [--all] [--reset]
     queues                        workers                      health
     breaker open [--reason R] | reset | status
+    budget [USD | none]           today's LLM cost against the daily budget; set or remove it
     batch DIR [--pattern GLOB] [--summarize] [-o results.csv]
     samples make DIR [--count N] [--seed S]       (needs the server extra)
     fake-openrouter [ARGS...]                     (needs the server extra)
@@ -251,6 +252,33 @@ def cmd_breaker(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_budget(args: argparse.Namespace) -> int:
+    """``budget [USD | none]``: show today's LLM cost against the daily budget, or set it."""
+    with _client(args) as client:
+        if args.usd is None:
+            budget = client.openrouter.budget()
+        else:
+            budget = client.openrouter.set_budget(_budget_value(args.usd))
+        hold = client.openrouter.status().hold
+    line = str(budget)
+    if hold is not None:
+        line += f"; LLM work on hold: {hold.reason}"
+    _out(line)
+    return EXIT_OK
+
+
+def _budget_value(text: str) -> float | None:
+    if text.strip().lower() in ("none", "off", "unlimited"):
+        return None
+    try:
+        value = float(text.strip().lstrip("$"))
+    except ValueError:
+        raise CliError(f"budget {text!r} is not a number of dollars (or 'none')") from None
+    if value < 0:
+        raise CliError("the budget must be zero or more dollars")
+    return value
+
+
 def _report_batch(frame: pd.DataFrame, out: str | None, failures: pd.DataFrame) -> None:
     if "file" in frame.columns:
         _out(_table(frame, ["file", "page", "title", "summary"]))
@@ -403,6 +431,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["open", "reset", "status"])
     p.add_argument("--reason", help="why it is opened")
     p.set_defaults(func=cmd_breaker)
+
+    p = sub.add_parser("budget", help="today's LLM cost against the daily budget")
+    p.add_argument("usd", nargs="?", help="a new daily budget in US dollars, or 'none'")
+    p.set_defaults(func=cmd_budget)
 
     for name, helptext in (
         ("batch", "extract (and summarize) every PDF of a folder"),

@@ -73,6 +73,22 @@ def test_breaker_commands(server: LiveServer, capsys: pytest.CaptureFixture[str]
     assert code == 0 and "closed" in out
 
 
+def test_budget_command(server: LiveServer, capsys: pytest.CaptureFixture[str]) -> None:
+    url = ["--url", server.url]
+    try:
+        code, out, _ = run(capsys, *url, "budget", "$2.50")
+        assert code == 0 and out.strip() == "$0.00 today / $2.50 budget", out
+        code, out, _ = run(capsys, *url, "budget")
+        assert code == 0 and "$2.50 budget" in out
+        code, _, err = run(capsys, *url, "budget", "lots")
+        assert code == 1 and "not a number of dollars" in err and err.count("\n") == 1
+        code, _, err = run(capsys, *url, "budget", "-3")
+        assert code == 1 and "zero or more" in err
+    finally:
+        code, out, _ = run(capsys, *url, "budget", "none")
+    assert code == 0 and "no budget" in out
+
+
 def test_unreachable_and_wrong_token_exit_2(
     secured_server: LiveServer, capsys: pytest.CaptureFixture[str]
 ) -> None:
