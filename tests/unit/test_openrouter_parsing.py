@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from email.utils import formatdate
 from typing import Any
 
@@ -236,3 +237,48 @@ def test_response_format_is_strict_json_schema() -> None:
     ready = {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}
     assert build_response_format(ready) == ready
     json.dumps(fmt)
+
+
+# Shapes with no public capture to copy (so no fixture): built here from the documented rule
+# that an error inside a 200 carries the HTTP status it stands for in its numeric ``code``.
+
+
+@pytest.mark.parametrize(
+    ("code", "expected"),
+    [
+        (429, ErrorClass.RATE_LIMITED),
+        ("502", ErrorClass.UNAVAILABLE),
+        (503, ErrorClass.UNAVAILABLE),
+        (408, ErrorClass.TIMEOUT),
+        (400, ErrorClass.INVALID_REQUEST),
+        ("not-a-code", ErrorClass.BAD_OUTPUT),
+        (True, ErrorClass.BAD_OUTPUT),
+    ],
+)
+def test_top_level_error_in_a_200_is_classed_by_its_code(code: Any, expected: ErrorClass) -> None:
+    raw = {"error": {"code": code, "message": "Provider returned error"}}
+    with pytest.raises(TaskError) as info:
+        parse_chat_response(raw)
+    assert info.value.error_class is expected
+
+
+def test_a_provider_429_inside_a_200_reads_its_metadata_headers() -> None:
+    reset = str(int((time.time() + 25) * 1000))  # parse_chat_response reads the clock
+    error = {"code": 429, "message": "x", "metadata": {"headers": {"X-RateLimit-Reset": reset}}}
+    with pytest.raises(TaskError) as info:
+        parse_chat_response({"error": error})
+    assert info.value.error_class is ErrorClass.RATE_LIMITED
+    assert info.value.retry_after == pytest.approx(25.0, abs=2.0)
+
+
+def test_a_cloudflare_524_page_is_a_timeout() -> None:
+    err = classify_error(524, "<!DOCTYPE html><title>A timeout occurred</title>", {})
+    assert err.error_class is ErrorClass.TIMEOUT
+
+
+def test_an_affordable_402_names_its_tokens_and_a_spent_one_does_not() -> None:
+    afford = "This request requires more credits, or fewer max_tokens. You requested up to 4096"
+    err = classify_error(402, body(402, f"{afford} tokens, but can only afford 222."), {})
+    assert (err.error_class, err.affordable_tokens) == (ErrorClass.CREDITS, 222)
+    spent = classify_error(402, body(402, f"{afford} tokens, but can only afford 0."), {})
+    assert spent.error_class is ErrorClass.CREDITS and not spent.affordable_tokens
