@@ -8,7 +8,9 @@ import time
 import pytest
 from redis.asyncio import Redis
 
-from taskflow_server.config import Rate
+from taskflow_server.config import Rate, Settings
+from taskflow_server.resilience.breaker import CircuitBreaker
+from taskflow_server.resilience.errors import ErrorClass, NotSent
 from taskflow_server.resilience.ratelimit import RateLimiter
 from taskflow_server.store.keys import Keys
 
@@ -189,3 +191,38 @@ async def test_status_fields(redis: Redis) -> None:
     assert 8.5 <= status["tokens"] <= 9.5
     assert status["taken"] == 1
     assert set(status) >= {"rate", "tokens", "in_flight", "cooldown_remaining", "utilisation"}
+
+
+async def test_an_open_breaker_grants_nothing_and_takes_no_token(redis: Redis) -> None:
+    lim = limiter(redis, "10/10s")
+    breaker = CircuitBreaker(redis, KEYS, "up", Settings(_env_file=None))  # type: ignore[call-arg]
+    assert (await lim.try_acquire()).granted
+    await breaker.hold("key_limit")
+    taken = (await lim.status())["taken"]
+    refused = await lim.try_acquire()
+    assert (refused.granted, refused.reason, refused.wait_ms) == (False, "paused:key_limit", 0)
+    assert (await lim.status())["taken"] == taken  # no token spent on a refused call
+    with pytest.raises(NotSent) as info:
+        await lim.acquire()
+    assert info.value.error_class is ErrorClass.KEY_LIMIT
+    await breaker.hold("budget")  # replaces it: the reason travels
+    assert (await lim.try_acquire()).reason == "paused:budget"
+    await breaker.reset()
+    await breaker.open("outage drill", seconds=30)
+    outage = await lim.try_acquire()
+    assert outage.reason == "paused:" and 29_000 < outage.wait_ms <= 30_000
+
+
+async def test_a_lifted_hold_lets_one_probe_through_at_a_time(redis: Redis) -> None:
+    lim = limiter(redis, None, max_in_flight=50)
+    breaker = CircuitBreaker(redis, KEYS, "up", Settings(_env_file=None))  # type: ignore[call-arg]
+    await breaker.hold("credits")
+    assert await breaker.lift("credits")
+    probe = await lim.try_acquire()
+    assert probe.granted
+    waiting = [await lim.try_acquire() for _ in range(5)]
+    assert [w.reason for w in waiting] == ["slot"] * 5  # everyone else waits for its outcome
+    await lim.release(probe.lease_id)
+    assert (await lim.try_acquire()).granted  # the next one, still one at a time
+    await breaker.record_success()  # the probe's success closes it: full concurrency again
+    assert all([(await lim.try_acquire()).granted for _ in range(10)])

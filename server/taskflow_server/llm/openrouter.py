@@ -50,7 +50,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 
 from taskflow_server.config import Settings
-from taskflow_server.resilience.errors import ErrorClass, NotSent, TaskError, classify_exception
+from taskflow_server.resilience.errors import (
+    ErrorClass,
+    NotSent,
+    TaskError,
+    classify_exception,
+    hold_class,
+)
 
 if TYPE_CHECKING:
     from taskflow_server.resilience.breaker import CircuitBreaker
@@ -67,12 +73,6 @@ DEFAULT_IN_FLIGHT_SECONDS = 30.0
 MAX_GROWN_TOKENS = 32_768
 """A cut-off answer is asked again with twice its ``max_tokens``, at most this many."""
 
-_HOLD_CLASSES: dict[str, ErrorClass] = {
-    "credits": ErrorClass.CREDITS,
-    "key_limit": ErrorClass.KEY_LIMIT,
-    "budget": ErrorClass.BUDGET,
-    "rate_limited": ErrorClass.RATE_LIMITED,
-}
 _AFFORD = re.compile(r"can only afford (\d+)")
 
 _BY_ERROR_TYPE: dict[str, ErrorClass] = {
@@ -611,7 +611,7 @@ class OpenRouterClient:
         hold = status.get("hold")
         if hold:
             raise NotSent(
-                _HOLD_CLASSES.get(str(hold), ErrorClass.CREDITS),
+                hold_class(str(hold)),
                 f"LLM work is on hold ({hold}); nothing was sent",
                 status["seconds_to_half_open"],
             )
@@ -623,14 +623,13 @@ class OpenRouterClient:
 
     async def _call(self, body: dict[str, Any], expect_json: bool) -> ChatResult:
         """Send one request under the breaker and the limiter, and do the bookkeeping."""
-        await self._refuse_if_paused()
+        if self.limiter is None:
+            await self._refuse_if_paused()  # with a limiter, its acquire script does this
         try:
             if self.limiter is not None:
+                # The limiter reads the breaker when it grants: a hold placed while this call
+                # waited for a slot or a token stops it there, before it takes a token.
                 async with self.limiter.slot():
-                    # Again, now that the slot is ours: a hold placed while this call waited
-                    # for a slot or a token must stop it too (measured: without this, a budget
-                    # hold let through every call that was queued for a slot).
-                    await self._refuse_if_paused()
                     try:
                         result = await self._send(body, expect_json)
                     except UpstreamError as exc:

@@ -49,6 +49,12 @@ end
 
 local state = redis.call('HGET', key, 'state') or 'closed'
 local before = state
+-- An open breaker whose time is up is half-open, whether or not a worker has asked 'allow' yet:
+-- the limiter lets one call through then (the probe), and its outcome must count as the probe's.
+if state == 'open' and (op == 'success' or op == 'failure') then
+  local ends = tonumber(redis.call('HGET', key, 'open_until') or '0') or 0
+  if ends > 0 and now >= ends then state = 'half_open' end
+end
 
 -- Every reply goes through here: a changed state is announced on the event log, under the
 -- names the API uses (half-open with a hyphen).

@@ -221,6 +221,15 @@ def hold_reason(error_class: ErrorClass | str) -> str | None:
     return _HOLDS.get(ErrorClass(error_class))
 
 
+def hold_class(reason: str) -> ErrorClass:
+    """The error class a task that met the hold ``reason`` reports (``unavailable`` when the
+    reason is not a hold's)."""
+    for cls, held in _HOLDS.items():
+        if held == reason:
+            return cls
+    return ErrorClass.RATE_LIMITED if reason == "rate_limited" else ErrorClass.UNAVAILABLE
+
+
 def hands_back(error_class: ErrorClass | str) -> bool:
     """True for classes whose task goes back to its queue without spending a retry while the
     upstream is paused for everyone (a hold, an open breaker or a shared cool-down)."""

@@ -5,7 +5,10 @@
 -- KEYS[2] in-flight zset  lease id -> lease expiry (ms); expired leases are dropped here
 -- KEYS[3] cool-down string  epoch ms until which nobody may call the upstream
 -- KEYS[4] in-flight cap string  a temporary lower in-flight limit (expires by itself)
--- KEYS[5] config hash   {capacity, interval_ms}: a rate applied at run time (from the key endpoint)
+-- KEYS[5] config hash   {capacity, interval_ms}: a rate applied at run time
+-- KEYS[6] the upstream's circuit breaker hash (owned by breaker.lua; read here, never written):
+--         while it is open (an outage or a hold) nothing is granted and no token is taken;
+--         while it is half-open (or open past its end) one request at a time goes, the probe
 --
 -- ARGV[1] capacity (tokens; 0 = use KEYS[5], and no rate limit when that is empty too)
 -- ARGV[2] refill interval (ms): capacity tokens come back per interval
@@ -16,11 +19,14 @@
 --
 -- Reply {granted, wait_ms, reason, in_flight}:
 --   {1, w, 'ok', n}         slot and token taken; send after w ms (w = 0: now)
+--   {0, w, 'paused:H', n}   the breaker is open (H: the hold's reason, '' for an outage); w ms
+--                           until it may turn half-open (0: until lifted or reset)
 --   {0, w, 'cooldown', n}   a 429 cool-down is running; ask again after w ms
 --   {0, 0, 'slot', n}       every in-flight slot is taken; ask again when one frees
 --   {0, w, 'token', n}      no token within the horizon; ask again after w ms
 
 local bucket, inflight, cooldown, cap_key, config = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
+local breaker = KEYS[6]
 local capacity = tonumber(ARGV[1])
 local interval_ms = tonumber(ARGV[2])
 local max_in_flight = tonumber(ARGV[3])
@@ -33,6 +39,18 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 redis.call('ZREMRANGEBYSCORE', inflight, '-inf', now)
 local in_flight = redis.call('ZCARD', inflight)
+
+local b = redis.call('HMGET', breaker, 'state', 'open_until', 'hold')
+local b_until = tonumber(b[2] or '0') or 0
+if b[1] == 'open' and (b_until == 0 or now < b_until) then
+  local left = 0
+  if b_until > 0 then left = b_until - now end
+  return {0, left, 'paused:' .. (b[3] or ''), in_flight}
+end
+if b[1] == 'half_open' or b[1] == 'open' then
+  -- The probe: one request decides for everyone whether the upstream is back.
+  max_in_flight = 1
+end
 
 local until_ms = tonumber(redis.call('GET', cooldown) or '0') or 0
 if until_ms > now then
