@@ -19,6 +19,7 @@ from __future__ import annotations
 import email.utils
 import os
 import random
+import re
 import time
 import uuid
 from collections import Counter
@@ -26,7 +27,7 @@ from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 from pydantic import BaseModel, TypeAdapter
@@ -106,17 +107,49 @@ Timeout = TimeoutTypes | UseClientDefault
 # --------------------------------------------------------------------------- configuration
 
 
+_SECRET_QUERY = re.compile(r"([?&](?:token|access_token|api_token)=)[^&#]*", re.IGNORECASE)
+
+
+def safe_url(url: str) -> str:
+    """``url`` fit to show: a password in it and ``token`` query values become ``***``."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return _SECRET_QUERY.sub(r"\1***", url)
+    if password:
+        netloc = parts.netloc.rsplit("@", 1)
+        user = netloc[0].split(":", 1)[0]
+        parts = parts._replace(netloc=f"{user}:***@{netloc[1]}")
+    return _SECRET_QUERY.sub(r"\1***", urlunsplit(parts))
+
+
 @dataclass(frozen=True)
 class ClientConfig:
-    """Resolved client settings (see :func:`resolve_config`)."""
+    """Resolved client settings (see :func:`resolve_config`).
+
+    The token is kept out of ``repr``/``str`` (shown as ``'***'``), and so out of tracebacks
+    and logs that print the config.
+    """
 
     base_url: str
-    token: str | None
+    token: str | None = field(repr=False)
     timeout: httpx.Timeout
     max_retries: int
     backoff_initial: float = 0.25
     backoff_max: float = 8.0
     retry_after_max: float = 60.0
+
+    def __repr__(self) -> str:
+        token = None if self.token is None else "***"
+        return (
+            f"ClientConfig(base_url={safe_url(self.base_url)!r}, token={token!r}, "
+            f"timeout={self.timeout!r}, max_retries={self.max_retries!r}, "
+            f"backoff_initial={self.backoff_initial!r}, backoff_max={self.backoff_max!r}, "
+            f"retry_after_max={self.retry_after_max!r})"
+        )
+
+    __str__ = __repr__
 
     def url(self, path: str) -> str:
         """The absolute URL of an API path."""
@@ -309,13 +342,13 @@ def connection_error(exc: BaseException, config: ClientConfig) -> APIConnectionE
         request = None
     if isinstance(exc, httpx.TimeoutException):
         return APITimeoutError(
-            f"the AsyncTaskFlow server at {config.base_url} did not answer in time "
+            f"the AsyncTaskFlow server at {safe_url(config.base_url)} did not answer in time "
             f"({type(exc).__name__})",
             request=request,
         )
     reason = str(exc) or type(exc).__name__
     return APIConnectionError(
-        f"cannot reach the AsyncTaskFlow server at {config.base_url}: {reason} "
+        f"cannot reach the AsyncTaskFlow server at {safe_url(config.base_url)}: {reason} "
         f"(is it running? set TASKFLOW_URL or base_url=)",
         request=request,
     )

@@ -31,6 +31,7 @@ from taskflow_sdk._base import (
     TimeoutTypes,
     WaitState,
     resolve_config,
+    safe_url,
     task_id_of,
 )
 from taskflow_sdk._files import FileInput, read_upload
@@ -460,7 +461,7 @@ class AsyncClient:
         await self.close()
 
     def __repr__(self) -> str:
-        return f"AsyncClient(base_url={self.base_url!r})"
+        return f"AsyncClient(base_url={safe_url(self.base_url)!r})"
 
 
 class AsyncBreaker:

@@ -31,6 +31,7 @@ from taskflow_sdk._base import (
     WaitState,
     gather_flow,
     resolve_config,
+    safe_url,
     task_id_of,
 )
 from taskflow_sdk._files import FileInput, read_upload
@@ -487,7 +488,7 @@ class Client:
         self.close()
 
     def __repr__(self) -> str:
-        return f"Client(base_url={self.base_url!r})"
+        return f"Client(base_url={safe_url(self.base_url)!r})"
 
 
 class Breaker:

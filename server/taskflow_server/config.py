@@ -9,12 +9,17 @@ working directory is read too. Command-line flags win over the environment: the 
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Annotated
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+API_TOKEN_MIN_CHARS = 16
+"""The shortest ``TASKFLOW_API_TOKEN`` a server accepts (after stripping whitespace)."""
 
 _INTERVAL_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d*\.?\d*)\s*([smh])\s*$")
@@ -58,12 +63,26 @@ class Settings(BaseSettings):
         key_prefix: the hash tag every key lives under (one slot on Redis Cluster).
         host, port: where ``taskflow-server`` listens.
         workers, concurrency: in-process workers (0 = API only) and task slots in each.
-        api_token: bearer token required on ``/api`` and ``/ws`` when set.
+        api_token: bearer token required on ``/api`` and ``/ws`` when set. Surrounding
+            whitespace is stripped; blank means no token; a token shorter than
+            ``API_TOKEN_MIN_CHARS`` (16) is refused at start.
         insecure: allow listening beyond loopback without a token.
         redis_max_connections: connections per process; tasks wait for a free one (reusing a
             connection is much cheaper than opening one per concurrent task).
         task_modules: comma-separated modules to import at start; each registers its own task
             types with ``@task`` (``TASKFLOW_TASK_MODULES=myproject.tasks``).
+
+    Browsers (see ``docs/security.md``):
+        cors_origins: origins (``scheme://host[:port]``) whose pages may call the API from the
+            browser: they get ``Access-Control-Allow-Origin`` and may send state-changing
+            requests. Comma-separated or a JSON list; empty by default (same-origin only).
+            ``*`` allows every origin (logged as unsafe without ``api_token``).
+        allowed_hosts: names the ``Host`` header may carry besides ``127.0.0.1``,
+            ``localhost``, ``[::1]`` and ``host`` (when it is not a wildcard address), which are
+            always allowed; any port unless one is given, ``*.example.com`` matches subdomains.
+            Other requests get 403 (health routes excepted), which stops DNS rebinding. Behind a
+            reverse proxy that forwards its own ``Host`` (nginx ``proxy_set_header Host
+            $host``), add that public name. ``*`` turns the check off.
 
     Task lifecycle:
         lease_seconds: how long a claim is valid without an extension.
@@ -76,12 +95,27 @@ class Settings(BaseSettings):
         grace_seconds: on SIGTERM, how long in-flight tasks may run before they are handed back.
         result_ttl_seconds: how long finished tasks (and their results) are kept.
         idempotency_ttl_seconds: how long an idempotency key maps to its first task.
-        blob_ttl_seconds: how long uploaded blobs (PDFs) are kept.
+        blob_ttl_seconds: how long an uploaded blob (a PDF) no task refers to is kept (a blob
+            is deleted with the last task that refers to it).
         events_maxlen: how many events the event log keeps (approximate cap).
         heartbeat_seconds, worker_stale_seconds: worker heartbeat period and staleness limit.
 
     Input limits (API):
         max_body_bytes, max_upload_bytes, max_text_chars, max_batch_items, max_page_size.
+        max_json_depth: the deepest a JSON body may nest arrays and objects (at most 200, which
+            every read route can still render); deeper bodies get 422.
+        max_blob_bytes: the most bytes all uploaded files (blobs) may hold together; an upload
+            that would go over it is refused with 507. A blob is deleted with its last task.
+
+    Slow and numerous clients (see the README's deployment notes):
+        header_timeout: seconds a client has to send a complete request head, counted from
+            the connection (or from the first byte of its next request); then 408 and close.
+        max_connections: connections (HTTP and WebSocket) a server holds at once; more get 503
+            and are closed (lowered to fit the open-file limit).
+        replay_max_concurrent: event streams that may replay the event log at once (a resume
+            with ``Last-Event-ID``); the log is read in pages with a yield between pages.
+        replay_wait_seconds: how long a replay over that cap waits for a turn before it is
+            answered 503 with ``Retry-After``.
 
     Upstream (OpenRouter) and resilience:
         openrouter_api_key, openrouter_base_url, openrouter_model: the upstream; no key ->
@@ -139,6 +173,10 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     log_json: bool = False
 
+    # Browsers
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    allowed_hosts: Annotated[list[str] | None, NoDecode] = None
+
     # Task lifecycle
     lease_seconds: float = Field(default=30.0, gt=0)
     lease_extend_every: float = Field(default=10.0, gt=0)
@@ -163,6 +201,14 @@ class Settings(BaseSettings):
     max_text_chars: int = Field(default=500_000, ge=1)
     max_batch_items: int = Field(default=5_000, ge=1)
     max_page_size: int = Field(default=100, ge=1)
+    max_json_depth: int = Field(default=64, ge=2, le=200)
+    max_blob_bytes: int = Field(default=2 * 1024**3, ge=1024)
+
+    # Slow and numerous clients
+    header_timeout: float = Field(default=10.0, gt=0)
+    max_connections: int = Field(default=1000, ge=1)
+    replay_max_concurrent: int = Field(default=4, ge=1)
+    replay_wait_seconds: float = Field(default=10.0, ge=0)
 
     # Upstream and resilience
     openrouter_api_key: str | None = Field(
@@ -210,6 +256,50 @@ class Settings(BaseSettings):
     pdf_render_max_pixels: int = Field(default=12_000_000, ge=100_000)
     pdf_page_concurrency: int = Field(default=4, ge=1)
     pdf_vision_max_tokens: int = Field(default=8_000, ge=256)
+
+    @field_validator("cors_origins", "allowed_hosts", mode="before")
+    @classmethod
+    def _split_names(cls, value: object) -> object:
+        # From the environment: a JSON list or comma-separated names; blanks are dropped.
+        if isinstance(value, str):
+            text = value.strip()
+            items = json.loads(text) if text.startswith("[") else text.split(",")
+            return [str(item).strip() for item in items if str(item).strip()]
+        if isinstance(value, list | tuple):
+            return [str(item).strip() for item in value if str(item).strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _check_origins(cls, value: list[str]) -> list[str]:
+        out: list[str] = []
+        for given in value:
+            origin = given.rstrip("/")
+            if origin != "*" and not re.fullmatch(r"https?://[^/?#\s]+", origin):
+                raise ValueError(
+                    f"CORS origin {origin!r} is not of the form scheme://host[:port] "
+                    "(e.g. 'https://dashboard.example.com'), or '*'"
+                )
+            out.append(origin.lower())
+        return out
+
+    @field_validator("api_token", mode="before")
+    @classmethod
+    def _check_api_token(cls, value: object) -> object:
+        # The one place a token is normalised: a whitespace-only one must not count as set
+        # (it would pass the bind check and match "?token=%20%20%20").
+        if not isinstance(value, str):
+            return value
+        token = value.strip()
+        if not token:
+            return None
+        if len(token) < API_TOKEN_MIN_CHARS:
+            raise ValueError(
+                f"TASKFLOW_API_TOKEN is {len(token)} characters; it must be at least "
+                f'{API_TOKEN_MIN_CHARS} (generate one with: python -c "import secrets; '
+                f'print(secrets.token_urlsafe(32))")'
+            )
+        return token
 
     @field_validator("rate_limit")
     @classmethod

@@ -23,6 +23,7 @@ import uvicorn
 from fastapi import Depends, FastAPI
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
+from starlette.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from taskflow_server import __version__
@@ -33,7 +34,13 @@ from taskflow_server.api.hub import EventHub, StatsCache
 from taskflow_server.api.limits import MULTIPART_OVERHEAD, BodyLimitMiddleware
 from taskflow_server.api.routers import blobs, events, health, openrouter, queues, tasks, workers
 from taskflow_server.api.schemas import ErrorResponse, ValidationErrorResponse
+from taskflow_server.api.security import (
+    BrowserGuardMiddleware,
+    allowed_host_patterns,
+    warn_unsafe,
+)
 from taskflow_server.config import Settings, get_settings
+from taskflow_server.logs import install_redaction
 from taskflow_server.services import build_services
 from taskflow_server.store.events import EventLog
 from taskflow_server.store.keys import Keys
@@ -58,6 +65,9 @@ OPENAPI_TAGS: list[dict[str, Any]] = [
 ]
 
 
+CORS_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Methods an allowlisted origin may use (``TASKFLOW_CORS_ORIGINS``)."""
+
 REDIS_MAX_CONNECTIONS = 256
 """Connections the app's own Redis pool may open."""
 
@@ -68,6 +78,10 @@ API_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorResponse, "description": "The body could not be parsed."},
     422: {"model": ValidationErrorResponse, "description": "Invalid input."},
     401: {"model": ErrorResponse, "description": "Missing or wrong bearer token."},
+    403: {
+        "model": ErrorResponse,
+        "description": "A Host not allowed, or a state change from a foreign Origin.",
+    },
     413: {"model": ErrorResponse, "description": "The request body is over the limit."},
     503: {"model": ErrorResponse, "description": "The task store (Redis) did not answer."},
 }
@@ -144,7 +158,10 @@ def create_app(
         description=(
             "Path- and shape-compatible with the AsyncTaskFlow v1 API. Every path is served "
             "with and without a trailing slash. With TASKFLOW_API_TOKEN set, /api and /ws need "
-            "`Authorization: Bearer <token>` (event streams also take `?token=`)."
+            "`Authorization: Bearer <token>` (event streams also take `?token=`; the WebSocket "
+            "also takes the subprotocol pair `bearer, <token>`). Requests under a Host not in "
+            "TASKFLOW_ALLOWED_HOSTS, and state-changing requests from an Origin that is neither "
+            "the server's own nor in TASKFLOW_CORS_ORIGINS, are refused with 403."
         ),
         openapi_tags=OPENAPI_TAGS,
         lifespan=lifespan,
@@ -157,6 +174,23 @@ def create_app(
         overrides={tasks.UPLOAD_PATH: cfg.max_upload_bytes + MULTIPART_OVERHEAD},
     )
     app.add_middleware(TrailingSlashMiddleware)
+    if cfg.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=["*"] if "*" in cfg.cors_origins else cfg.cors_origins,
+            allow_methods=sorted(CORS_METHODS),
+            allow_headers=["*"],
+            expose_headers=["Retry-After"],
+            max_age=600,
+        )
+    # Outermost: a request under a foreign Host or a cross-origin state change goes no further.
+    app.add_middleware(
+        BrowserGuardMiddleware,
+        allowed_hosts=allowed_host_patterns(cfg),
+        cors_origins=cfg.cors_origins,
+    )
+    warn_unsafe(cfg)
+    install_redaction()
 
     auth: dict[str, Any] = {"dependencies": [Depends(require_token)], "responses": API_ERRORS}
     stream_auth: dict[str, Any] = {

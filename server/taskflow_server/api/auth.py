@@ -2,8 +2,18 @@
 
 With ``TASKFLOW_API_TOKEN`` set, every ``/api`` route requires ``Authorization: Bearer <token>``;
 event streams and WebSockets (which browsers open without custom headers) also accept
-``?token=<token>``. Health routes stay open. Tokens are compared in constant time. A refusal is a
-401 ``{"detail": ...}`` with ``WWW-Authenticate: Bearer`` and a message that says what to send.
+``?token=<token>``. Health routes stay open.
+
+A WebSocket client can keep the token out of the URL (and so out of access logs and browser
+history) by offering the subprotocol pair ``bearer, <token>``: in a browser
+``new WebSocket(url, ["bearer", token])``, with the ``websockets`` library
+``connect(url, subprotocols=["bearer", token])``. The server answers with
+``Sec-WebSocket-Protocol: bearer`` (never the token), as the WebSocket spec requires when the
+client offers subprotocols. The token must then consist of HTTP token characters (letters,
+digits and ``!#$%&'*+-.^_`|~``), which random URL-safe tokens do.
+
+Tokens are compared in constant time. A refusal is a 401 ``{"detail": ...}`` with
+``WWW-Authenticate: Bearer`` and a message that says what to send.
 """
 
 from __future__ import annotations
@@ -51,13 +61,17 @@ def check_token(
     *,
     query_allowed: bool = False,
 ) -> str | None:
-    """None when the request may pass, else the reason it may not."""
-    if not expected:
+    """None when the request may pass, else the reason it may not.
+
+    A blank ``expected`` means no token is configured (settings strip it to ``None``); a blank
+    presented token (``?token=%20%20%20``) counts as missing and never matches.
+    """
+    if not expected or not expected.strip():
         return None
     presented = header_token
     if presented is None and query_allowed:
         presented = query_token
-    if presented is None:
+    if presented is None or not presented.strip():
         return _MISSING_STREAM if query_allowed else _MISSING
     return None if token_matches(expected, presented) else _WRONG
 
@@ -99,8 +113,42 @@ async def require_stream_token(
         raise unauthorized(reason)
 
 
+WS_BEARER_PROTOCOL = "bearer"
+"""The subprotocol a WebSocket client offers, followed by the token, to authenticate."""
+
+
+def offered_subprotocols(conn: HTTPConnection) -> list[str]:
+    """The subprotocols a WebSocket client offered (``Sec-WebSocket-Protocol``), in order."""
+    offered = conn.scope.get("subprotocols")
+    if isinstance(offered, list | tuple):
+        return [str(p).strip() for p in offered]
+    values = conn.headers.getlist("sec-websocket-protocol")
+    return [p.strip() for value in values for p in value.split(",") if p.strip()]
+
+
+def subprotocol_token(conn: HTTPConnection) -> str | None:
+    """The token offered as ``bearer, <token>`` subprotocols, else None."""
+    offered = offered_subprotocols(conn)
+    for i, name in enumerate(offered[:-1]):
+        if name.lower() == WS_BEARER_PROTOCOL:
+            return offered[i + 1] or None
+    return None
+
+
+def websocket_subprotocol(conn: HTTPConnection) -> str | None:
+    """The subprotocol to accept: ``bearer`` when the client offered it, else None."""
+    offered = offered_subprotocols(conn)
+    return WS_BEARER_PROTOCOL if any(p.lower() == WS_BEARER_PROTOCOL for p in offered) else None
+
+
 def websocket_refusal(conn: HTTPConnection) -> str | None:
-    """For a WebSocket handshake: None when it may proceed, else why not."""
+    """For a WebSocket handshake: None when it may proceed, else why not.
+
+    The token may come from ``Authorization: Bearer``, the ``bearer, <token>`` subprotocol
+    pair, or ``?token=`` (in that order).
+    """
     expected = get_context(conn).settings.api_token
     header = bearer_from_header(conn.headers.get("authorization"))
+    if header is None:
+        header = subprotocol_token(conn)
     return check_token(expected, header, conn.query_params.get("token"), query_allowed=True)

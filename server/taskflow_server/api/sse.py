@@ -20,9 +20,9 @@ SSE_HEADERS: dict[str, str] = {
     "Cache-Control": "no-cache",
     "Connection": "keep-alive",
     "X-Accel-Buffering": "no",
-    "Access-Control-Allow-Origin": "*",
 }
-"""Headers every event stream sends (no proxy buffering, readable from any origin)."""
+"""Headers every event stream sends (no proxy buffering). No ``Access-Control-Allow-Origin``:
+the CORS middleware adds it for origins in ``TASKFLOW_CORS_ORIGINS`` only."""
 
 HEARTBEAT_SECONDS = 15.0
 """The longest a stream stays silent: proxies drop idle connections after about 60 s."""

@@ -88,7 +88,9 @@ async def test_queue_status(api: LiveApi, client: httpx.AsyncClient, store: Stor
 async def test_status_stream_v1(api: LiveApi, client: httpx.AsyncClient) -> None:
     async with asyncio.timeout(10), client.stream("GET", "/api/v1/queues/status/stream") as r:
         assert r.status_code == 200
-        assert r.headers["access-control-allow-origin"] == "*"
+        # No wildcard CORS (the dashboard reads it same-origin, through its proxy; other
+        # origins are allowed by TASKFLOW_CORS_ORIGINS only).
+        assert "access-control-allow-origin" not in r.headers
         assert r.headers["x-accel-buffering"] == "no"
         frames = data_frames(r)
         first = await anext(frames)
