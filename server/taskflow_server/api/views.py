@@ -3,16 +3,57 @@
 The task hash keeps epoch seconds and structured JSON; the v1 API shows ISO 8601 timestamps with a
 ``Z``, ``result`` as a string and ``content`` as the task's input. These pure functions do that
 translation so every router shows a task the same way.
+
+A stored task may hold what the API cannot send (a lone surrogate, JSON nested past what the
+serializer takes, a field another Redis client wrote as garbage). :func:`task_detail` and
+:func:`task_summary` never raise on such a task: the unreadable parts are replaced by
+:data:`UNREADABLE` (or an empty value) and ``error`` says which, so one bad task never fails a
+listing.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
+import math
 from datetime import UTC, datetime
 from typing import Any
 
+from taskflow_server.api.body import json_problem, printable_text
 from taskflow_server.api.schemas import StateChange, TaskDetail, TaskSummary
+from taskflow_server.store.keys import PRIORITIES, STATES
 from taskflow_server.store.records import TaskRecord
+
+log = logging.getLogger(__name__)
+
+UNREADABLE = "<unreadable: see error>"
+"""What a stored value the API cannot render shows instead."""
+
+_TEXT_ATTRS = (
+    "task_type",
+    "lane",
+    "last_error",
+    "error_type",
+    "worker_id",
+    "progress_message",
+    "idempotency_key",
+)
+_JSON_ATTRS: dict[str, Any] = {
+    "metadata": {},
+    "result": UNREADABLE,
+    "error_history": [],
+    "state_history": [],
+}
+_TIME_ATTRS = (
+    "created_at",
+    "updated_at",
+    "retry_after",
+    "started_at",
+    "completed_at",
+    "scheduled_at",
+    "dlq_at",
+)
 
 CONTENT_PREVIEW_CHARS = 2000
 """The most characters of a non-text payload shown as ``content``."""
@@ -34,6 +75,16 @@ def utcnow() -> datetime:
 
 def _must_iso(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
+
+
+def _time_ok(ts: float | None) -> bool:
+    if ts is None:
+        return True
+    try:
+        datetime.fromtimestamp(ts, UTC)
+    except (ValueError, OverflowError, OSError):
+        return False
+    return True
 
 
 def payload_text(payload: dict[str, Any] | None) -> str | None:
@@ -100,7 +151,7 @@ def _history(entries: list[dict[str, Any]]) -> list[StateChange]:
     for entry in entries:
         state = entry.get("state")
         ts = entry.get("ts", entry.get("timestamp"))
-        if isinstance(state, str) and isinstance(ts, int | float):
+        if isinstance(state, str) and isinstance(ts, int | float) and _time_ok(float(ts)):
             out.append(StateChange(state=state, timestamp=_must_iso(float(ts))))
     return out
 
@@ -110,14 +161,129 @@ def _errors(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for entry in entries:
         item = dict(entry)
         ts = item.get("timestamp")
-        if isinstance(ts, int | float):
+        if isinstance(ts, int | float) and _time_ok(float(ts)):
             item["timestamp"] = _must_iso(float(ts)).isoformat().replace("+00:00", "Z")
         out.append(item)
     return out
 
 
+def _repair(
+    record: TaskRecord, payload: dict[str, Any] | None
+) -> tuple[TaskRecord, dict[str, Any] | None, list[str]]:
+    """The record and payload with every part that cannot be rendered replaced, and why."""
+    problems = list(record.problems)
+    fixes: dict[str, Any] = {}
+    for name, placeholder in _JSON_ATTRS.items():
+        problem = json_problem(getattr(record, name))
+        if problem:
+            problems.append(f"{name}: {problem}")
+            fixes[name] = placeholder
+    for name in _TEXT_ATTRS:
+        value = getattr(record, name)
+        cleaned = printable_text(value)
+        if cleaned != value:
+            problems.append(f"{name}: it holds a lone UTF-16 surrogate (shown escaped)")
+            fixes[name] = cleaned
+    for name in _TIME_ATTRS:
+        value = getattr(record, name)
+        if not _time_ok(value):
+            problems.append(f"{name}: {value!r} is not a time")
+            fixes[name] = 0.0 if name in ("created_at", "updated_at") else None
+    if record.state not in STATES:
+        shown = printable_text(record.state[:40])
+        problems.append(f"state: {shown!r} is not a state (shown as FAILED)")
+        fixes["state"] = "FAILED"
+    if record.priority not in PRIORITIES:
+        problems.append(f"priority: {printable_text(record.priority[:40])!r} is not a priority")
+        fixes["priority"] = "default"
+    if not math.isfinite(record.progress):
+        problems.append("progress: not a finite number")
+        fixes["progress"] = 0.0
+    payload_problem = json_problem(payload)
+    if payload_problem:
+        problems.append(f"payload: {payload_problem}")
+        payload = {"content": UNREADABLE}
+    if fixes:
+        record = dataclasses.replace(record, **fixes)
+    return record, payload, problems
+
+
+def _error_text(problems: list[str]) -> str:
+    return "the stored task could not be read in full; placeholders replace: " + "; ".join(problems)
+
+
+def _unreadable_detail(record: TaskRecord, exc: Exception) -> TaskDetail:
+    """The last resort: a task whose fields could not be shown at all."""
+    log.warning("task %s cannot be shown: %r", record.id, exc)
+    epoch = _must_iso(0.0)
+    return TaskDetail(
+        task_id=printable_text(record.id) or "",
+        state="FAILED",
+        task_type=UNREADABLE,
+        priority="default",
+        lane=UNREADABLE,
+        content=UNREADABLE,
+        result=None,
+        retry_count=0,
+        max_retries=0,
+        last_error=None,
+        error_type=None,
+        retry_after=None,
+        created_at=epoch,
+        updated_at=epoch,
+        started_at=None,
+        completed_at=None,
+        scheduled_at=None,
+        dlq_at=None,
+        worker_id=None,
+        progress=0.0,
+        progress_message=None,
+        error_history=[],
+        state_history=[],
+        idempotency_key=None,
+        metadata={},
+        cancel_requested=False,
+        lost_leases=0,
+        error=f"the stored task could not be read: {type(exc).__name__}",
+    )
+
+
 def task_detail(record: TaskRecord, payload: dict[str, Any] | None) -> TaskDetail:
-    """The full v1 TaskDetail of a record (``payload`` supplies ``content``)."""
+    """The full v1 TaskDetail of a record (``payload`` supplies ``content``).
+
+    Never raises: unreadable parts become placeholders named in ``error``.
+    """
+    try:
+        fixed, payload, problems = _repair(record, payload)
+        detail = _task_detail(fixed, payload)
+    except Exception as exc:  # a damaged record must not fail the whole response
+        return _unreadable_detail(record, exc)
+    if problems:
+        detail.error = _error_text(problems)
+    return detail
+
+
+def task_summary(record: TaskRecord, payload: dict[str, Any] | None) -> TaskSummary:
+    """A summary row: no content, no result; ``content_length`` and ``has_result`` instead.
+
+    Never raises: unreadable parts become placeholders named in ``error``.
+    """
+    try:
+        fixed, payload, problems = _repair(record, payload)
+        summary = _task_summary(fixed, payload)
+    except Exception as exc:  # a damaged record must not fail the whole response
+        detail = _unreadable_detail(record, exc)
+        return TaskSummary(
+            **detail.model_dump(include=set(TaskSummary.model_fields) - {"content_length"}),
+            content_length=0,
+            has_result=False,
+        )
+    if problems:
+        summary.error = _error_text(problems)
+    return summary
+
+
+def _task_detail(record: TaskRecord, payload: dict[str, Any] | None) -> TaskDetail:
     return TaskDetail(
         task_id=record.id,
         state=record.state,  # type: ignore[arg-type]  # the store only writes known states
@@ -150,8 +316,7 @@ def task_detail(record: TaskRecord, payload: dict[str, Any] | None) -> TaskDetai
     )
 
 
-def task_summary(record: TaskRecord, payload: dict[str, Any] | None) -> TaskSummary:
-    """A summary row: no content, no result; ``content_length`` and ``has_result`` instead."""
+def _task_summary(record: TaskRecord, payload: dict[str, Any] | None) -> TaskSummary:
     return TaskSummary(
         task_id=record.id,
         state=record.state,  # type: ignore[arg-type]

@@ -33,22 +33,67 @@ def new_task_id() -> str:
     return f"{ms:012x}{_seq:04x}{os.urandom(5).hex()}"
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _float(value: str | None) -> float | None:
-    return float(value) if value not in (None, "") else None
-
-
 def _json_list(value: str | None) -> list[dict[str, Any]]:
     if not value:
         return []
     try:
         parsed = json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):
         return []  # a malformed stored history is tolerated, not fatal
     return parsed if isinstance(parsed, list) else []
+
+
+class _Lenient:
+    """Reads a task hash field by field; a field that does not parse gets a default and a note.
+
+    A hash written by an older version or by another Redis client must not make a read fail:
+    :attr:`problems` says what was replaced, and the API shows it.
+    """
+
+    def __init__(self, raw: dict[Any, Any]) -> None:
+        self.problems: list[str] = []
+        self.h: dict[str, str] = {}
+        for key, value in raw.items():
+            name = self._decode(key, "a field name")
+            self.h[name] = self._decode(value, name)
+
+    def _decode(self, value: Any, name: str) -> str:
+        if not isinstance(value, bytes):
+            return str(value)
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            self.problems.append(f"{name}: not UTF-8 (undecodable bytes shown as U+FFFD)")
+            return value.decode(errors="replace")
+
+    def number(self, name: str, default: float, kind: type[float] | type[int] = float) -> Any:
+        """Field ``name`` as ``kind``; ``default`` when absent, empty or unreadable."""
+        raw = self.h.get(name)
+        if not raw:
+            return default
+        try:
+            return kind(raw)
+        except (ValueError, OverflowError):
+            self.problems.append(f"{name}: {raw[:40]!r} is not a number")
+            return default
+
+    def optional(self, name: str) -> float | None:
+        """Field ``name`` as a float, or ``None``."""
+        value: float | None = self.number(name, None, float)  # type: ignore[arg-type]
+        return value
+
+    def json(self, name: str) -> Any:
+        """Field ``name`` as JSON; its raw text when it is not JSON (``None`` when absent)."""
+        raw = self.h.get(name)
+        if raw is None:
+            return None
+        try:
+            return json.loads(raw)
+        except RecursionError:
+            self.problems.append(f"{name}: nested too deep to read")
+            return None
+        except ValueError:
+            return raw
 
 
 @dataclass(frozen=True)
@@ -143,43 +188,36 @@ class TaskRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     lost_leases: int = 0
     cancel_requested: bool = False
+    problems: tuple[str, ...] = ()
+    """Fields of the stored hash that could not be read and were replaced (empty: none)."""
 
     @classmethod
     def from_hash(cls, task_id: str, raw: dict[Any, Any]) -> TaskRecord:
-        """Parse a task hash as stored by the scripts."""
-        h = {_text(k): _text(v) for k, v in raw.items()}
-        result_raw = h.get("result")
-        result: Any = None
-        if result_raw is not None:
-            try:
-                result = json.loads(result_raw)
-            except ValueError:
-                result = result_raw
-        meta_raw = h.get("metadata")
-        try:
-            metadata = json.loads(meta_raw) if meta_raw else {}
-        except ValueError:
-            metadata = {}
-        created = float(h.get("created_at") or 0.0)
-        return cls(
+        """Parse a task hash as stored by the scripts; never raises on a damaged field."""
+        r = _Lenient(raw)
+        h = r.h
+        result = r.json("result")
+        metadata = r.json("metadata") if h.get("metadata") else {}
+        created = r.number("created_at", 0.0)
+        record = cls(
             id=task_id,
             task_type=h.get("task_type", ""),
             priority=h.get("priority", "default"),
             lane=h.get("lane", "local"),
             state=h.get("state", "PENDING"),
-            retry_count=int(h.get("retry_count") or 0),
-            max_retries=int(h.get("max_retries") or 0),
+            retry_count=r.number("retry_count", 0, int),
+            max_retries=r.number("max_retries", 0, int),
             last_error=h.get("last_error") or None,
             error_type=h.get("error_type") or None,
-            retry_after=_float(h.get("retry_after")),
+            retry_after=r.optional("retry_after"),
             created_at=created,
-            updated_at=float(h.get("updated_at") or created),
-            started_at=_float(h.get("started_at")),
-            completed_at=_float(h.get("completed_at")),
-            scheduled_at=_float(h.get("scheduled_at")),
-            dlq_at=_float(h.get("dlq_at")),
+            updated_at=r.number("updated_at", created),
+            started_at=r.optional("started_at"),
+            completed_at=r.optional("completed_at"),
+            scheduled_at=r.optional("scheduled_at"),
+            dlq_at=r.optional("dlq_at"),
             worker_id=h.get("worker_id") or None,
-            progress=float(h.get("progress") or 0.0),
+            progress=r.number("progress", 0.0),
             progress_message=h.get("progress_message") or None,
             result=result,
             error_history=_json_list(h.get("error_history")),
@@ -187,6 +225,8 @@ class TaskRecord:
             or [{"state": "PENDING", "ts": created}],
             idempotency_key=h.get("idempotency_key") or None,
             metadata=metadata if isinstance(metadata, dict) else {},
-            lost_leases=int(h.get("lost_leases") or 0),
+            lost_leases=r.number("lost_leases", 0, int),
             cancel_requested=h.get("cancel_requested") == "1",
+            problems=tuple(r.problems),
         )
+        return record

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Protocol, cast
 
 from fastapi import APIRouter, HTTPException, Query
 
+from taskflow_server.api.body import CheckedJsonRoute
 from taskflow_server.api.deps import ApiContext, ContextDep
 from taskflow_server.api.schemas import (
     BudgetUpdate,
@@ -24,7 +25,7 @@ from taskflow_server.api.schemas import (
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api/v1/openrouter", tags=["openrouter"])
+router = APIRouter(prefix="/api/v1/openrouter", tags=["openrouter"], route_class=CheckedJsonRoute)
 
 _MONITOR_KEY = "openrouter_monitor"
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 
+from taskflow_server.api.body import CheckedJsonRoute
 from taskflow_server.api.deps import ApiContext, ContextDep
 from taskflow_server.api.schemas import (
     BreakerAction,
@@ -26,7 +27,7 @@ from taskflow_server.api.views import utcnow
 from taskflow_server.resilience.breaker import CircuitBreaker
 from taskflow_server.resilience.ratelimit import RateLimiter
 
-router = APIRouter(prefix="/api/v1/workers", tags=["workers"])
+router = APIRouter(prefix="/api/v1/workers", tags=["workers"], route_class=CheckedJsonRoute)
 
 BREAKER_NAME = "openrouter"
 """The upstream whose breaker these routes show and control."""
