@@ -25,7 +25,7 @@ from taskflow_server.store.keys import Keys
 from taskflow_server.store.queue import TaskQueue
 
 if TYPE_CHECKING:
-    from taskflow_server.api.hub import EventHub, StatsCache
+    from taskflow_server.api.hub import EventHub, ReplayGate, StatsCache
 
 
 @dataclass
@@ -43,6 +43,8 @@ class ApiContext:
         hub: the single event-log reader that fans events out to SSE and WebSocket clients.
         stats: a short-lived cache of queue depths and state counts shared by live streams.
         stopping: set when the server shuts down; live streams end when it is.
+        replays: the cap on event streams replaying the log at once
+            (``settings.replay_max_concurrent``).
     """
 
     settings: Settings
@@ -55,6 +57,12 @@ class ApiContext:
     stats: StatsCache
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     extras: dict[str, Any] = field(default_factory=dict)
+    replays: ReplayGate = field(init=False)
+
+    def __post_init__(self) -> None:
+        from taskflow_server.api.hub import ReplayGate  # the hub module imports the store
+
+        self.replays = ReplayGate(self.settings.replay_max_concurrent)
 
     @property
     def blobs(self) -> BlobStore:

@@ -155,6 +155,67 @@ class EventHub:
             self._task = None
 
 
+class ReplayPermit:
+    """One turn at replaying the event log; :meth:`release` gives it back (once)."""
+
+    def __init__(self, semaphore: asyncio.Semaphore) -> None:
+        self._semaphore = semaphore
+        self._held = True
+
+    @property
+    def held(self) -> bool:
+        """Whether the turn is still taken."""
+        return self._held
+
+    def release(self) -> None:
+        """Give the turn back (idempotent)."""
+        if self._held:
+            self._held = False
+            self._semaphore.release()
+
+
+class ReplayGate:
+    """Caps how many streams replay the event log at the same time.
+
+    A replay reads the log page by page and yields to the event loop between pages, but a
+    hundred of them at once still leave the loop little time for anything else (``/live``, the
+    in-process worker). Streams beyond the cap wait for a turn.
+
+    Args:
+        limit: replays allowed at once.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._semaphore = asyncio.Semaphore(limit)
+        self._waiting = 0
+
+    @property
+    def waiting(self) -> int:
+        """Streams waiting for a turn."""
+        return self._waiting
+
+    async def acquire(self, wait_s: float | None = None) -> ReplayPermit | None:
+        """A turn, waiting up to ``wait_s`` s for one (``None``: as long as it takes).
+
+        Returns ``None`` when no turn came in time.
+        """
+        if self._semaphore.locked() and wait_s is not None and wait_s <= 0:
+            return None
+        self._waiting += 1
+        try:
+            if wait_s is None:
+                await self._semaphore.acquire()
+            else:
+                try:
+                    await asyncio.wait_for(self._semaphore.acquire(), wait_s)
+                except TimeoutError:
+                    return None
+        finally:
+            self._waiting -= 1
+        return ReplayPermit(self._semaphore)
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """Queue depths and state counts at one moment."""

@@ -180,6 +180,11 @@ class TaskDetail(BaseModel):
     metadata: dict[str, Any]
     cancel_requested: bool
     lost_leases: int
+    error: str | None = Field(
+        default=None,
+        description="Set when the stored task could not be read in full: which fields show a "
+        "placeholder instead, and why. Null for an intact task.",
+    )
 
 
 class TaskSummary(BaseModel):
@@ -199,6 +204,11 @@ class TaskSummary(BaseModel):
     progress: float
     content_length: int = Field(description="Characters of text, or bytes of an uploaded file.")
     has_result: bool
+    error: str | None = Field(
+        default=None,
+        description="Set when the stored task could not be read in full: which fields show a "
+        "placeholder instead, and why. Null for an intact task.",
+    )
 
 
 class TaskListBase(BaseModel):
@@ -305,6 +315,14 @@ class StateCounts(BaseModel):
     CANCELLED: int = 0
 
 
+class BlobUsageModel(BaseModel):
+    """Uploaded files held in the store, and their quota."""
+
+    count: int = Field(description="Stored files (each stored once, by sha256).")
+    bytes: int = Field(description="Their total size.")
+    max_bytes: int = Field(description="The quota on that total (max_blob_bytes).")
+
+
 class QueueStatus(BaseModel):
     """``GET /api/v1/queues/status``."""
 
@@ -313,6 +331,7 @@ class QueueStatus(BaseModel):
     retry_ratio: float = Field(
         description="The share of claims that prefer the retry queue when both queues wait."
     )
+    blobs: BlobUsageModel = Field(description="Uploaded files held in the store (not in v1).")
 
 
 # --------------------------------------------------------------------------- workers

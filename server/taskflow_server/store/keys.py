@@ -25,7 +25,12 @@ Layout::
                                       kept across retries and the DLQ, deleted when the task
                                       completes, is cancelled or deleted (expires with results)
     {tf}:idem:<key>           string  idempotency key -> first task id
-    {tf}:blob:<sha256>        string  uploaded file bytes (claim check)
+    {tf}:blob:<sha256>        string  uploaded file bytes (claim check); no expiry while a task
+                                      refers to it, deleted with the last such task
+    {tf}:blob_sizes           hash    sha256 -> bytes, one field per stored blob
+    {tf}:blob_bytes           string  the sum of blob_sizes (the quota's running total)
+    {tf}:blob_refs            hash    sha256 -> how many tasks refer to it (field gone at 0)
+    {tf}:blob_orphans         zset    blobs no task refers to, by deletion time (ms)
     {tf}:worker:<id>          hash    worker heartbeat (expires)
     {tf}:workers              zset    worker ids by last heartbeat (ms)
     {tf}:breaker:<name>       hash    circuit breaker state for one upstream
@@ -156,6 +161,26 @@ class Keys:
     def blob(self, sha256: str) -> str:
         """Uploaded file bytes."""
         return f"{self.tag}:blob:{sha256}"
+
+    @property
+    def blob_sizes(self) -> str:
+        """Stored blobs: sha256 -> size in bytes."""
+        return f"{self.tag}:blob_sizes"
+
+    @property
+    def blob_bytes(self) -> str:
+        """The total size of the stored blobs."""
+        return f"{self.tag}:blob_bytes"
+
+    @property
+    def blob_refs(self) -> str:
+        """Blob reference counts: sha256 -> tasks that refer to it."""
+        return f"{self.tag}:blob_refs"
+
+    @property
+    def blob_orphans(self) -> str:
+        """Blobs no task refers to, by the time (ms) they are deleted."""
+        return f"{self.tag}:blob_orphans"
 
     def worker(self, worker_id: str) -> str:
         """A worker's heartbeat hash."""

@@ -22,6 +22,7 @@ through retries, requeues and the DLQ and go with complete, cancel (CANCELLED) a
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -109,6 +110,19 @@ class InvalidTransition(StoreError):
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
+
+def _lenient_text(value: Any) -> str:
+    """Like ``_text``, but bytes that are not UTF-8 (another writer) come out as U+FFFD."""
+    return value.decode(errors="replace") if isinstance(value, bytes) else str(value)
+
+
+def _blob_ref(payload: dict[str, Any]) -> str:
+    """The uploaded file a payload names (its ``blob`` sha256), or ``''``: the task refers to it."""
+    blob = payload.get("blob")
+    return blob if isinstance(blob, str) and _SHA256.fullmatch(blob) else ""
+
+
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 _ALL = 1 << 62
 """A skip count larger than any stream: skip everything, i.e. count the range."""
@@ -206,6 +220,7 @@ class TaskQueue:
                 json.dumps(t.payload, separators=(",", ":")),
                 t.idempotency_key or "",
                 json.dumps(t.metadata, separators=(",", ":")) if t.metadata else "",
+                _blob_ref(t.payload),
             ]
         raw = await self._run("submit", args)
         return [
@@ -242,7 +257,7 @@ class TaskQueue:
         for i in range(0, len(raw), 5):
             try:
                 payload = json.loads(raw[i + 4])
-            except ValueError:
+            except (ValueError, RecursionError):
                 payload = {}
             claims.append(
                 Claim(
@@ -431,11 +446,14 @@ class TaskQueue:
         ]
 
     async def payload(self, task_id: str) -> dict[str, Any] | None:
-        """The task's payload, or ``None`` when the task is unknown."""
+        """The task's payload, or ``None`` when the task is unknown or its payload is not JSON."""
         raw = (await self._read("payload", [task_id]))[0]
         if raw is None:
             return None
-        value = json.loads(raw)
+        try:
+            value = json.loads(raw)
+        except (ValueError, RecursionError):  # damaged (another writer): the task shows no content
+            return None
         return value if isinstance(value, dict) else {"value": value}
 
     async def peek_many(self, ids: list[str]) -> list[dict[str, str | None] | None]:
@@ -451,7 +469,7 @@ class TaskQueue:
             if not row:
                 out.append(None)
                 continue
-            values = [None if v is None else _text(v) for v in row]
+            values = [None if v is None else _lenient_text(v) for v in row]
             out.append(dict(zip(PEEK_FIELDS, values, strict=True)))
         return out
 
@@ -463,7 +481,7 @@ class TaskQueue:
         for raw in await self._read("payload", ids):
             try:
                 value = json.loads(raw) if raw is not None else None
-            except ValueError:
+            except (ValueError, RecursionError):
                 value = None
             out.append(value if isinstance(value, dict) else None)
         return out

@@ -21,6 +21,7 @@ from redis.exceptions import RedisError
 from taskflow_server.api.deps import ApiContext, ContextDep
 from taskflow_server.api.hub import snapshot_payload
 from taskflow_server.api.schemas import (
+    BlobUsageModel,
     PriorityDepths,
     QueueDepthsModel,
     QueueName,
@@ -50,6 +51,7 @@ async def queue_status(ctx: ApiContext) -> QueueStatus:
     """Depths and counts, read from the store."""
     depths = await ctx.queue.depths()
     counts = await ctx.queue.counts()
+    blobs = await ctx.blobs.usage()
     return QueueStatus(
         queues=QueueDepthsModel(
             primary=depths.primary,
@@ -61,13 +63,15 @@ async def queue_status(ctx: ApiContext) -> QueueStatus:
         ),
         states=StateCounts(**counts),
         retry_ratio=ctx.settings.retry_share,
+        blobs=BlobUsageModel(count=blobs.count, bytes=blobs.bytes, max_bytes=blobs.max_bytes),
     )
 
 
 @router.get("/status", response_model=QueueStatus, summary="Queue depths and state counts")
 async def get_status(ctx: ContextDep) -> QueueStatus:
     """``queues.primary`` is the sum over priorities (a number, as in v1); the per-priority
-    split is in ``queues.primary_by_priority``. ``states`` has every state."""
+    split is in ``queues.primary_by_priority``. ``states`` has every state. ``blobs`` (not in
+    v1) counts the uploaded files the store holds, their bytes and the quota."""
     return await queue_status(ctx)
 
 

@@ -35,6 +35,7 @@ from fastapi import (
 )
 from pydantic import TypeAdapter, ValidationError
 
+from taskflow_server.api.body import MAX_LISTED, CheckedJsonRoute, printable_text, unknown_fields
 from taskflow_server.api.deps import ApiContext, ContextDep
 from taskflow_server.api.schemas import (
     BatchItemResult,
@@ -62,6 +63,7 @@ from taskflow_server.api.schemas import (
 )
 from taskflow_server.api.sse import HEARTBEAT_SECONDS, EventStreamResponse, sse_comment, sse_frame
 from taskflow_server.api.views import iso, payload_text, task_detail, task_summary
+from taskflow_server.store.blobs import BlobQuotaExceeded
 from taskflow_server.store.keys import TERMINAL_STATES
 from taskflow_server.store.queue import InvalidTransition, TaskNotFound
 from taskflow_server.store.records import NewTask, TaskRecord
@@ -69,7 +71,7 @@ from taskflow_server.tasks.registry import InvalidPayload, UnknownTaskType, get_
 
 log = logging.getLogger(__name__)
 
-router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"])
+router = APIRouter(prefix="/api/v1/tasks", tags=["tasks"], route_class=CheckedJsonRoute)
 stream_router = APIRouter(prefix="/api/v1/tasks", tags=["tasks", "events"])
 
 UPLOAD_PATH = "/api/v1/tasks/pdfxtract"
@@ -84,6 +86,11 @@ READ_CHUNK = 1024 * 1024
 BLOB_FIELD = "blob"
 _PRIORITY_RANK = {"high": 0, "default": 1, "low": 2}
 _DATETIME = TypeAdapter(datetime)
+MIN_DATE = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+"""The earliest time a date filter takes (epoch seconds)."""
+MAX_DATE = datetime(9999, 12, 31, tzinfo=UTC).timestamp() - 0.001
+"""The latest time a date filter takes: the last moment of 9999-12-30 (a whole-day end date
+must still be a datetime one day later)."""
 
 TaskIdPath = Annotated[str, Path(min_length=1, max_length=200, description="The task id.")]
 
@@ -99,11 +106,14 @@ class ItemError(ValueError):
 # --------------------------------------------------------------------------- submit helpers
 
 
-def _readable(exc: ValidationError) -> str:
+def _readable(errors: list[Any], root: str = "body") -> str:
+    """Validation errors as one line: the first :data:`MAX_LISTED`, then a count of the rest."""
     parts = []
-    for err in exc.errors(include_url=False):
-        loc = ".".join(str(p) for p in err["loc"]) or "body"
+    for err in errors[:MAX_LISTED]:
+        loc = ".".join(str(p)[:40] for p in err["loc"]) or root
         parts.append(f"{loc}: {err['msg']}")
+    if len(errors) > MAX_LISTED:
+        parts.append(f"and {len(errors) - MAX_LISTED} more error(s)")
     return "; ".join(parts)
 
 
@@ -113,10 +123,15 @@ async def _prepare(ctx: ApiContext, req: SubmitRequest) -> NewTask:
         spec = get_spec(req.task_type)
     except UnknownTaskType as exc:
         raise ItemError(str(exc)) from None
+    unknown = unknown_fields(spec.payload_model, req.payload, ("payload",))
+    if unknown:
+        raise ItemError(f"invalid payload for {spec.name}: {unknown}")
     try:
         model = spec.parse_payload(req.payload)
     except InvalidPayload as exc:
-        raise ItemError(str(exc)) from None
+        raise ItemError(
+            f"invalid payload for {spec.name}: {_readable(exc.errors, 'payload')}"
+        ) from None
     payload: dict[str, Any] = model.model_dump(mode="json")
     text = payload_text(payload)
     if text is not None and len(text) > ctx.settings.max_text_chars:
@@ -219,6 +234,10 @@ def _safe_filename(name: str | None) -> str:
         **SUBMIT_RESPONSES,
         400: {"model": ErrorResponse, "description": "The file is not a PDF."},
         413: {"model": ErrorResponse, "description": "The file is over the upload limit."},
+        507: {
+            "model": ErrorResponse,
+            "description": "Uploaded files would go over their total quota (max_blob_bytes).",
+        },
     },
     summary="Extract articles from a newspaper PDF (v1)",
 )
@@ -251,7 +270,10 @@ async def submit_pdfxtract(
             )
         chunks.append(chunk)
     data = b"".join(chunks)
-    sha = await ctx.blobs.put(data)
+    try:
+        sha = await ctx.blobs.put(data)
+    except BlobQuotaExceeded as exc:
+        raise HTTPException(507, str(exc)) from None
     filename = _safe_filename(file.filename)
     payload: dict[str, Any] = {BLOB_FIELD: sha, "filename": filename}
     if issue_date:
@@ -301,10 +323,14 @@ async def submit_batch(req: BatchRequest, ctx: ContextDep, response: Response) -
     accepted: list[tuple[int, NewTask]] = []
     for index, raw in enumerate(req.tasks):
         try:
+            unknown = unknown_fields(SubmitRequest, raw, ("tasks", index))
+            if unknown:
+                raise ItemError(unknown)
             item = SubmitRequest.model_validate(raw)
             accepted.append((index, await _prepare(ctx, item)))
         except ValidationError as exc:
-            items.append(BatchItemResult(index=index, ok=False, error=_readable(exc)))
+            errors = exc.errors(include_url=False)
+            items.append(BatchItemResult(index=index, ok=False, error=_readable(errors)))
         except ItemError as exc:
             items.append(BatchItemResult(index=index, ok=False, error=str(exc)))
     submitted = await ctx.queue.submit_many([task for _, task in accepted]) if accepted else []
@@ -368,20 +394,28 @@ def _parse_when(value: str | None, name: str, *, end: bool) -> float | None:
     try:
         if len(text) == 10:
             day = date.fromisoformat(text)
-            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
             if end:
-                return (start + timedelta(days=1)).timestamp() - 0.001
-            return start.timestamp()
-        moment = _DATETIME.validate_python(text)
+                moment += timedelta(days=1)
+        else:
+            moment = _DATETIME.validate_python(text)
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)
+        stamp = moment.timestamp() - (0.001 if end and len(text) == 10 else 0.0)
     except (ValueError, ValidationError):
         raise HTTPException(
             422,
             f"{name} {value!r} is not a date: use YYYY-MM-DD or an ISO 8601 datetime "
             "(e.g. 2024-05-31T12:00:00Z)",
         ) from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.timestamp()
+    except OverflowError:
+        stamp = math.inf
+    if not MIN_DATE <= stamp <= MAX_DATE:
+        raise HTTPException(
+            422,
+            f"{name} {value!r} is out of range: use a date between 0001-01-01 and 9999-12-30",
+        )
+    return stamp
 
 
 def _float(value: str | None) -> float | None:
@@ -716,10 +750,10 @@ def _status_frame(record: TaskRecord) -> dict[str, Any]:
         "task_id": record.id,
         "state": record.state,
         "progress": record.progress,
-        "progress_message": record.progress_message,
+        "progress_message": printable_text(record.progress_message),
         "retry_count": record.retry_count,
-        "error_type": record.error_type,
-        "last_error": record.last_error,
+        "error_type": printable_text(record.error_type),
+        "last_error": printable_text(record.last_error),
         "cancel_requested": record.cancel_requested,
         "updated_at": updated.isoformat().replace("+00:00", "Z") if updated else None,
     }

@@ -29,6 +29,67 @@ local T = redis.call('TIME')
 local NOW_MS = tonumber(T[1]) * 1000 + math.floor(tonumber(T[2]) / 1000)
 local NOW_S = string.format('%.3f', NOW_MS / 1000)
 
+-- Uploaded files (blobs), reference-counted by the tasks whose payload names them (the task
+-- hash's 'blob' field). A blob no task refers to is an orphan: it expires 'blob_ttl_seconds'
+-- after its upload (key TTL, and K_BLOB_ORPHANS for the accounting); a referenced blob has no
+-- expiry and is deleted with the last task that refers to it. K_BLOB_SIZES and K_BLOB_BYTES
+-- hold what the quota counts.
+local K_BLOB_SIZES = TAG .. ':blob_sizes'
+local K_BLOB_BYTES = TAG .. ':blob_bytes'
+local K_BLOB_REFS = TAG .. ':blob_refs'
+local K_BLOB_ORPHANS = TAG .. ':blob_orphans'
+local function k_blob(sha) return TAG .. ':blob:' .. sha end
+
+-- Drop a blob and its accounting (it may already be gone, e.g. expired).
+local function blob_forget(sha)
+  local size = redis.call('HGET', K_BLOB_SIZES, sha)
+  redis.call('DEL', k_blob(sha))
+  redis.call('HDEL', K_BLOB_REFS, sha)
+  redis.call('ZREM', K_BLOB_ORPHANS, sha)
+  if size then
+    redis.call('HDEL', K_BLOB_SIZES, sha)
+    redis.call('DECRBY', K_BLOB_BYTES, size)
+  end
+end
+
+-- The size of a stored blob, accounting for it if it predates the accounting; nil (and stale
+-- accounting dropped) when the blob is not stored.
+local function blob_size(sha)
+  if redis.call('EXISTS', k_blob(sha)) == 0 then
+    if redis.call('HEXISTS', K_BLOB_SIZES, sha) == 1 then blob_forget(sha) end
+    return nil
+  end
+  local size = redis.call('HGET', K_BLOB_SIZES, sha)
+  if size then return tonumber(size) end
+  local n = redis.call('STRLEN', k_blob(sha))
+  redis.call('HSET', K_BLOB_SIZES, sha, n)
+  redis.call('INCRBY', K_BLOB_BYTES, n)
+  return n
+end
+
+-- A new task refers to the blob: count it, and keep the blob while referenced. Returns true
+-- when the blob is stored (else the task's worker will report it missing).
+local function blob_hold(sha)
+  if not blob_size(sha) then return false end
+  redis.call('HINCRBY', K_BLOB_REFS, sha, 1)
+  redis.call('ZREM', K_BLOB_ORPHANS, sha)
+  redis.call('PERSIST', k_blob(sha))
+  return true
+end
+
+-- A task that referred to the blob is gone: delete the blob with its last task.
+local function blob_release(sha)
+  if not sha or sha == '' then return end
+  if redis.call('HINCRBY', K_BLOB_REFS, sha, -1) <= 0 then blob_forget(sha) end
+end
+
+-- Delete up to 'limit' orphan blobs whose time is up; returns how many.
+local function blob_purge(limit)
+  local shas = redis.call('ZRANGEBYSCORE', K_BLOB_ORPHANS, '-inf', NOW_MS, 'LIMIT', 0, limit)
+  for _, sha in ipairs(shas) do blob_forget(sha) end
+  return #shas
+end
+
 -- State counter changes are summed in a table and written once by flush_counts(), which every
 -- script calls last: a batch of 100 transitions costs one HINCRBY per state, not 200.
 local COUNT_DELTAS = {}
