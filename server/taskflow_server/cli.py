@@ -72,6 +72,8 @@ def server_main(argv: list[str] | None = None) -> None:
 
 async def _run_workers(settings: Settings, workers: int) -> None:
     from taskflow_server.runtime import Runtime
+    from taskflow_server.serve import stop_runtime
+    from taskflow_server.worker.pool import shutdown_all_pools
 
     runtime = Runtime(settings, workers=workers)
     loop = asyncio.get_running_loop()
@@ -84,15 +86,20 @@ async def _run_workers(settings: Settings, workers: int) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig)
-    start = asyncio.create_task(runtime.start())
-    stop_wait = asyncio.create_task(stopping.wait())
-    done, _ = await asyncio.wait({start, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
-    if start not in done:  # stopped while still waiting for Redis
-        start.cancel()
-        return
-    start.result()
-    await runtime.wait()
-    await runtime.stop()
+    try:
+        start = asyncio.create_task(runtime.start())
+        stop_wait = asyncio.create_task(stopping.wait())
+        done, _ = await asyncio.wait({start, stop_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if start not in done:  # stopped while still waiting for Redis
+            start.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await start
+            return
+        start.result()
+        await runtime.wait()
+        await stop_runtime(runtime, settings)
+    finally:
+        shutdown_all_pools()  # every exit path, an exception at start-up included
 
 
 def worker_main(argv: list[str] | None = None) -> None:

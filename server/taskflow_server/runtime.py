@@ -93,11 +93,18 @@ class Runtime:
         if self._worker_tasks:
             await asyncio.gather(*self._worker_tasks, return_exceptions=True)
 
+    def stop_cpu_pool(self) -> None:
+        """Stop this runtime's PDF reader processes now (idempotent; none if never started)."""
+        if self.services is not None:
+            self.services.stop_cpu_pool()
+
     async def stop(self) -> None:
         """Drain the workers, then close Redis and the embedded store."""
         self.request_stop()
         await self.wait()
-        if self.services is not None and not self.workers:
+        if self.services is not None:
+            # The runtime built the services and lent them to its workers: it closes them (the
+            # PDF reader pool among them), whether or not workers ran.
             await self.services.aclose()
         if self.redis is not None:
             with contextlib.suppress(Exception):

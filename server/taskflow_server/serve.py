@@ -20,12 +20,17 @@ import uvicorn
 from fastapi import FastAPI
 
 from taskflow_server.api.app import ApiServer, create_app
+from taskflow_server.api.connections import guarded_h11_protocol
 from taskflow_server.api.deps import ApiContext
 from taskflow_server.config import Settings
 from taskflow_server.embedded import EmbeddedRedis
 from taskflow_server.runtime import Runtime
+from taskflow_server.worker.pool import shutdown_all_pools
 
 log = logging.getLogger(__name__)
+
+STOP_MARGIN_SECONDS = 5.0
+"""How long stopping may take beyond ``grace_seconds`` (handing tasks back, the last writes)."""
 
 
 class ConfigError(ValueError):
@@ -56,13 +61,37 @@ def prepare(settings: Settings) -> tuple[Settings, EmbeddedRedis | None]:
         return settings, None
     embedded = EmbeddedRedis()
     url = embedded.start()
+    # The one place the password is written: the user needs this URL to add workers.
     log.info(
-        "no TASKFLOW_REDIS_URL: embedded store at %s (in memory; other workers can join with "
-        "taskflow-worker --redis-url %s)",
-        url,
+        "no TASKFLOW_REDIS_URL: embedded store at %s (in memory, password-protected). Other "
+        "workers can join with: taskflow-worker --redis-url %s  (this URL holds the store's "
+        "password, new at every start: treat it as a secret)",
+        embedded.safe_url,
         url,
     )
     return settings.model_copy(update={"redis_url": url}), embedded
+
+
+async def stop_runtime(runtime: Runtime, settings: Settings) -> None:
+    """Stop ``runtime`` within ``grace_seconds + STOP_MARGIN_SECONDS``, then its CPU pool.
+
+    Draining waits up to ``grace_seconds`` for running tasks, and handing the rest back gives up
+    after a few seconds when Redis is gone (``Worker._write_failure``). Past the bound the drain
+    is cancelled: the tasks' leases expire and the reaper requeues them, as after a crash. This
+    runtime's CPU pool (PDF readers) is stopped whatever happened; other servers of the same
+    process (tests run several) keep theirs.
+    """
+    bound = settings.grace_seconds + STOP_MARGIN_SECONDS
+    try:
+        await asyncio.wait_for(runtime.stop(), timeout=bound)
+    except TimeoutError:
+        log.warning(
+            "stopping took longer than %.0f s (is Redis reachable?); leaving the rest to the "
+            "reaper (unfinished tasks are requeued when their leases expire)",
+            bound,
+        )
+    finally:
+        runtime.stop_cpu_pool()
 
 
 def build_app(settings: Settings) -> FastAPI:
@@ -83,7 +112,7 @@ def build_app(settings: Settings) -> FastAPI:
                 starting.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await starting
-            await runtime.stop()
+            await stop_runtime(runtime, settings)
 
     return create_app(settings, extra_lifespan=workers)
 
@@ -96,18 +125,22 @@ def _report_start_failure(task: asyncio.Task[None]) -> None:
 def run_server(settings: Settings) -> None:
     """Run the API and workers in the foreground until SIGINT/SIGTERM (graceful drain)."""
     check_bind_address(settings)
-    settings, embedded = prepare(settings)
-    app = build_app(settings)
-    log.info(
-        "taskflow-server listening on http://%s:%d (workers=%d, concurrency=%d)",
-        settings.host,
-        settings.port,
-        settings.workers,
-        settings.concurrency,
-    )
+    embedded: EmbeddedRedis | None = None
     try:
+        settings, embedded = prepare(settings)
+        app = build_app(settings)
+        log.info(
+            "taskflow-server listening on http://%s:%d (workers=%d, concurrency=%d)",
+            settings.host,
+            settings.port,
+            settings.workers,
+            settings.concurrency,
+        )
         ApiServer(_uvicorn_config(app, settings, settings.port)).run()
     finally:
+        # Every exit path: a normal stop, SIGTERM/SIGINT (uvicorn drains, then returns), or
+        # an exception at start-up. No PDF reader may outlive the server.
+        shutdown_all_pools()
         if embedded is not None:
             embedded.stop()
 
@@ -121,6 +154,9 @@ def _uvicorn_config(app: FastAPI, settings: Settings, port: int) -> uvicorn.Conf
         log_config=None,
         ws="websockets-sansio",
         timeout_graceful_shutdown=int(settings.grace_seconds) + 5,
+        # Time out half-sent request heads and cap open connections (api/connections.py says
+        # why uvicorn's own limit_concurrency does not cover them).
+        http=guarded_h11_protocol(settings.header_timeout, settings.max_connections),
     )
 
 

@@ -53,12 +53,16 @@ class Services:
             )
         return self._cpu
 
+    def stop_cpu_pool(self) -> None:
+        """Stop the process pool's readers, if it was ever started (idempotent)."""
+        if self._cpu is not None:
+            self._cpu.shutdown()
+
     async def aclose(self) -> None:
         """Release the provider's HTTP client and the process pool."""
         if self._llm is not None:
             await self._llm.aclose()
-        if self._cpu is not None:
-            self._cpu.shutdown()
+        self.stop_cpu_pool()
 
 
 def build_services(settings: Settings, redis: Redis) -> Services:
@@ -68,5 +72,10 @@ def build_services(settings: Settings, redis: Redis) -> Services:
         settings=settings,
         redis=redis,
         keys=keys,
-        blobs=BlobStore(redis, keys, ttl_seconds=settings.blob_ttl_seconds),
+        blobs=BlobStore(
+            redis,
+            keys,
+            ttl_seconds=settings.blob_ttl_seconds,
+            max_bytes=settings.max_blob_bytes,
+        ),
     )

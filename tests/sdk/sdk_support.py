@@ -19,7 +19,7 @@ from taskflow_sdk import AsyncClient, Client, Event, Task
 from taskflow_server.config import Settings
 from taskflow_server.serve import build_app
 
-TOKEN = "sdk-test-token"
+TOKEN = "sdk-test-token-0123456789"
 
 
 @dataclass

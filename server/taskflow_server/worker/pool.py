@@ -10,15 +10,26 @@ killer) surfaces as :class:`WorkerCrashed` and its slot is rebuilt too.
 
 Processes start with ``forkserver`` where available (else ``spawn``), never ``fork``: the worker
 runs an event loop with threads, and forking such a process copies locks in unknown states.
+
+No worker process outlives its server: :meth:`CpuPool.shutdown` stops them (and
+:func:`shutdown_all_pools` every pool of the process, also run at interpreter exit), and on Linux
+each one asks the kernel for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``), which covers a
+server that is itself killed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import logging
 import multiprocessing
 import os
 import signal
+import sys
+import threading
+import time
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -31,6 +42,8 @@ T = TypeVar("T")
 
 _PRELOAD = ["taskflow_server.pdf.extract"]
 _KILL = getattr(signal, "SIGKILL", signal.SIGTERM)
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+_SHUTDOWN_WAIT = 2.0  # seconds idle workers get to exit on their own before SIGKILL
 
 
 class CpuPoolError(RuntimeError):
@@ -62,9 +75,51 @@ def _context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("spawn")
 
 
+def _die_with_parent() -> None:
+    """Make this worker process exit as soon as the server that started it is gone.
+
+    Two mechanisms, because the process that forked a worker is not always the server:
+
+    * with ``forkserver`` the OS parent is the fork server, which itself stays alive as long
+      as any worker does (each holds its "alive" pipe): a worker would never see it die. The
+      server is the worker's *multiprocessing* parent, whose sentinel pipe closes when it
+      exits, even on SIGKILL; a daemon thread waits on it and ends the process;
+    * on Linux, ``PR_SET_PDEATHSIG`` asks the kernel for SIGKILL when the OS parent dies (the
+      server itself with ``spawn``), with no thread needed.
+    """
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        threading.Thread(
+            target=_exit_when_gone, args=(parent,), name="watch-server", daemon=True
+        ).start()
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, int(_KILL), 0, 0, 0) != 0:
+            return
+    except (OSError, AttributeError):
+        return
+    if os.getppid() == 1:  # the OS parent died before prctl: the signal will never come
+        os._exit(1)
+
+
+def _exit_when_gone(parent: multiprocessing.process.BaseProcess) -> None:
+    parent.join()  # returns when the server's end of the sentinel pipe is closed
+    os._exit(1)
+
+
+def _init_worker(limit_bytes: int | None) -> None:
+    """Worker-process initializer: die with the parent, then cap the memory."""
+    _die_with_parent()
+    _cap_memory(limit_bytes)
+
+
 def _cap_memory(limit_bytes: int | None) -> None:
-    """Worker-process initializer: cap the address space, so a decompression bomb fails with
-    MemoryError in this process instead of exhausting the machine."""
+    """Cap the address space of this process, so a decompression bomb fails with MemoryError
+    in this process instead of exhausting the machine."""
     if limit_bytes is None:
         return
     try:
@@ -110,6 +165,7 @@ class CpuPool:
         self._closed = False
         self.restarts = 0
         """How many worker processes were replaced after a timeout or a crash."""
+        _POOLS.add(self)
 
     def _semaphore(self) -> asyncio.Semaphore:
         loop = asyncio.get_running_loop()
@@ -124,7 +180,7 @@ class CpuPool:
             ProcessPoolExecutor(
                 max_workers=1,
                 mp_context=self._ctx,
-                initializer=_cap_memory,
+                initializer=_init_worker,
                 initargs=(limit,),
             )
         )
@@ -209,12 +265,51 @@ class CpuPool:
             self.restarts += 1
             logger.warning("CPU worker %s stopped; a new one starts on demand", slot.pid)
 
-    def shutdown(self) -> None:
-        """Stop every worker process (running calls are killed); idempotent."""
+    def shutdown(self, wait: float = _SHUTDOWN_WAIT) -> None:
+        """Stop every worker process (running calls are killed); idempotent.
+
+        Idle workers are asked to exit and get ``wait`` seconds to do so; then every worker
+        still there is SIGKILLed, so none is left behind when the process exits.
+        """
         self._closed = True
+        slots = [*self._idle, *self._busy]
         for slot in self._busy:
             self._kill(slot)
-        for slot in [*self._idle, *self._busy]:
+        for slot in slots:
             slot.executor.shutdown(wait=False, cancel_futures=True)
         self._idle.clear()
         self._busy.clear()
+        pids = [slot.pid for slot in slots if slot.pid is not None]
+        deadline = time.monotonic() + wait
+        while pids and time.monotonic() < deadline:
+            pids = [pid for pid in pids if _alive(pid)]
+            if pids:
+                time.sleep(0.02)
+        for slot in slots:
+            if slot.pid in pids:
+                self._kill(slot)
+
+
+_POOLS: weakref.WeakSet[CpuPool] = weakref.WeakSet()
+
+
+def _alive(pid: int) -> bool:
+    """Whether a process with this pid still exists (a worker is the forkserver's child, not
+    ours, so it cannot be waited for; the forkserver reaps it)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
+
+
+def shutdown_all_pools() -> None:
+    """Shut down every :class:`CpuPool` of this process (each server exit path calls this)."""
+    for pool in list(_POOLS):
+        with contextlib.suppress(Exception):
+            pool.shutdown()
+
+
+atexit.register(shutdown_all_pools)

@@ -71,6 +71,7 @@ from taskflow_server.worker.scheduler import Scheduler
 log = logging.getLogger(__name__)
 
 _LEASE_CHECK_SECONDS = 1.0
+_STOP_WRITE_SECONDS = 3.0
 _WAKE_BLOCK_SECONDS = 1.0
 
 
@@ -441,8 +442,15 @@ class Worker:
     async def _write_failure(
         self, claim: Claim, mode: str, error_type: str, message: str, delay: float
     ) -> None:
-        """Write an outcome, riding out a short Redis outage (the lease covers longer ones)."""
-        deadline = time.monotonic() + self.settings.lease_seconds
+        """Write an outcome, riding out a short Redis outage (the lease covers longer ones).
+
+        While stopping, it gives up after a few seconds: the reaper requeues the task when its
+        lease expires, and a stop must not hang for a lease per task when Redis is gone.
+        """
+        patience = self.settings.lease_seconds
+        if self._stop.is_set():
+            patience = min(patience, _STOP_WRITE_SECONDS)
+        deadline = time.monotonic() + patience
         while True:
             try:
                 outcome = await self.queue.fail(
