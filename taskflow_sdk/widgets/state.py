@@ -545,11 +545,25 @@ class PanelState:
         elif state in ("closed", "half-open") and self.hold.active:
             self.wants |= Want.OPENROUTER
             dirty |= self._set_hold(HoldInfo())
-        if not state or (state == self.breaker.state and reason == self.breaker.reason):
+        # The event says whether an open breaker is held until reset (``open_until`` 0), so
+        # the lamp need not wait for the action's answer or the next workers read to say so.
+        held = self.breaker.held
+        open_until = _float(_extra(event, "open_until"))
+        if state == "open" and open_until is not None:
+            held = open_until == 0
+        elif state and state != "open":
+            held = False
+        if not state or (
+            state == self.breaker.state
+            and reason == self.breaker.reason
+            and held == self.breaker.held
+        ):
             return dirty
         if state != self.breaker.state:
             self.breaker_changes.append((ts if ts is not None else 0.0, state))
-        self.breaker = replace(self.breaker, state=state, reason=reason, half_open_at=None)
+        self.breaker = replace(
+            self.breaker, state=state, reason=reason, half_open_at=None, held=held
+        )
         return dirty | Dirty.BREAKER
 
     def _set_hold(self, hold: HoldInfo) -> Dirty:

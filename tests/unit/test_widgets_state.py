@@ -159,6 +159,22 @@ def test_breaker_events_move_the_lamp_and_ask_for_the_details() -> None:
     assert state.counts == PanelState().counts  # no task counter moved
 
 
+def test_a_breaker_event_says_whether_it_is_held_until_reset() -> None:
+    # The event can reach the panel before the open button's own answer: it must show "held".
+    state = PanelState()
+    state.apply_breaker({"state": "closed"}, now=1.0)
+    manual = {"type": "breaker_state_changed", "state": "open", "reason": "manual"}
+    assert state.apply({**manual, "open_until": "0"}) & Dirty.BREAKER
+    assert state.breaker.held
+    timed = {**manual, "reason": "consecutive_failures", "open_until": "1765000030000"}
+    state.apply(timed)
+    assert state.breaker.state == "open" and not state.breaker.held
+    state.apply({**manual, "open_until": "0"})
+    assert state.breaker.held
+    state.apply({"type": "breaker_state_changed", "state": "closed", "reason": ""})
+    assert not state.breaker.held
+
+
 def test_breaker_changes_are_remembered_and_repeats_are_not_dirty() -> None:
     state = PanelState()
     status = BreakerStatus(state="open", held=True, reason="manual")
