@@ -103,7 +103,9 @@ async def test_list_and_summaries(
         3,
     )
     assert body["tasks"][0]["task_id"] == summarize["task_id"]  # submitted last
-    created = [t["created_at"] for t in body["tasks"]]
+    # Compare instants, not strings: a time on a whole second is written without a fraction
+    # ("...:52Z"), which sorts after "...:52.005Z" as text.
+    created = [datetime.fromisoformat(t["created_at"]) for t in body["tasks"]]
     assert created == sorted(created, reverse=True)
     row = body["tasks"][0]
     assert row["content_length"] == 3 and row["has_result"] is False
