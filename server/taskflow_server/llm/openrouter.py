@@ -772,12 +772,12 @@ def as_upstream_error(exc: BaseException) -> UpstreamError:
 
 
 def add_usage(total: dict[str, Any], usage: Mapping[str, Any]) -> None:
-    """Add the numeric fields of ``usage`` into ``total`` (nested dicts too); booleans are
-    kept as they are."""
+    """Add the numeric fields of ``usage`` into ``total`` (nested dicts too; flags such as
+    ``is_byok`` are not amounts and are left out). Shared by the client and the tasks."""
     for key, value in usage.items():
         if isinstance(value, bool):
-            total.setdefault(key, value)
-        elif isinstance(value, int | float):
+            continue
+        if isinstance(value, int | float):
             total[key] = total.get(key, 0) + value
         elif isinstance(value, Mapping):
             add_usage(total.setdefault(key, {}), value)

@@ -43,6 +43,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from taskflow_server.config import Settings
+from taskflow_server.llm.openrouter import add_usage
 from taskflow_server.pdf.extract import (
     NO_TEXT_LAYER_REASON,
     PageData,
@@ -169,17 +170,6 @@ def limits_from(settings: Settings) -> Limits:
         render_dpi=settings.pdf_render_dpi,
         render_max_pixels=settings.pdf_render_max_pixels,
     )
-
-
-def add_usage(total: dict[str, Any], usage: dict[str, Any]) -> None:
-    """Add the numeric fields of ``usage`` into ``total`` (nested dicts too)."""
-    for key, value in usage.items():
-        if isinstance(value, bool):
-            continue
-        if isinstance(value, int | float):
-            total[key] = total.get(key, 0) + value
-        elif isinstance(value, dict):
-            add_usage(total.setdefault(key, {}), value)
 
 
 @task("pdfxtract", payload=PdfxtractPayload, lane="llm")
