@@ -1,10 +1,11 @@
-"""What routers receive: the per-app context and ``Annotated`` dependency aliases.
+"""What routers receive: the per-app context and its ``Annotated`` dependency alias.
 
 The lifespan in :mod:`taskflow_server.api.app` builds one :class:`ApiContext` per app and keeps it
-on ``app.state.taskflow``; routers ask for its parts with the aliases below::
+on ``app.state.taskflow``; routers ask for it with :data:`ContextDep`::
 
     @router.get("/x")
-    async def x(queue: QueueDep, settings: SettingsDep) -> ...
+    async def x(ctx: ContextDep) -> ...:
+        depths = await ctx.queue.depths()
 """
 
 from __future__ import annotations
@@ -87,33 +88,5 @@ async def context(conn: HTTPConnection) -> ApiContext:
     return get_context(conn)
 
 
-async def _settings(ctx: Annotated[ApiContext, Depends(context)]) -> Settings:
-    return ctx.settings
-
-
-async def _queue(ctx: Annotated[ApiContext, Depends(context)]) -> TaskQueue:
-    return ctx.queue
-
-
-async def _events(ctx: Annotated[ApiContext, Depends(context)]) -> EventLog:
-    return ctx.events
-
-
-async def _blobs(ctx: Annotated[ApiContext, Depends(context)]) -> BlobStore:
-    return ctx.blobs
-
-
 ContextDep = Annotated[ApiContext, Depends(context)]
 """The whole per-app context."""
-
-SettingsDep = Annotated[Settings, Depends(_settings)]
-"""The server settings."""
-
-QueueDep = Annotated[TaskQueue, Depends(_queue)]
-"""The task store."""
-
-EventsDep = Annotated[EventLog, Depends(_events)]
-"""The event log reader."""
-
-BlobsDep = Annotated[BlobStore, Depends(_blobs)]
-"""The blob store."""

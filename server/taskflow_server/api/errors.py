@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from taskflow_server.api.body import MAX_LISTED, printable_text
-from taskflow_server.store.queue import InvalidTransition, TaskNotFound
+from taskflow_server.store.queue import InvalidTransitionError, TaskNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -139,8 +139,8 @@ def install_error_handlers(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(TaskNotFound, _not_found)
-    app.add_exception_handler(InvalidTransition, _conflict)
+    app.add_exception_handler(TaskNotFoundError, _not_found)
+    app.add_exception_handler(InvalidTransitionError, _conflict)
     app.add_exception_handler(RedisError, _store_down)
     app.add_exception_handler(ConnectionError, _store_down)
     app.add_exception_handler(Exception, _unexpected)

@@ -114,11 +114,6 @@ class EventHub:
     def _unsubscribe(self, sub: Subscription) -> None:
         self._subs.discard(sub)
 
-    @property
-    def subscribers(self) -> int:
-        """How many subscriptions are open."""
-        return len(self._subs)
-
     def start(self) -> None:
         """Start the reader task (idempotent)."""
         if self._task is None:

@@ -13,8 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-TaskState = Literal["PENDING", "ACTIVE", "SCHEDULED", "COMPLETED", "FAILED", "DLQ", "CANCELLED"]
-"""Every task state (the six of v1 plus CANCELLED)."""
+from taskflow_server.states import TaskState as TaskState  # the models' state type, re-exported
 
 Priority = Literal["high", "default", "low"]
 """Task priorities, most urgent first."""
@@ -452,21 +451,6 @@ class ServiceInfo(BaseModel):
     offline: bool
 
 
-# --------------------------------------------------------------------------- events
-
-
-class QueueSnapshotEvent(BaseModel):
-    """A frame of ``/api/v1/queues/status/stream`` (and ``/ws/stats``), as JSON in ``data:``."""
-
-    type: Literal["initial_status", "queue_update", "heartbeat", "error"]
-    queue_depths: dict[str, int] | None = None
-    primary_by_priority: PriorityDepths | None = None
-    state_counts: StateCounts | None = None
-    retry_ratio: float | None = None
-    timestamp: datetime
-    message: str | None = None
-
-
 # --------------------------------------------------------------------------- openrouter
 
 
@@ -545,6 +529,24 @@ class TaskLookup(BaseModel):
     """The tasks found (in the order asked) and the ids that do not exist."""
 
     tasks: list[TaskDetail]
+    missing: list[str]
+
+
+class TaskStateItem(BaseModel):
+    """Where one task stands: what a client waiting on many tasks polls for."""
+
+    task_id: str
+    state: TaskState
+    updated_at: datetime = Field(description="The last transition or progress report.")
+    retry_count: int
+    progress: float = Field(description="0.0 to 1.0, as the worker last reported it.")
+
+
+class TaskStates(BaseModel):
+    """``POST /api/v1/tasks/states``: the tasks found (in the order asked), no content or
+    result, and the ids that do not exist."""
+
+    tasks: list[TaskStateItem]
     missing: list[str]
 
 

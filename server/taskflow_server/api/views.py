@@ -21,9 +21,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from taskflow_server.api.body import json_problem, printable_text
-from taskflow_server.api.schemas import StateChange, TaskDetail, TaskSummary
-from taskflow_server.store.keys import PRIORITIES, STATES
-from taskflow_server.store.records import TaskRecord
+from taskflow_server.api.schemas import StateChange, TaskDetail, TaskStateItem, TaskSummary
+from taskflow_server.states import STATES, TaskState
+from taskflow_server.store.keys import PRIORITIES
+from taskflow_server.store.records import TaskRecord, TaskStateView
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +193,7 @@ def _repair(
     if record.state not in STATES:
         shown = printable_text(record.state[:40])
         problems.append(f"state: {shown!r} is not a state (shown as FAILED)")
-        fixes["state"] = "FAILED"
+        fixes["state"] = TaskState.FAILED
     if record.priority not in PRIORITIES:
         problems.append(f"priority: {printable_text(record.priority[:40])!r} is not a priority")
         fixes["priority"] = "default"
@@ -218,7 +219,7 @@ def _unreadable_detail(record: TaskRecord, exc: Exception) -> TaskDetail:
     epoch = _must_iso(0.0)
     return TaskDetail(
         task_id=printable_text(record.id) or "",
-        state="FAILED",
+        state=TaskState.FAILED,
         task_type=UNREADABLE,
         priority="default",
         lane=UNREADABLE,
@@ -281,6 +282,22 @@ def task_summary(record: TaskRecord, payload: dict[str, Any] | None) -> TaskSumm
     if problems:
         summary.error = _error_text(problems)
     return summary
+
+
+def task_state_item(view: TaskStateView) -> TaskStateItem:
+    """The polling view of a task. Never raises: like :func:`task_detail`, a state no version
+    writes shows as FAILED, a time that is not one as the epoch, and a non-finite progress as 0.
+    """
+    state = TaskState(view.state) if view.state in STATES else TaskState.FAILED
+    updated = view.updated_at if _time_ok(view.updated_at) else 0.0
+    progress = view.progress if math.isfinite(view.progress) else 0.0
+    return TaskStateItem(
+        task_id=view.id,
+        state=state,
+        updated_at=_must_iso(updated),
+        retry_count=view.retry_count,
+        progress=progress,
+    )
 
 
 def _task_detail(record: TaskRecord, payload: dict[str, Any] | None) -> TaskDetail:

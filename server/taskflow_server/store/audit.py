@@ -11,16 +11,19 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from taskflow_server.store.keys import LANES, PRIORITIES, STATES, Keys
+from taskflow_server.states import STATES, TaskState
+from taskflow_server.store.keys import LANES, PRIORITIES, Keys
 
-_WHERE_STATE_LIVES = {
-    "PENDING": "queue",
-    "ACTIVE": "active",
-    "SCHEDULED": "scheduled",
-    "DLQ": "dlq",
-    "COMPLETED": "finished",
-    "CANCELLED": "finished",
+_WHERE_STATE_LIVES: dict[str, str] = {
+    TaskState.PENDING: "queue",
+    TaskState.ACTIVE: "active",
+    TaskState.SCHEDULED: "scheduled",
+    TaskState.DLQ: "dlq",
+    TaskState.COMPLETED: "finished",
+    TaskState.CANCELLED: "finished",
 }
+"""The structure that holds a task in each state it can rest in (FAILED is none: see
+:mod:`taskflow_server.states`)."""
 
 
 def _text(value: Any) -> str:
@@ -44,7 +47,7 @@ class AuditReport:
 async def audit(redis: Redis, keys: Keys) -> AuditReport:
     """Scan every task and structure and compare with the counters."""
     raw_counts = await redis.hgetall(keys.counts)
-    counters = dict.fromkeys(STATES, 0)
+    counters = {state.value: 0 for state in STATES}
     counters.update({_text(k): int(v) for k, v in raw_counts.items()})
     places: dict[str, list[str]] = {}
 
@@ -68,7 +71,7 @@ async def audit(redis: Redis, keys: Keys) -> AuditReport:
     for sid, fields in await redis.xrange(keys.submitted) or []:
         owner = (fields or {}).get(b"id", b"")
         entries[_text(owner)] = _text(sid)
-    scanned = dict.fromkeys(STATES, 0)
+    scanned = {state.value: 0 for state in STATES}
     problems: list[str] = []
     seen: set[str] = set()
     async for key in redis.scan_iter(match=keys.task_prefix + "*", count=1000):

@@ -17,11 +17,12 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
+from taskflow_server.errors import TaskflowError
 from taskflow_server.store.keys import Keys
 from taskflow_server.store.queue import load_script_source
 
 
-class BlobQuotaExceeded(Exception):
+class BlobQuotaExceededError(TaskflowError):
     """Storing a blob would take the total size of all blobs over the quota."""
 
     def __init__(self, size: int, total: int, limit: int) -> None:
@@ -72,7 +73,7 @@ class BlobStore:
         """Store ``data`` (once) and return its sha256.
 
         Re-uploading a stored file costs nothing (an unreferenced one's retention restarts).
-        Raises :class:`BlobQuotaExceeded` when a new file would take the total over the quota.
+        Raises :class:`BlobQuotaExceededError` when a new file would take the total over the quota.
         """
         sha = self.digest(data)
         if self._put_script is None:
@@ -83,7 +84,7 @@ class BlobStore:
         )
         outcome = raw[0].decode() if isinstance(raw[0], bytes) else str(raw[0])
         if outcome == "quota":
-            raise BlobQuotaExceeded(len(data), int(raw[1]), self.max_bytes)
+            raise BlobQuotaExceededError(len(data), int(raw[1]), self.max_bytes)
         return sha
 
     async def get(self, sha: str) -> bytes | None:

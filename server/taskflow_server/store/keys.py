@@ -51,20 +51,6 @@ PRIORITIES: tuple[str, ...] = ("high", "default", "low")
 LANES: tuple[str, ...] = ("llm", "local")
 """Lanes: ``llm`` tasks need the upstream LLM; ``local`` tasks do not."""
 
-STATES: tuple[str, ...] = (
-    "PENDING",
-    "ACTIVE",
-    "SCHEDULED",
-    "COMPLETED",
-    "FAILED",
-    "DLQ",
-    "CANCELLED",
-)
-"""Every task state. FAILED marks a failed attempt in history; a task never rests there."""
-
-TERMINAL_STATES: frozenset[str] = frozenset({"COMPLETED", "DLQ", "CANCELLED"})
-"""States a task stays in until someone retries or deletes it."""
-
 QUEUE_NAMES: tuple[str, ...] = ("primary", "retry", "scheduled", "dlq", "active")
 """Names accepted by ``/queues/{name}/tasks``."""
 
@@ -86,7 +72,7 @@ class Keys:
 
     @property
     def task_prefix(self) -> str:
-        """Prefix of task keys (the scripts append the id)."""
+        """Prefix of task keys: a task's key is this plus its id (the audit scans ``prefix*``)."""
         return f"{self.tag}:task:"
 
     def parts(self, task_id: str) -> str:
@@ -153,11 +139,6 @@ class Keys:
         """Idempotency key -> task id."""
         return f"{self.tag}:idem:{key}"
 
-    @property
-    def idempotency_prefix(self) -> str:
-        """Prefix of idempotency keys (the scripts append the key)."""
-        return f"{self.tag}:idem:"
-
     def blob(self, sha256: str) -> str:
         """Uploaded file bytes."""
         return f"{self.tag}:blob:{sha256}"
@@ -185,11 +166,6 @@ class Keys:
     def worker(self, worker_id: str) -> str:
         """A worker's heartbeat hash."""
         return f"{self.tag}:worker:{worker_id}"
-
-    @property
-    def worker_prefix(self) -> str:
-        """Prefix of worker hashes."""
-        return f"{self.tag}:worker:"
 
     @property
     def workers(self) -> str:

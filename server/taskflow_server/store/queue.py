@@ -33,13 +33,17 @@ from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
 
 from taskflow_server.config import Settings
-from taskflow_server.store.keys import LANES, PRIORITIES, QUEUE_NAMES, STATES, Keys
+from taskflow_server.errors import TaskflowError
+from taskflow_server.states import STATES
+from taskflow_server.store.keys import LANES, PRIORITIES, QUEUE_NAMES, Keys
 from taskflow_server.store.records import (
+    STATE_FIELDS,
     Claim,
     NewTask,
     QueueDepths,
     Submitted,
     TaskRecord,
+    TaskStateView,
     new_task_id,
 )
 
@@ -85,11 +89,11 @@ EXTENDED, LOST, CANCEL_REQUESTED = 0, 1, 2
 """Per-task answers of :meth:`TaskQueue.extend`."""
 
 
-class StoreError(Exception):
+class StoreError(TaskflowError):
     """Base class of the store's own errors."""
 
 
-class TaskNotFound(StoreError):
+class TaskNotFoundError(StoreError):
     """No task with that id."""
 
     def __init__(self, task_id: str) -> None:
@@ -97,7 +101,7 @@ class TaskNotFound(StoreError):
         super().__init__(f"task {task_id} not found")
 
 
-class InvalidTransition(StoreError):
+class InvalidTransitionError(StoreError):
     """The task is in a state that does not allow the operation."""
 
     def __init__(self, task_id: str, state: str, operation: str, allowed: str) -> None:
@@ -382,9 +386,9 @@ class TaskQueue:
         """Cancel: PENDING/SCHEDULED/DLQ at once, ACTIVE cooperatively (cancel_requested)."""
         outcome = _text(await self._run("cancel", [task_id]))
         if outcome == "missing":
-            raise TaskNotFound(task_id)
+            raise TaskNotFoundError(task_id)
         if outcome.startswith("refused:"):
-            raise InvalidTransition(
+            raise InvalidTransitionError(
                 task_id, outcome.split(":", 1)[1], "cancel", "the task has already finished"
             )
         return await self._must_get(task_id)
@@ -393,9 +397,9 @@ class TaskQueue:
         """Manual retry of a DLQ, FAILED or CANCELLED task: back to the retry queue, PENDING."""
         outcome = _text(await self._run("retry", [task_id, "1" if reset_retry_count else "0"]))
         if outcome == "missing":
-            raise TaskNotFound(task_id)
+            raise TaskNotFoundError(task_id)
         if outcome.startswith("refused:"):
-            raise InvalidTransition(
+            raise InvalidTransitionError(
                 task_id,
                 outcome.split(":", 1)[1],
                 "retry",
@@ -432,7 +436,7 @@ class TaskQueue:
     async def _must_get(self, task_id: str) -> TaskRecord:
         record = await self.get(task_id)
         if record is None:
-            raise TaskNotFound(task_id)
+            raise TaskNotFoundError(task_id)
         return record
 
     async def get_many(self, ids: list[str]) -> list[TaskRecord | None]:
@@ -472,6 +476,20 @@ class TaskQueue:
             values = [None if v is None else _lenient_text(v) for v in row]
             out.append(dict(zip(PEEK_FIELDS, values, strict=True)))
         return out
+
+    async def states_many(self, ids: list[str]) -> list[TaskStateView | None]:
+        """Where each task stands, in one round trip (``None`` for a missing task).
+
+        One HMGET of :data:`~taskflow_server.store.records.STATE_FIELDS` per task, no script:
+        neither the payload, the result, the history nor the submitted stream is read.
+        """
+        if not ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for tid in ids:
+                pipe.hmget(self.keys.task(tid), STATE_FIELDS)
+            rows = await pipe.execute()
+        return [TaskStateView.from_fields(tid, row) for tid, row in zip(ids, rows, strict=True)]
 
     async def payloads_many(self, ids: list[str]) -> list[dict[str, Any] | None]:
         """The JSON payload of each task in one round trip (``None`` when missing)."""

@@ -8,8 +8,11 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from taskflow_server.states import TaskState
 
 _last_ms = 0
 _seq = 0
@@ -41,6 +44,17 @@ def _json_list(value: str | None) -> list[dict[str, Any]]:
     except (ValueError, RecursionError):
         return []  # a malformed stored history is tolerated, not fatal
     return parsed if isinstance(parsed, list) else []
+
+
+def sid_seconds(sid: str) -> float | None:
+    """The creation time (epoch seconds) held in a submitted-stream entry id ``<ms>-<seq>``.
+
+    A task hash keeps that id as ``sid``; ``None`` when it is not a stream id.
+    """
+    ms, dash, _ = sid.partition("-")
+    if not dash or not (ms.isascii() and ms.isdigit()):
+        return None
+    return int(ms) / 1000
 
 
 class _Lenient:
@@ -204,7 +218,7 @@ class TaskRecord:
             task_type=h.get("task_type", ""),
             priority=h.get("priority", "default"),
             lane=h.get("lane", "local"),
-            state=h.get("state", "PENDING"),
+            state=h.get("state", TaskState.PENDING.value),
             retry_count=r.number("retry_count", 0, int),
             max_retries=r.number("max_retries", 0, int),
             last_error=h.get("last_error") or None,
@@ -222,7 +236,7 @@ class TaskRecord:
             result=result,
             error_history=_json_list(h.get("error_history")),
             state_history=_json_list(h.get("state_history"))
-            or [{"state": "PENDING", "ts": created}],
+            or [{"state": TaskState.PENDING.value, "ts": created}],
             idempotency_key=h.get("idempotency_key") or None,
             metadata=metadata if isinstance(metadata, dict) else {},
             lost_leases=r.number("lost_leases", 0, int),
@@ -230,3 +244,42 @@ class TaskRecord:
             problems=tuple(r.problems),
         )
         return record
+
+
+STATE_FIELDS: tuple[str, ...] = ("sid", "state", "updated_at", "retry_count", "progress")
+"""The task hash fields :class:`TaskStateView` is read from (``sid`` holds the creation time)."""
+
+
+@dataclass(frozen=True)
+class TaskStateView:
+    """Where a task stands, for a client polling many tasks: no payload, no result, no history.
+
+    Read from :data:`STATE_FIELDS` of the task hash alone (the submitted stream is not touched).
+    Times are epoch seconds; ``updated_at`` is the creation time until the first transition.
+    """
+
+    id: str
+    state: str
+    updated_at: float
+    retry_count: int
+    progress: float
+
+    @classmethod
+    def from_fields(cls, task_id: str, values: Sequence[Any]) -> TaskStateView | None:
+        """Parse the values of :data:`STATE_FIELDS`, in that order (as HMGET returns them).
+
+        ``None`` when the task is unknown (no ``sid``, like every other read); a field that does
+        not parse gets its default, so this never raises on a damaged hash.
+        """
+        raw = {k: v for k, v in zip(STATE_FIELDS, values, strict=True) if v is not None}
+        if "sid" not in raw:
+            return None
+        r = _Lenient(raw)
+        created = sid_seconds(r.h["sid"]) or 0.0
+        return cls(
+            id=task_id,
+            state=r.h.get("state", TaskState.PENDING.value),
+            updated_at=r.number("updated_at", created),
+            retry_count=r.number("retry_count", 0, int),
+            progress=r.number("progress", 0.0),
+        )

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 from fastapi import FastAPI
 
-from support import delete_prefix, serve_app
+from support import delete_prefix, make_settings, serve_app
 from taskflow_server.api.app import ApiServer, create_app
 from taskflow_server.config import Settings
 
@@ -51,7 +51,7 @@ def serve(test_redis_url: str, **overrides: Any) -> Iterator[LiveApi]:
     """Run the API in a thread until the block ends; its keys are deleted afterwards."""
     redis_url = overrides.pop("redis_url", test_redis_url)
     prefix = overrides.pop("key_prefix", f"tfapi{uuid.uuid4().hex[:10]}")
-    settings = Settings(_env_file=None, redis_url=redis_url, key_prefix=prefix, **overrides)  # type: ignore[call-arg]
+    settings = make_settings(redis_url=redis_url, key_prefix=prefix, **overrides)
     app = create_app(settings)
     try:
         with serve_app(app, name="api") as (url, server):

@@ -14,11 +14,11 @@ import pytest
 from api_helpers import LiveApi
 from redis.asyncio import Redis
 
-from taskflow_server.llm.fake_openrouter import FakeOpenRouterThread
 from taskflow_server.llm.monitor import OpenRouterMonitor
 from taskflow_server.llm.openrouter import OpenRouterClient
 from taskflow_server.resilience.breaker import CircuitBreaker
 from taskflow_server.store.keys import Keys
+from taskflow_server.testing.openrouter import FakeOpenRouterThread
 
 KEY = "sk-budget-test"
 

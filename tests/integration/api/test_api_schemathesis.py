@@ -23,8 +23,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from support import make_settings
 from taskflow_server.api.app import create_app
-from taskflow_server.config import Settings
 
 CHECKS = [
     not_a_server_error,
@@ -38,7 +38,7 @@ MAX_EXAMPLES = 20
 
 def _cases() -> list[tuple[str, str, GenerationMode]]:
     """(method, path, mode) for every operation but the streams; negative only with inputs."""
-    spec = create_app(Settings(_env_file=None, redis_url="redis://unused")).openapi()  # type: ignore[call-arg]
+    spec = create_app(make_settings(redis_url="redis://unused")).openapi()
     out = []
     for path, ops in spec["paths"].items():
         if path.endswith("/stream") or path == "/api/v1/events":

@@ -336,3 +336,20 @@ async def test_task_stream_ends_on_delete(client: httpx.AsyncClient) -> None:
         assert (await client.delete(f"/api/v1/tasks/{task_id}")).status_code == 200
         last = await anext(frames)
         assert last.json() == {"type": "end", "task_id": task_id, "reason": "deleted"}
+
+
+async def test_task_stream_ends_on_a_resting_failed_task(
+    api: LiveApi, client: httpx.AsyncClient, store: StoreFactory
+) -> None:
+    """FAILED is terminal: a task an older writer left in FAILED ends the stream at once (only a
+    manual retry would move it), and the retry route takes it back."""
+    [task_id] = await _submit(client, 1)
+    queue = await store(api)
+    await queue.redis.hset(queue.keys.task(task_id), "state", "FAILED")
+    async with asyncio.timeout(10), client.stream("GET", f"/api/v1/tasks/{task_id}/stream") as r:
+        got = [f.json() async for f in data_frames(r)]
+    assert [(f["type"], f["state"]) for f in got] == [("status", "FAILED"), ("end", "FAILED")]
+    states = await client.post("/api/v1/tasks/states", json={"task_ids": [task_id]})
+    assert states.json()["tasks"][0]["state"] == "FAILED"
+    retried = await client.post(f"/api/v1/tasks/{task_id}/retry")
+    assert retried.status_code == 200 and retried.json()["state"] == "PENDING"

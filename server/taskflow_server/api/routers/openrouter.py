@@ -60,7 +60,7 @@ def _monitor(ctx: ApiContext) -> Monitor:
     if existing is not None:
         return cast(Monitor, existing)
     try:
-        monitor = getattr(ctx.services.llm, "monitor", None)
+        monitor = ctx.services.monitor
         if monitor is None:
             from taskflow_server.llm.monitor import OpenRouterMonitor
 

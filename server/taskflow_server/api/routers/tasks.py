@@ -5,38 +5,34 @@ Idempotency: a submit whose ``idempotency_key`` was seen before returns the firs
 ``created: false`` and status **200** (a new task is **201**), so a client can tell a repeat
 from a new task by the status alone.
 
-Listing: without filters other than dates, a page comes straight from the creation-time index.
-State, type and id-substring filters, and sorting by anything but ``created_at``, scan the most
-recent :data:`SCAN_LIMIT` tasks of the date range (reading only the few fields they need) and
-set ``scan_limited`` when the range holds more.
+Listing: the query planner is :mod:`taskflow_server.api.listing` (without filters other than
+dates, a page comes straight from the creation-time index; other filters and sorts scan the most
+recent tasks of the date range and set ``scan_limited`` when the range holds more).
+
+Polling many tasks: ``POST /lookup`` answers with each task's full detail; ``POST /states`` with
+only where each task stands (state, updated_at, retry_count, progress), read from a few fields
+of the task hash without the payload or the result.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import (
-    APIRouter,
-    Body,
-    Depends,
-    File,
-    Form,
-    HTTPException,
-    Path,
-    Query,
-    Response,
-    UploadFile,
-)
-from pydantic import TypeAdapter, ValidationError
+from fastapi import APIRouter, Body, File, Form, HTTPException, Path, Response, UploadFile
+from pydantic import ValidationError
 
 from taskflow_server.api.body import MAX_LISTED, CheckedJsonRoute, printable_text, unknown_fields
 from taskflow_server.api.deps import ApiContext, ContextDep
+from taskflow_server.api.listing import (
+    InvalidListing,
+    Listing,
+    ListingDep,
+    ListingQuery,
+    run_listing,
+)
 from taskflow_server.api.schemas import (
     BatchItemResult,
     BatchRequest,
@@ -49,7 +45,6 @@ from taskflow_server.api.schemas import (
     RequeueResponse,
     RetryRequest,
     RetryResponse,
-    SortField,
     SubmitRequest,
     SummarizeRequest,
     TaskCreated,
@@ -57,17 +52,23 @@ from taskflow_server.api.schemas import (
     TaskList,
     TaskLookup,
     TaskLookupRequest,
-    TaskState,
+    TaskStates,
     TaskSummaryList,
     ValidationErrorResponse,
 )
 from taskflow_server.api.sse import HEARTBEAT_SECONDS, EventStreamResponse, sse_comment, sse_frame
-from taskflow_server.api.views import iso, payload_text, task_detail, task_summary
-from taskflow_server.store.blobs import BlobQuotaExceeded
-from taskflow_server.store.keys import TERMINAL_STATES
-from taskflow_server.store.queue import InvalidTransition, TaskNotFound
+from taskflow_server.api.views import (
+    iso,
+    payload_text,
+    task_detail,
+    task_state_item,
+    task_summary,
+)
+from taskflow_server.states import TERMINAL_STATES, TaskState
+from taskflow_server.store.blobs import BlobQuotaExceededError
+from taskflow_server.store.queue import InvalidTransitionError, TaskNotFoundError
 from taskflow_server.store.records import NewTask, TaskRecord
-from taskflow_server.tasks.registry import InvalidPayload, UnknownTaskType, get_spec
+from taskflow_server.tasks.registry import InvalidPayloadError, UnknownTaskTypeError, get_spec
 
 log = logging.getLogger(__name__)
 
@@ -77,20 +78,9 @@ stream_router = APIRouter(prefix="/api/v1/tasks", tags=["tasks", "events"])
 UPLOAD_PATH = "/api/v1/tasks/pdfxtract"
 """The upload route (it gets the upload body limit instead of the JSON one)."""
 
-SCAN_LIMIT = 20_000
-"""Filtered listings look at most at this many of the most recent tasks in the date range."""
-
-SCAN_CHUNK = 1_000
 PDF_MAGIC = b"%PDF-"
 READ_CHUNK = 1024 * 1024
 BLOB_FIELD = "blob"
-_PRIORITY_RANK = {"high": 0, "default": 1, "low": 2}
-_DATETIME = TypeAdapter(datetime)
-MIN_DATE = datetime(1, 1, 1, tzinfo=UTC).timestamp()
-"""The earliest time a date filter takes (epoch seconds)."""
-MAX_DATE = datetime(9999, 12, 31, tzinfo=UTC).timestamp() - 0.001
-"""The latest time a date filter takes: the last moment of 9999-12-30 (a whole-day end date
-must still be a datetime one day later)."""
 
 TaskIdPath = Annotated[str, Path(min_length=1, max_length=200, description="The task id.")]
 
@@ -121,14 +111,14 @@ async def _prepare(ctx: ApiContext, req: SubmitRequest) -> NewTask:
     """Validate one submit against its task type; raises :class:`ItemError` with the reason."""
     try:
         spec = get_spec(req.task_type)
-    except UnknownTaskType as exc:
+    except UnknownTaskTypeError as exc:
         raise ItemError(str(exc)) from None
     unknown = unknown_fields(spec.payload_model, req.payload, ("payload",))
     if unknown:
         raise ItemError(f"invalid payload for {spec.name}: {unknown}")
     try:
         model = spec.parse_payload(req.payload)
-    except InvalidPayload as exc:
+    except InvalidPayloadError as exc:
         raise ItemError(
             f"invalid payload for {spec.name}: {_readable(exc.errors, 'payload')}"
         ) from None
@@ -272,7 +262,7 @@ async def submit_pdfxtract(
     data = b"".join(chunks)
     try:
         sha = await ctx.blobs.put(data)
-    except BlobQuotaExceeded as exc:
+    except BlobQuotaExceededError as exc:
         raise HTTPException(507, str(exc)) from None
     filename = _safe_filename(file.filename)
     payload: dict[str, Any] = {BLOB_FIELD: sha, "filename": filename}
@@ -386,230 +376,12 @@ async def requeue_orphaned(ctx: ContextDep) -> RequeueResponse:
 # --------------------------------------------------------------------------- listing
 
 
-def _parse_when(value: str | None, name: str, *, end: bool) -> float | None:
-    """A date (``YYYY-MM-DD``, whole day) or ISO datetime (naive = UTC) as epoch seconds."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
+async def _listing(ctx: ApiContext, query: ListingQuery) -> Listing:
+    """Run the listing planner; a query it cannot answer is a 422 with its reason."""
     try:
-        if len(text) == 10:
-            day = date.fromisoformat(text)
-            moment = datetime(day.year, day.month, day.day, tzinfo=UTC)
-            if end:
-                moment += timedelta(days=1)
-        else:
-            moment = _DATETIME.validate_python(text)
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=UTC)
-        stamp = moment.timestamp() - (0.001 if end and len(text) == 10 else 0.0)
-    except (ValueError, ValidationError):
-        raise HTTPException(
-            422,
-            f"{name} {value!r} is not a date: use YYYY-MM-DD or an ISO 8601 datetime "
-            "(e.g. 2024-05-31T12:00:00Z)",
-        ) from None
-    except OverflowError:
-        stamp = math.inf
-    if not MIN_DATE <= stamp <= MAX_DATE:
-        raise HTTPException(
-            422,
-            f"{name} {value!r} is out of range: use a date between 0001-01-01 and 9999-12-30",
-        )
-    return stamp
-
-
-def _float(value: str | None) -> float | None:
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
-
-
-def _sort_key(sort_by: str, peek: dict[str, str | None]) -> tuple[int, Any]:
-    """(missing-last flag, value) for sorting; missing values sort after present ones."""
-    raw = peek.get(sort_by)
-    if sort_by in ("created_at", "updated_at", "completed_at"):
-        number = _float(raw)
-        return (0, number) if number is not None else (1, 0.0)
-    if sort_by == "retry_count":
-        return (0, int(raw or 0))
-    if sort_by == "priority":
-        return (0, _PRIORITY_RANK.get(raw or "default", 1))
-    return (0, raw or "")
-
-
-class _Page:
-    def __init__(
-        self, records: list[TaskRecord], total: int, page: int, size: int, limited: bool
-    ) -> None:
-        self.records = records
-        self.total = total
-        self.page = page
-        self.size = size
-        self.limited = limited
-
-    @property
-    def total_pages(self) -> int:
-        return math.ceil(self.total / self.size) if self.size else 0
-
-
-async def _list(
-    ctx: ApiContext,
-    *,
-    state: str | None,
-    task_type: str | None,
-    task_id: str | None,
-    start: float | None,
-    end: float | None,
-    sort_by: str,
-    desc: bool,
-    page: int,
-    size: int,
-) -> _Page:
-    def wanted(peek: dict[str, str | None]) -> bool:
-        return (state is None or peek.get("state") == state) and (
-            task_type is None or peek.get("task_type") == task_type
-        )
-
-    needle = task_id.strip() if task_id else None
-    if needle:
-        exact = await ctx.queue.get(needle)
-        if (
-            exact is not None
-            and (state is None or exact.state == state)
-            and (task_type is None or exact.task_type == task_type)
-        ):
-            return _Page([exact], 1, 1, 1, False)  # v1: an exact id match is a page of one
-
-    if not (state or task_type or needle) and sort_by == "created_at":
-        offset = (page - 1) * size
-        ids, total = await ctx.queue.list_ids(
-            start=start, end=end, desc=desc, offset=offset, limit=size
-        )
-        records = [r for r in await ctx.queue.get_many(ids) if r is not None]
-        return _Page(records, total, page, size, False)
-
-    lowered = needle.lower() if needle else None
-    matches: list[tuple[tuple[int, Any], str]] = []
-    scanned = 0
-    limited = False
-    async for ids in ctx.queue.iter_ids(start=start, end=end, desc=True, chunk=SCAN_CHUNK):
-        if scanned >= SCAN_LIMIT:
-            limited = True  # the range holds more than the scan may read
-            break
-        ids = ids[: SCAN_LIMIT - scanned]
-        scanned += len(ids)
-        candidates = [i for i in ids if lowered in i.lower()] if lowered else ids
-        if candidates:
-            for cid, peek in zip(candidates, await ctx.queue.peek_many(candidates), strict=True):
-                if peek is not None and wanted(peek):
-                    matches.append((_sort_key(sort_by, peek), cid))
-    if sort_by == "created_at":
-        if not desc:
-            matches.reverse()  # scanned newest first
-    else:
-        matches.sort(key=lambda m: m[0], reverse=desc)
-        if desc:  # keep missing values last in both orders
-            matches.sort(key=lambda m: m[0][0])
-    offset = (page - 1) * size
-    page_ids = [cid for _, cid in matches[offset : offset + size]]
-    records = [r for r in await ctx.queue.get_many(page_ids) if r is not None]
-    return _Page(records, len(matches), page, size, limited)
-
-
-def _check_filters(
-    settings_max: int, page_size: int, task_status: str | None, status: str | None
-) -> str | None:
-    if page_size > settings_max:
-        raise HTTPException(
-            422,
-            f"page_size {page_size} is over the maximum of {settings_max} (TASKFLOW_MAX_PAGE_SIZE)",
-        )
-    if task_status and status and task_status != status:
-        raise HTTPException(
-            422, f"task_status={task_status} and status={status} disagree: send one of them"
-        )
-    return task_status or status
-
-
-StatusQuery = Annotated[TaskState | None, Query(description="Only tasks in this state (v1 name).")]
-StatusAliasQuery = Annotated[
-    TaskState | None, Query(description="Same as task_status (the v1 dashboard sends this).")
-]
-TypeQuery = Annotated[str | None, Query(max_length=100, description="Only this task type.")]
-QueueQuery = Annotated[str | None, Query(max_length=50, description="Accepted and ignored (v1).")]
-DateQuery = Annotated[
-    str | None,
-    Query(max_length=40, description="YYYY-MM-DD (whole day) or ISO 8601; naive means UTC."),
-]
-TaskIdQuery = Annotated[
-    str | None,
-    Query(max_length=200, description="An exact id, else a case-insensitive id substring."),
-]
-SortQuery = Annotated[SortField, Query(description="The field to sort by.")]
-OrderQuery = Annotated[str, Query(pattern="^(asc|desc)$", description="asc or desc.")]
-PageQuery = Annotated[int, Query(ge=1, le=1_000_000, description="1-based page number.")]
-SizeQuery = Annotated[int, Query(ge=1, description="Items per page (at most max_page_size).")]
-
-
-@dataclass
-class ListingQuery:
-    """The filters, sort and page of a task listing: the query string both listing routes take."""
-
-    task_status: StatusQuery = None
-    status: StatusAliasQuery = None
-    task_type: TypeQuery = None
-    queue: QueueQuery = None
-    start_date: DateQuery = None
-    end_date: DateQuery = None
-    task_id: TaskIdQuery = None
-    sort_by: SortQuery = "created_at"
-    sort_order: OrderQuery = "desc"
-    page: PageQuery = 1
-    page_size: SizeQuery = 20
-
-
-ListingDep = Annotated[ListingQuery, Depends()]
-
-
-@dataclass
-class _Listing:
-    page: _Page
-    state: str | None
-    payloads: list[dict[str, Any] | None]
-
-    def page_fields(self) -> dict[str, Any]:
-        """The paging fields both list responses share."""
-        return {
-            "page": self.page.page,
-            "page_size": self.page.size,
-            "total_items": self.page.total,
-            "total_pages": self.page.total_pages,
-            "status": self.state,
-            "scan_limited": self.page.limited,
-        }
-
-
-async def _listing(ctx: ApiContext, q: ListingQuery) -> _Listing:
-    state = _check_filters(ctx.settings.max_page_size, q.page_size, q.task_status, q.status)
-    start = _parse_when(q.start_date, "start_date", end=False)
-    end = _parse_when(q.end_date, "end_date", end=True)
-    if start is not None and end is not None and start > end:
-        raise HTTPException(422, "start_date is after end_date")
-    found = await _list(
-        ctx,
-        state=state,
-        task_type=q.task_type or None,
-        task_id=q.task_id,
-        start=start,
-        end=end,
-        sort_by=q.sort_by,
-        desc=q.sort_order == "desc",
-        page=q.page,
-        size=q.page_size,
-    )
-    payloads = await ctx.queue.payloads_many([r.id for r in found.records])
-    return _Listing(found, state, payloads)
+        return await run_listing(ctx.queue, query, max_page_size=ctx.settings.max_page_size)
+    except InvalidListing as exc:
+        raise HTTPException(422, str(exc)) from None
 
 
 @router.get("", response_model=TaskList, summary="List tasks (full detail)")
@@ -651,6 +423,26 @@ async def lookup_tasks(body: TaskLookupRequest, ctx: ContextDep) -> TaskLookup:
     )
 
 
+@router.post(
+    "/states",
+    response_model=TaskStates,
+    summary="Where many tasks stand (no content, no result)",
+)
+async def task_states(body: TaskLookupRequest, ctx: ContextDep) -> TaskStates:
+    """State, ``updated_at``, ``retry_count`` and ``progress`` of up to 1,000 tasks: what a
+    client waiting on many tasks polls, at a fraction of ``/lookup``'s cost (a few fields of
+    each task hash; neither the payload nor the result is read).
+
+    Tasks come in the order asked, a repeated id once; unknown ids are listed in ``missing``.
+    """
+    ids = list(dict.fromkeys(body.task_ids))
+    views = await ctx.queue.states_many(ids)
+    return TaskStates(
+        tasks=[task_state_item(v) for v in views if v is not None],
+        missing=[i for i, v in zip(ids, views, strict=True) if v is None],
+    )
+
+
 @router.get("/{task_id}", response_model=TaskDetail, responses=NOT_FOUND, summary="One task")
 async def get_task(task_id: TaskIdPath, ctx: ContextDep) -> TaskDetail:
     """The task's full detail (v1 TaskDetail plus progress, priority, worker...)."""
@@ -679,9 +471,9 @@ async def retry_task(
     reset = body.reset_retry_count if body is not None else False
     try:
         record = await ctx.queue.retry(task_id, reset_retry_count=reset)
-    except TaskNotFound:
+    except TaskNotFoundError:
         raise HTTPException(404, f"task {task_id} not found") from None
-    except InvalidTransition as exc:
+    except InvalidTransitionError as exc:
         raise HTTPException(
             400,
             f"task {task_id} is {exc.state}: only FAILED, DLQ or CANCELLED tasks can be retried",
@@ -710,13 +502,13 @@ async def cancel_task(task_id: TaskIdPath, ctx: ContextDep, response: Response) 
     to stop and its worker cancels it at its next lease check (202, state still ACTIVE)."""
     try:
         record = await ctx.queue.cancel(task_id)
-    except TaskNotFound:
+    except TaskNotFoundError:
         raise HTTPException(404, f"task {task_id} not found") from None
-    except InvalidTransition as exc:
+    except InvalidTransitionError as exc:
         raise HTTPException(
             409, f"task {task_id} is {exc.state} and can no longer be cancelled"
         ) from None
-    if record.state == "ACTIVE":
+    if record.state == TaskState.ACTIVE:
         response.status_code = 202
         message = "cancel requested: the worker running the task will stop it"
     else:
@@ -724,7 +516,7 @@ async def cancel_task(task_id: TaskIdPath, ctx: ContextDep, response: Response) 
     return CancelResponse(
         task_id=record.id,
         state=record.state,  # type: ignore[arg-type]
-        cancel_requested=record.cancel_requested or record.state == "ACTIVE",
+        cancel_requested=record.cancel_requested or record.state == TaskState.ACTIVE,
         message=message,
     )
 
@@ -778,6 +570,7 @@ async def _task_frames(ctx: ApiContext, task_id: str, first: TaskRecord) -> Asyn
         assert record is not None
         yield sse_frame(_status_frame(record), retry_ms=3000)
         seen = _fingerprint(record)
+        # FAILED counts as terminal: no task rests there, and one that did would never move.
         while record.state not in TERMINAL_STATES:
             batch = await sub.get(HEARTBEAT_SECONDS)
             if sub.closed:
