@@ -32,6 +32,8 @@ def _settings(overrides: dict[str, Any]) -> Settings:
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
+        if not where:  # a check across settings (e.g. lease_extend_every against lease_seconds)
+            sys.exit(f"invalid settings: {first['msg'].removeprefix('Value error, ')}")
         sys.exit(f"invalid setting {where}: {first['msg']}")
 
 
@@ -62,7 +64,8 @@ def server_main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = _settings(vars(args))
     setup_logging(settings.log_level, settings.log_json)
-    from taskflow_server.serve import ConfigError, run_server
+    from taskflow_server.errors import ConfigError
+    from taskflow_server.serve import run_server
 
     try:
         run_server(settings)
@@ -71,9 +74,9 @@ def server_main(argv: list[str] | None = None) -> None:
 
 
 async def _run_workers(settings: Settings, workers: int) -> None:
+    from taskflow_server.cpu import shutdown_all_pools
     from taskflow_server.runtime import Runtime
     from taskflow_server.serve import stop_runtime
-    from taskflow_server.worker.pool import shutdown_all_pools
 
     runtime = Runtime(settings, workers=workers)
     loop = asyncio.get_running_loop()

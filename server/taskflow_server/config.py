@@ -15,11 +15,17 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 API_TOKEN_MIN_CHARS = 16
 """The shortest ``TASKFLOW_API_TOKEN`` a server accepts (after stripping whitespace)."""
+
+DEFAULT_LEASE_EXTEND_SECONDS = 1.0
+"""How often a worker extends its leases when ``lease_extend_every`` is not set."""
+
+LEASE_EXTENSIONS_PER_LEASE = 3
+"""A lease lasts at least this many extension periods (``lease_extend_every`` is checked)."""
 
 _INTERVAL_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _RATE_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d*\.?\d*)\s*([smh])\s*$")
@@ -86,7 +92,11 @@ class Settings(BaseSettings):
 
     Task lifecycle:
         lease_seconds: how long a claim is valid without an extension.
-        lease_extend_every: how often a worker extends the leases of its running tasks.
+        lease_extend_every: how often (seconds) a worker extends the leases of its running tasks;
+            the same call delivers cancel requests, so a cancel lands within one period. Unset:
+            every second, or a third of ``lease_seconds`` when that is shorter
+            (:attr:`lease_extend_seconds`). A value set must be at most a third of
+            ``lease_seconds``, so a lease survives two missed extensions (a Redis blip).
         max_lost_leases: a task whose lease expired this many times goes to the DLQ as poison.
         task_time_limit: per-task time limit in seconds (a task may ask for less).
         default_max_retries: retries allowed when a submit does not say.
@@ -179,7 +189,7 @@ class Settings(BaseSettings):
 
     # Task lifecycle
     lease_seconds: float = Field(default=30.0, gt=0)
-    lease_extend_every: float = Field(default=10.0, gt=0)
+    lease_extend_every: float | None = Field(default=None, gt=0)
     max_lost_leases: int = Field(default=3, ge=1)
     task_time_limit: float = Field(default=600.0, gt=0)
     default_max_retries: int = Field(default=3, ge=0)
@@ -307,6 +317,25 @@ class Settings(BaseSettings):
         if value:
             Rate.parse(value)
         return value or None
+
+    @model_validator(mode="after")
+    def _check_lease_extension(self) -> Settings:
+        every = self.lease_extend_every
+        if every is not None and every * LEASE_EXTENSIONS_PER_LEASE > self.lease_seconds:
+            raise ValueError(
+                f"lease_extend_every ({every:g} s) must be at most a third of lease_seconds "
+                f"({self.lease_seconds:g} s), so that a lease outlives two missed extensions; "
+                "lower TASKFLOW_LEASE_EXTEND_EVERY or raise TASKFLOW_LEASE_SECONDS"
+            )
+        return self
+
+    @property
+    def lease_extend_seconds(self) -> float:
+        """How often a worker extends its leases: ``lease_extend_every`` when set, else every
+        second (or a third of ``lease_seconds`` when that is shorter)."""
+        if self.lease_extend_every is not None:
+            return self.lease_extend_every
+        return min(DEFAULT_LEASE_EXTEND_SECONDS, self.lease_seconds / LEASE_EXTENSIONS_PER_LEASE)
 
     @property
     def parsed_rate_limit(self) -> Rate | None:

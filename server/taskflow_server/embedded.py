@@ -21,7 +21,6 @@ from __future__ import annotations
 import hmac
 import logging
 import secrets
-import socket
 import threading
 from typing import Any
 
@@ -30,6 +29,8 @@ from fakeredis._helpers import SimpleError
 from fakeredis.commands_mixins import scripting_mixin
 from fakeredis.model import AccessControlList, ClientInfo
 
+from taskflow_server._net import free_port
+from taskflow_server.errors import TaskflowError
 from taskflow_server.store.connection import redact
 
 log = logging.getLogger(__name__)
@@ -57,7 +58,7 @@ _LUA_REMOVED = (
 _LUA_SANDBOX = "\n".join(f"{name} = nil" for name in _LUA_REMOVED)
 
 
-class _AttributeRefused(SimpleError, AttributeError):
+class _AttributeRefusedError(SimpleError, AttributeError, TaskflowError):
     """A script read an attribute of a Python object.
 
     An ``AttributeError`` for lupa (access denied); a ``SimpleError`` for fakeredis, whose
@@ -71,7 +72,7 @@ def _no_python_attributes(obj: object, name: object, is_setting: bool) -> str:
     Without it a script reaches Python through any callback fakeredis exposes, e.g.
     ``redis.call.__globals__`` (a dict holding modules such as ``os``).
     """
-    raise _AttributeRefused("ERR Python attributes are not accessible from Lua scripts")
+    raise _AttributeRefusedError("ERR Python attributes are not accessible from Lua scripts")
 
 
 class _SandboxedLua:
@@ -199,7 +200,7 @@ class EmbeddedRedis:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, password: str | None = None) -> None:
         self.host = host
-        self.port = port or _free_port(host)
+        self.port = port or free_port(host)
         self.password = password or secrets.token_urlsafe(24)
         self._server: fakeredis.TcpFakeServer | None = None
         self._thread: threading.Thread | None = None
@@ -239,9 +240,3 @@ class EmbeddedRedis:
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
-
-
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])

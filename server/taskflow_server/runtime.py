@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from redis.asyncio import Redis
 
 from taskflow_server.config import Settings
+from taskflow_server.errors import ConfigError
 from taskflow_server.services import Services, build_services
 from taskflow_server.store.connection import make_redis, redact, wait_for_redis
 from taskflow_server.store.queue import TaskQueue
@@ -25,6 +26,20 @@ if TYPE_CHECKING:
     from taskflow_server.embedded import EmbeddedRedis
 
 log = logging.getLogger(__name__)
+
+EMBEDDED_MISSING = (
+    "no Redis URL is set and the embedded store is not installed ({module} is missing): "
+    "pip install 'asynctaskflow[embedded]', or point TASKFLOW_REDIS_URL (--redis-url) at a Redis"
+)
+
+
+def new_embedded_store() -> EmbeddedRedis:
+    """An embedded store, not started; :class:`ConfigError` saying what to install without it."""
+    try:
+        from taskflow_server.embedded import EmbeddedRedis
+    except ImportError as exc:
+        raise ConfigError(EMBEDDED_MISSING.format(module=exc.name)) from None
+    return EmbeddedRedis()
 
 
 class Runtime:
@@ -58,9 +73,7 @@ class Runtime:
         """Connect (or start the embedded store), load scripts and start the workers."""
         load_builtin_tasks()
         if self.settings.redis_url is None:
-            from taskflow_server.embedded import EmbeddedRedis  # fakeredis: only when needed
-
-            self.embedded = EmbeddedRedis()
+            self.embedded = new_embedded_store()
             self.embedded.start()
         log.info("using redis at %s", redact(self.redis_url))
         if self.settings.offline:

@@ -11,30 +11,30 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import uvicorn
 from fastapi import FastAPI
 
+from taskflow_server._net import free_port
 from taskflow_server.api.app import ApiServer, create_app
 from taskflow_server.api.connections import guarded_h11_protocol
 from taskflow_server.api.deps import ApiContext
 from taskflow_server.config import Settings
-from taskflow_server.embedded import EmbeddedRedis
-from taskflow_server.runtime import Runtime
-from taskflow_server.worker.pool import shutdown_all_pools
+from taskflow_server.cpu import shutdown_all_pools
+from taskflow_server.errors import ConfigError
+from taskflow_server.runtime import Runtime, new_embedded_store
+
+if TYPE_CHECKING:
+    from taskflow_server.embedded import EmbeddedRedis
 
 log = logging.getLogger(__name__)
 
 STOP_MARGIN_SECONDS = 5.0
 """How long stopping may take beyond ``grace_seconds`` (handing tasks back, the last writes)."""
-
-
-class ConfigError(ValueError):
-    """Settings that must not be used to start a server."""
 
 
 def check_bind_address(settings: Settings) -> None:
@@ -59,7 +59,7 @@ def prepare(settings: Settings) -> tuple[Settings, EmbeddedRedis | None]:
     """Start the embedded store when no Redis URL is set; returns settings pointing at it."""
     if settings.redis_url:
         return settings, None
-    embedded = EmbeddedRedis()
+    embedded = new_embedded_store()
     url = embedded.start()
     # The one place the password is written: the user needs this URL to add workers.
     log.info(
@@ -160,12 +160,6 @@ def _uvicorn_config(app: FastAPI, settings: Settings, port: int) -> uvicorn.Conf
     )
 
 
-def _free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 class BackgroundServer:
     """The full server on a background thread (for tests, notebooks and ``taskflow demo``).
 
@@ -177,7 +171,7 @@ class BackgroundServer:
 
     def __init__(self, settings: Settings | None = None) -> None:
         base = settings or Settings()
-        port = base.port or _free_port(base.host)
+        port = base.port or free_port(base.host)
         self.settings, self._embedded = prepare(base.model_copy(update={"port": port}))
         self.url = f"http://{self.settings.host}:{port}"
         self._server = ApiServer(_uvicorn_config(build_app(self.settings), self.settings, port))

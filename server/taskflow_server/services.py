@@ -1,14 +1,21 @@
 """Shared services a worker (and the API) hands to task handlers.
 
 One ``Services`` per process: the Redis client, the key builder, settings, the blob store, the
-LLM provider (OpenRouter or offline) and the process pool for CPU-bound work. Built once at start
-by :func:`build_services` and closed at stop.
+LLM provider (OpenRouter or offline) and the process pool for CPU-bound work
+(:class:`~taskflow_server.cpu.CpuPool`). Built once at start by :func:`build_services` and closed
+at stop.
+
+Code that needs the OpenRouter machinery itself (the worker follows the circuit breaker and the
+shared cool-down, the PDF task sends vision requests through the client) asks
+:attr:`Services.openrouter`, which is the typed OpenRouter provider or ``None`` offline: nobody
+reaches into the :class:`~taskflow_server.llm.provider.LLMProvider` protocol for attributes it
+does not promise.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
 
@@ -17,8 +24,12 @@ from taskflow_server.store.blobs import BlobStore
 from taskflow_server.store.keys import Keys
 
 if TYPE_CHECKING:
-    from taskflow_server.llm.provider import LLMProvider
-    from taskflow_server.worker.pool import CpuPool
+    from taskflow_server.cpu import CpuPool
+    from taskflow_server.llm.monitor import OpenRouterMonitor
+    from taskflow_server.llm.provider import LLMProvider, OpenRouterProvider
+
+CPU_PRELOAD: tuple[str, ...] = ("taskflow_server.pdf.extract",)
+"""Modules the CPU pool's fork server imports once, so no PDF reader process pays for them."""
 
 
 @dataclass
@@ -31,7 +42,6 @@ class Services:
     blobs: BlobStore
     _llm: LLMProvider | None = None
     _cpu: CpuPool | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def llm(self) -> LLMProvider:
@@ -43,13 +53,36 @@ class Services:
         return self._llm
 
     @property
+    def openrouter(self) -> OpenRouterProvider | None:
+        """The OpenRouter provider when this process uses it, else ``None`` (offline).
+
+        It carries the pieces every worker of the store shares: ``client`` (chat completions
+        under the limiter and breaker), ``breaker``, ``limiter`` and ``monitor``.
+        """
+        from taskflow_server.llm.provider import OpenRouterProvider
+
+        llm = self.llm
+        return llm if isinstance(llm, OpenRouterProvider) else None
+
+    @property
+    def monitor(self) -> OpenRouterMonitor | None:
+        """The OpenRouter monitor the provider reports to (offline too, where it says that no
+        key is set), or ``None`` for a provider without one."""
+        from taskflow_server.llm.provider import OfflineProvider, OpenRouterProvider
+
+        llm = self.llm
+        return llm.monitor if isinstance(llm, OpenRouterProvider | OfflineProvider) else None
+
+    @property
     def cpu(self) -> CpuPool:
-        """The process pool for CPU-bound work (lazy)."""
+        """The process pool for CPU-bound work (lazy); it preloads :data:`CPU_PRELOAD`."""
         if self._cpu is None:
-            from taskflow_server.worker.pool import CpuPool
+            from taskflow_server.cpu import CpuPool
 
             self._cpu = CpuPool(
-                self.settings.pdf_pool_size, memory_limit_mb=self.settings.pdf_memory_limit_mb
+                self.settings.pdf_pool_size,
+                memory_limit_mb=self.settings.pdf_memory_limit_mb,
+                preload=CPU_PRELOAD,
             )
         return self._cpu
 

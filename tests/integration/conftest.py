@@ -8,9 +8,9 @@ import pytest
 from redis.asyncio import Redis
 
 from support import make_settings
-from taskflow_server.llm.fake_openrouter import FakeOpenRouterThread
 from taskflow_server.store.keys import Keys
 from taskflow_server.store.queue import TaskQueue
+from taskflow_server.testing.openrouter import FakeOpenRouterThread
 
 
 @pytest.fixture

@@ -21,9 +21,8 @@ import pytest
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
-from support import eventually, make_settings, wait_state
+from support import eventually, fake_control, make_settings, redis_now, wait_state
 from taskflow_server.config import Settings
-from taskflow_server.llm.fake_openrouter import FakeConfig, FakeOpenRouterThread
 from taskflow_server.resilience.breaker import CircuitBreaker, open_breaker, reset_breaker
 from taskflow_server.resilience.ratelimit import RateLimiter
 from taskflow_server.store.keys import Keys
@@ -31,6 +30,7 @@ from taskflow_server.store.queue import TaskQueue
 from taskflow_server.store.records import NewTask, TaskRecord
 from taskflow_server.tasks import registry
 from taskflow_server.tasks.registry import TaskContext, TaskSpec, get_spec
+from taskflow_server.testing.openrouter import FakeConfig, FakeOpenRouterThread
 from taskflow_server.worker.worker import Worker
 
 T = TypeVar("T")
@@ -60,21 +60,6 @@ FACTS_SCHEMA: dict[str, Any] = {
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-async def redis_now(redis: Redis) -> float:
-    """Redis' clock (epoch seconds): the clock every task timestamp comes from."""
-    seconds, micros = await redis.time()
-    return float(seconds) + float(micros) / 1e6
-
-
-async def control(fake: FakeOpenRouterThread, **changes: Any) -> dict[str, Any]:
-    """Change the fake at run time through its HTTP control endpoint."""
-    async with httpx.AsyncClient(timeout=5.0) as http:
-        response = await http.post(f"{fake.root_url}/_control", json=changes)
-        response.raise_for_status()
-        data: dict[str, Any] = response.json()
-        return data
 
 
 async def fake_stats(fake: FakeOpenRouterThread) -> dict[str, Any]:
@@ -108,14 +93,16 @@ class Cluster:
     @property
     def limiter(self) -> RateLimiter:
         """A handle on the shared rate limiter (every worker's limiter uses the same keys)."""
-        limiter: RateLimiter = self.workers[0].services.llm.limiter  # type: ignore[attr-defined]
-        return limiter
+        upstream = self.workers[0].services.openrouter
+        assert upstream is not None
+        return upstream.limiter
 
     @property
     def breaker(self) -> CircuitBreaker:
         """A handle on the shared circuit breaker."""
-        breaker: CircuitBreaker = self.workers[0].services.llm.breaker  # type: ignore[attr-defined]
-        return breaker
+        upstream = self.workers[0].services.openrouter
+        assert upstream is not None
+        return upstream.breaker
 
     async def submit(
         self, count: int, task_type: str = "summarize", payload: dict[str, Any] | None = None
@@ -215,8 +202,9 @@ class ExtractPayload(BaseModel):
 
 async def _extract(ctx: TaskContext, payload: ExtractPayload) -> Any:
     """Ask the model for JSON that matches :data:`FACTS_SCHEMA` (a strict json_schema request)."""
-    client = ctx.services.llm.client  # type: ignore[attr-defined]
-    answer = await client.chat(
+    upstream = ctx.services.openrouter
+    assert upstream is not None
+    answer = await upstream.client.chat(
         [{"role": "user", "content": payload.text}], response_format=FACTS_SCHEMA
     )
     return answer.parsed
@@ -262,7 +250,7 @@ async def test_each_error_class_ends_in_its_state_with_its_schedule(
     fault: str, fake: FakeOpenRouterThread, start_workers: StartWorkers
 ) -> None:
     state, error_type, base = ERROR_CASES[fault]
-    await control(fake, enqueue=[fault])
+    await fake_control(fake.root_url, enqueue=[fault])
     cluster = await start_workers(fake)
     (task_id,) = await cluster.submit(1)
     if state == "PAUSED":
@@ -328,7 +316,7 @@ async def test_real_401_and_404_are_dead_lettered(
 async def test_bad_json_for_a_schema_request_is_retried_twice_then_dead_lettered(
     fake: FakeOpenRouterThread, start_workers: StartWorkers, extract_task: str
 ) -> None:
-    await control(fake, enqueue=["bad_json"] * 3)
+    await fake_control(fake.root_url, enqueue=["bad_json"] * 3)
     cluster = await start_workers(fake)
     (task_id,) = await cluster.submit(1, extract_task, {"text": TEXT})
     rec = await cluster.wait_state(task_id, {"DLQ", "COMPLETED"}, timeout=15)
@@ -351,7 +339,7 @@ async def test_outage_opens_the_breaker_dead_letters_nothing_and_work_resumes(
     """A ten-minute outage, shrunk: 4 s of 503s against a breaker that opens for 0.3-1 s."""
     outage = 4.0
     cluster = await start_workers(fake, count=2, concurrency=4)
-    await control(fake, latency=0.02, outage_seconds=outage)
+    await fake_control(fake.root_url, latency=0.02, outage_seconds=outage)
     ids = await cluster.submit(40)
 
     seen: set[str] = set()
@@ -382,7 +370,7 @@ async def test_manual_open_stops_llm_claims_within_a_second_and_reset_resumes(
     redis: Redis, fake: FakeOpenRouterThread, start_workers: StartWorkers
 ) -> None:
     cluster = await start_workers(fake, count=2, concurrency=3)
-    await control(fake, latency=0.1)
+    await fake_control(fake.root_url, latency=0.1)
     ids = await cluster.submit(60)
 
     async def some_completed() -> bool:
@@ -427,7 +415,7 @@ async def test_cooldown_after_a_429_storm_holds_every_worker(
     that would refuse everything during its Retry-After.
     """
     cluster = await start_workers(fake, count=2, concurrency=4, max_in_flight=1)
-    await control(fake, latency=0.02)
+    await fake_control(fake.root_url, latency=0.02)
     ids = await cluster.submit(24)
 
     async def both_busy() -> bool:
@@ -435,14 +423,15 @@ async def test_cooldown_after_a_429_storm_holds_every_worker(
         return done >= 2 and all(w.active_count > 0 for w in cluster.workers)
 
     await eventually(both_busy, "both workers to hold tasks")
-    await control(fake, enqueue=["429"] * 50)
+    await fake_control(fake.root_url, enqueue=["429"] * 50)
 
     async def cooling() -> float:
         return await cluster.limiter.cooldown_remaining()
 
     remaining = await eventually(cooling, "the cool-down after the first 429", timeout=5)
     requests_then = (await fake_stats(fake))["chat_requests"]
-    await control(fake, clear_queue=True)  # the upstream's window is over after Retry-After
+    # The upstream's window is over after Retry-After.
+    await fake_control(fake.root_url, clear_queue=True)
     assert remaining > RETRY_AFTER - 0.5
 
     async def almost_over() -> bool:

@@ -18,9 +18,8 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from support import make_settings
+from support import fake_control, make_settings
 from taskflow_server.config import Settings
-from taskflow_server.llm.fake_openrouter import FakeConfig, FakeOpenRouterThread, load_fixture
 from taskflow_server.llm.monitor import OpenRouterMonitor
 from taskflow_server.llm.openrouter import (
     ChatResult,
@@ -33,6 +32,7 @@ from taskflow_server.resilience.breaker import CircuitBreaker
 from taskflow_server.resilience.errors import retry_delay
 from taskflow_server.resilience.ratelimit import RateLimiter
 from taskflow_server.store.keys import Keys
+from taskflow_server.testing.openrouter import FakeConfig, FakeOpenRouterThread, load_fixture
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "openrouter"
 PATHS = sorted(FIXTURES.glob("*.json"))
@@ -121,9 +121,7 @@ def _settings(fake: FakeOpenRouterThread) -> Settings:
 
 
 async def _enqueue(fake: FakeOpenRouterThread, stems: list[str]) -> None:
-    async with httpx.AsyncClient(base_url=fake.root_url) as http:
-        answer = await http.post("/_control", json={"enqueue": [f"fixture:{s}" for s in stems]})
-        assert answer.status_code == 200, answer.text
+    await fake_control(fake.root_url, enqueue=[f"fixture:{s}" for s in stems])
 
 
 async def _chat_requests(fake: FakeOpenRouterThread) -> list[dict[str, Any]]:

@@ -6,7 +6,6 @@ import asyncio
 import base64
 import json
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -19,16 +18,8 @@ import pytest
 from pydantic import BaseModel
 from redis.asyncio import Redis
 
+from support import eventually, fake_control, free_port, make_settings, wait_until
 from taskflow_server.config import Rate, Settings
-from taskflow_server.llm.fake_openrouter import (
-    FIXTURES_ENV,
-    MODES,
-    FakeConfig,
-    FakeOpenRouterThread,
-    fixtures_dir,
-    load_fixture,
-    mode_fault,
-)
 from taskflow_server.llm.openrouter import ChatResult, OpenRouterClient, UpstreamError
 from taskflow_server.pdf.extract import PageData
 from taskflow_server.resilience.breaker import CircuitBreaker
@@ -41,17 +32,19 @@ from taskflow_server.tasks.pdfxtract import (
     page_messages,
     page_schema,
 )
+from taskflow_server.testing.openrouter import (
+    FIXTURES_ENV,
+    MODES,
+    FakeConfig,
+    FakeOpenRouterThread,
+    fixtures_dir,
+    load_fixture,
+    mode_fault,
+)
 
 KEY = "sk-test"
 MGMT = "sk-mgmt"
 KEYS = Keys("tfllm")
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 MESSAGES = [{"role": "user", "content": "The river flooded the town. Everyone left. It rained."}]
@@ -76,7 +69,7 @@ def fake(fake_server: FakeOpenRouterThread) -> FakeOpenRouterThread:
 
 
 def settings(fake: FakeOpenRouterThread, key: str | None = KEY, **extra: Any) -> Settings:
-    return Settings(
+    return make_settings(
         openrouter_api_key=key,
         openrouter_base_url=fake.base_url,
         openrouter_model="fake/model",
@@ -234,7 +227,7 @@ async def test_slow_answer_is_a_timeout(client: OpenRouterClient, fake: Any) -> 
 
 
 async def test_connection_refused_is_a_timeout() -> None:
-    s = Settings(
+    s = make_settings(
         openrouter_api_key=KEY, openrouter_base_url=f"http://127.0.0.1:{free_port()}/api/v1"
     )
     c = OpenRouterClient(s)
@@ -292,10 +285,11 @@ async def test_breaker_sees_every_outcome(redis: Redis, fake: FakeOpenRouterThre
             await c.chat(MESSAGES)
         assert info.value.error_class is ErrorClass.UNAVAILABLE
         assert fake.state.snapshot()["chat_requests"] == before
-        deadline = time.monotonic() + 3
-        while await breaker.allowance() != 1:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.02)
+
+        async def probe_allowed() -> bool:
+            return await breaker.allowance() == 1
+
+        await eventually(probe_allowed, "the breaker to hand out a probe", 3)
         await c.chat(MESSAGES)  # the probe succeeds
         assert (await breaker.status())["state"] == "closed"
     finally:
@@ -391,12 +385,12 @@ async def test_server_side_bucket_answers_real_429s(fake: FakeOpenRouterThread) 
 
 
 async def test_control_endpoint_and_stats(fake: FakeOpenRouterThread) -> None:
+    view = await fake_control(fake.root_url, enqueue=["502"], latency=0.01)
+    assert view["queued_faults"] == ["502"]
     async with httpx.AsyncClient(base_url=fake.root_url) as http:
-        r = await http.post("/_control", json={"enqueue": ["502"], "latency": 0.01})
-        assert r.status_code == 200 and r.json()["queued_faults"] == ["502"]
         bad = await http.post("/_control", json={"enqueue": ["nope"]})
         assert bad.status_code == 400
-        await http.post("/_control", json={"outage_seconds": 5})
+        await fake_control(fake.root_url, outage_seconds=5)
         headers = {"Authorization": f"Bearer {KEY}"}
         first = await http.post(
             "/api/v1/chat/completions", json={"messages": MESSAGES}, headers=headers
@@ -431,7 +425,7 @@ async def test_fault_rules_match_requests_and_the_log_records_them(
             {"match": "page 2", "fault": "bad_json", "times": 2},
             {"match": "page 3", "fault": "502", "times": None},
         ]
-        view = (await http.post("/_control", json={"fault_rules": rules})).json()
+        view = await fake_control(fake.root_url, fault_rules=rules)
         assert [r["remaining"] for r in view["fault_rules"]] == [2, None]
         statuses = []
         for text in ["page 1", "page 2", "page 2", "page 2", "page 3", "page 3"]:
@@ -443,7 +437,7 @@ async def test_fault_rules_match_requests_and_the_log_records_them(
         assert log[1]["content"] == '{"this is": not valid JSON'
         assert all(e["parts"] == ["text", "image_url"] for e in log)
         assert (await http.get("/_stats")).json()["content_parts"] == {"text": 6, "image_url": 6}
-        view = (await http.post("/_control", json={"clear_rules": True})).json()
+        view = await fake_control(fake.root_url, clear_rules=True)
         assert view["fault_rules"] == []
         await http.post("/_reset")
         assert (await http.get("/_requests")).json() == []
@@ -475,7 +469,7 @@ def test_runs_as_a_subprocess() -> None:
         [
             sys.executable,
             "-m",
-            "taskflow_server.llm.fake_openrouter",
+            "taskflow_server.testing.openrouter",
             "--port",
             str(port),
             "--rate-limit",
@@ -489,17 +483,17 @@ def test_runs_as_a_subprocess() -> None:
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 15
-        while True:
+
+        def key_answer() -> httpx.Response | None:
             try:
-                r = httpx.get(
+                return httpx.get(
                     f"http://127.0.0.1:{port}/api/v1/key",
                     headers={"Authorization": f"Bearer {KEY}"},
                 )
-                break
             except httpx.TransportError:
-                assert time.monotonic() < deadline, "the fake never answered"
-                time.sleep(0.05)
+                return None
+
+        r = wait_until(key_answer, "the fake to answer", 15, every=0.05)
         assert r.status_code == 200
         assert r.json()["data"]["rate_limit"] == {"requests": -1, "interval": "10s"}
         stats = httpx.get(f"http://127.0.0.1:{port}/_stats").json()
@@ -612,13 +606,11 @@ async def test_every_fixture_is_served_as_written(stem: str, fake: FakeOpenRoute
     raw = raw_fixture(stem)
     async with httpx.AsyncClient(base_url=fake.root_url) as http:
         if raw.get("endpoint") == "/key":
-            control = await http.post("/_control", json={"key_fixture": stem})
-            assert control.status_code == 200, control.text
+            await fake_control(fake.root_url, key_fixture=stem)
             t0 = time.time()
             answer = await http.get("/api/v1/key", headers=AUTH)
         else:
-            control = await http.post("/_control", json={"enqueue": [f"fixture:{stem}"]})
-            assert control.status_code == 200, control.text
+            await fake_control(fake.root_url, enqueue=[f"fixture:{stem}"])
             t0 = time.time()
             body = {"messages": MESSAGES, "stream": "stream" in raw, **raw.get("request", {})}
             answer = await http.post("/api/v1/chat/completions", json=body, headers=AUTH)
@@ -631,13 +623,13 @@ async def test_every_fixture_is_served_as_written(stem: str, fake: FakeOpenRoute
 async def test_fixture_faults_in_rules_and_random_failures(fake: FakeOpenRouterThread) -> None:
     async with httpx.AsyncClient(base_url=fake.root_url) as http:
         rule = {"match": "flooded", "fault": "fixture:503-unavailable", "times": 1}
-        assert (await http.post("/_control", json={"fault_rules": [rule]})).status_code == 200
+        await fake_control(fake.root_url, fault_rules=[rule])
         first = await http.post(
             "/api/v1/chat/completions", json={"messages": MESSAGES}, headers=AUTH
         )
         assert first.status_code == 503
         random_faults = {"fail_rate": 1.0, "fail_statuses": {"fixture:402-insufficient-credits": 1}}
-        assert (await http.post("/_control", json=random_faults)).status_code == 200
+        await fake_control(fake.root_url, **random_faults)
         second = await http.post(
             "/api/v1/chat/completions", json={"messages": MESSAGES}, headers=AUTH
         )
@@ -676,7 +668,7 @@ async def test_fixture_faults_need_a_fixtures_directory(fake: FakeOpenRouterThre
         answer = await http.post("/_control", json={"mode": "key-limit"})
         assert answer.status_code == 400 and "403-key-limit.json" in answer.json()["detail"]
         # Modes with a built-in equivalent still work.
-        assert (await http.post("/_control", json={"mode": "outage"})).status_code == 200
+        await fake_control(fake.root_url, mode="outage")
         answer = await http.post(
             "/api/v1/chat/completions", json={"messages": MESSAGES}, headers=AUTH
         )
@@ -687,16 +679,18 @@ async def test_fixture_faults_need_a_fixtures_directory(fake: FakeOpenRouterThre
 
 
 async def wait_for(
-    http: httpx.AsyncClient, check: Callable[[dict[str, Any]], bool], timeout: float = 10.0
+    http: httpx.AsyncClient,
+    check: Callable[[dict[str, Any]], bool],
+    what: str,
+    timeout: float = 10.0,
 ) -> dict[str, Any]:
-    """Poll ``/_stats`` until ``check`` holds for it (fails after ``timeout`` seconds)."""
-    deadline = time.monotonic() + timeout
-    while True:
+    """Poll ``/_stats`` until ``check`` holds for it; returns those stats."""
+
+    async def stats_if() -> dict[str, Any] | None:
         stats: dict[str, Any] = (await http.get("/_stats")).json()
-        if check(stats):
-            return stats
-        assert time.monotonic() < deadline, f"condition not met within {timeout} s: {stats}"
-        await asyncio.sleep(0.02)
+        return stats if check(stats) else None
+
+    return await eventually(stats_if, what, timeout)
 
 
 def schema_request() -> dict[str, Any]:
@@ -722,10 +716,10 @@ async def test_each_mode_answers_as_its_fixture_then_ends(
             return answer, t0, time.time()
 
         started = time.monotonic()
-        view = await http.post("/_control", json={"mode": {"name": mode, "seconds": seconds}})
-        assert view.status_code == 200 and view.json()["mode"]["name"] == mode
+        view = await fake_control(fake.root_url, mode={"name": mode, "seconds": seconds})
+        assert view["mode"]["name"] == mode
         on = [await ask(), await ask()]
-        stats = await wait_for(http, lambda s: s["mode"] is None)
+        stats = await wait_for(http, lambda s: s["mode"] is None, f"the {mode} mode to end")
         assert time.monotonic() - started >= seconds - 0.05  # it lasted its seconds
         after, _, _ = await ask()
     # Both requests came within the window (a loopback request takes milliseconds).
@@ -748,25 +742,27 @@ async def test_modes_run_one_after_the_other_and_can_be_cleared(
 ) -> None:
     async with httpx.AsyncClient(base_url=fake.root_url) as http:
         schedule = [{"name": "outage", "seconds": 0.4}, {"name": "credits", "seconds": 0.4}]
-        view = (await http.post("/_control", json={"mode": schedule})).json()
+        view = await fake_control(fake.root_url, mode=schedule)
         assert [m["name"] for m in view["mode_schedule"]] == ["outage", "credits"]
         first = await http.post(
             "/api/v1/chat/completions", json={"messages": MESSAGES}, headers=AUTH
         )
-        await wait_for(http, lambda s: (s["mode"] or {}).get("name") == "credits")
+        await wait_for(
+            http, lambda s: (s["mode"] or {}).get("name") == "credits", "the credits mode"
+        )
         second = await http.post(
             "/api/v1/chat/completions", json={"messages": MESSAGES}, headers=AUTH
         )
-        stats = await wait_for(http, lambda s: s["mode"] is None)
+        stats = await wait_for(http, lambda s: s["mode"] is None, "the schedule to end")
         assert first.status_code == 503 and second.status_code == 402
         assert stats["modes"]["outage"]["answers"] == stats["modes"]["credits"]["answers"] == 1
         # A mode without seconds lasts until cleared.
-        await http.post("/_control", json={"mode": {"name": "daily-cap", "seconds": None}})
+        await fake_control(fake.root_url, mode={"name": "daily-cap", "seconds": None})
         limited = await http.post(
             "/api/v1/chat/completions", json={"messages": MESSAGES}, headers=AUTH
         )
         assert limited.status_code == 429
-        view = (await http.post("/_control", json={"clear_mode": True})).json()
+        view = await fake_control(fake.root_url, clear_mode=True)
         assert view["mode"] is None
         ok = await http.post("/api/v1/chat/completions", json={"messages": MESSAGES}, headers=AUTH)
         assert ok.status_code == 200
@@ -798,15 +794,16 @@ def test_cli_flags_start_a_mode() -> None:
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 15
-        while True:
+
+        def control_view() -> dict[str, Any] | None:
             try:
-                view = httpx.get(f"http://127.0.0.1:{port}/_control").json()
-                break
+                view: dict[str, Any] = httpx.get(f"http://127.0.0.1:{port}/_control").json()
+                return view
             except httpx.TransportError:
                 assert proc.poll() is None, proc.communicate()[1].decode()
-                assert time.monotonic() < deadline, "the fake never answered"
-                time.sleep(0.05)
+                return None
+
+        view = wait_until(control_view, "the fake to answer", 15, every=0.05)
         assert view["mode"]["name"] == "key-limit" and view["mode"]["remaining"] is None
         assert view["latency"] == 0.1
         answer = httpx.post(

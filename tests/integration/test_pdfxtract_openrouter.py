@@ -29,8 +29,7 @@ import pytest
 from jsonschema import Draft202012Validator
 from redis.asyncio import Redis
 
-from support import make_settings, wait_state
-from taskflow_server.llm.fake_openrouter import FakeConfig, FakeOpenRouterThread
+from support import fake_control, make_settings, wait_state
 from taskflow_server.pdf import sample_dir
 from taskflow_server.resilience.errors import POLICIES, ErrorClass
 from taskflow_server.store.keys import Keys
@@ -38,6 +37,7 @@ from taskflow_server.store.queue import TaskQueue
 from taskflow_server.store.records import NewTask, TaskRecord
 from taskflow_server.tasks.pdfxtract import PAGE_ATTEMPTS, RETRY_PAUSE, page_schema
 from taskflow_server.tasks.summarize import chunk_part_name, split_chunks
+from taskflow_server.testing.openrouter import FakeConfig, FakeOpenRouterThread
 from taskflow_server.worker.worker import Worker
 
 T = TypeVar("T")
@@ -50,15 +50,6 @@ ARTICLE_KEYS = {"title", "subtitle", "author", "body", "topics", "summary"}
 
 
 # ----------------------------------------------------------------------------- helpers
-
-
-async def control(fake: FakeOpenRouterThread, **changes: Any) -> dict[str, Any]:
-    """Change the fake at run time through its HTTP control endpoint."""
-    async with httpx.AsyncClient(timeout=5.0) as http:
-        response = await http.post(f"{fake.root_url}/_control", json=changes)
-        response.raise_for_status()
-        data: dict[str, Any] = response.json()
-        return data
 
 
 async def fake_requests(fake: FakeOpenRouterThread) -> list[dict[str, Any]]:
@@ -223,8 +214,8 @@ async def test_invalid_json_for_one_page_is_retried_twice_then_skipped(
     fake: FakeOpenRouterThread, start_rig: StartRig
 ) -> None:
     rig = await start_rig(fake)
-    await control(
-        fake,
+    await fake_control(
+        fake.root_url,
         fault_rules=[
             {"match": "Page 2 of 3.", "fault": "bad_json", "times": None},  # never recovers
             {"match": "Page 3 of 3.", "fault": "bad_json", "times": 2},  # third try works
@@ -261,7 +252,9 @@ async def test_every_page_invalid_is_bad_output_retried_then_dead_lettered(
     fake: FakeOpenRouterThread, start_rig: StartRig
 ) -> None:
     rig = await start_rig(fake)
-    await control(fake, fault_rules=[{"match": "", "fault": "bad_json", "times": None}])
+    await fake_control(
+        fake.root_url, fault_rules=[{"match": "", "fault": "bad_json", "times": None}]
+    )
     task_id = await rig.submit_pdf(sample("gazette-01.pdf"), "gazette-01.pdf")
 
     first = await rig.wait_state(task_id, {"SCHEDULED", "DLQ"})
@@ -334,7 +327,7 @@ async def test_outage_retries_the_task_instead_of_skipping_pages(
     rig = await start_rig(fake)
     # Warm the worker up (CPU pool started) so the outage surely covers the first page calls.
     await rig.completed(await rig.submit_pdf(sample("gazette-01.pdf"), "warm-up.pdf"))
-    await control(fake, reset_stats=True, outage_seconds=1.5)
+    await fake_control(fake.root_url, reset_stats=True, outage_seconds=1.5)
     task_id = await rig.submit_pdf(sample("gazette-01.pdf"), "gazette-01.pdf")
     result = await rig.completed(task_id, timeout=40)
 
@@ -362,8 +355,8 @@ async def test_a_failed_attempt_stops_its_other_pages(
     rig = await start_rig(fake, pdf_page_concurrency=2)
     # Page 2 answers slowly the first time, so page 1's failure surely arrives while page 3
     # still waits for a slot (otherwise page 2's success could free a slot for it first).
-    await control(
-        fake,
+    await fake_control(
+        fake.root_url,
         latency=0.3,
         slow_seconds=2.0,
         fault_rules=[
@@ -401,8 +394,8 @@ async def test_a_retry_sends_only_the_pages_the_failed_attempt_did_not_get(
     reference = await rig.completed(await rig.submit_pdf(data, "gazette-01.pdf"))
     before = len(await fake_requests(fake))
 
-    await control(
-        fake,
+    await fake_control(
+        fake.root_url,
         latency=0.2,
         slow_seconds=1.5,
         fault_rules=[
@@ -456,8 +449,8 @@ async def test_a_chunked_summary_retry_sends_only_the_missing_chunks(
     reference = await rig.completed(await run())
     before = len(await fake_requests(fake))
 
-    await control(
-        fake,
+    await fake_control(
+        fake.root_url,
         latency=0.2,
         fault_rules=[{"match": "Section gamma", "fault": "503_retry_after", "times": 1}],
     )

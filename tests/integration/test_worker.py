@@ -8,12 +8,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from redis.asyncio import Redis
 
-from support import make_settings
+from support import eventually, make_settings, wait_state
 from taskflow_server.config import Settings
 from taskflow_server.store.audit import audit
 from taskflow_server.store.keys import Keys
 from taskflow_server.store.queue import TaskQueue
-from taskflow_server.store.records import NewTask, TaskRecord
+from taskflow_server.store.records import NewTask
 from taskflow_server.worker.worker import Worker
 
 StartWorker = Callable[..., Awaitable[tuple[Worker, TaskQueue]]]
@@ -38,27 +38,16 @@ async def start_worker(redis: Redis) -> AsyncIterator[StartWorker]:
         await asyncio.wait_for(task, timeout=30)
 
 
-async def wait_state(
-    queue: TaskQueue, task_id: str, states: set[str], timeout: float = 10
-) -> TaskRecord:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        rec = await queue.get(task_id)
-        if rec is not None and rec.state in states:
-            return rec
-        assert asyncio.get_running_loop().time() < deadline, f"{task_id} still {rec and rec.state}"
-        await asyncio.sleep(0.02)
-
-
 async def test_noops_complete_and_store_stays_consistent(start_worker: StartWorker) -> None:
     _, queue = await start_worker()
     subs = await queue.submit_many([NewTask("demo.noop", {"i": i}) for i in range(500)])
     for s in subs[-1:]:
         await wait_state(queue, s.task_id, {"COMPLETED"})
-    deadline = asyncio.get_running_loop().time() + 10
-    while (await queue.counts())["COMPLETED"] < 500:
-        assert asyncio.get_running_loop().time() < deadline
-        await asyncio.sleep(0.02)
+
+    async def all_completed() -> bool:
+        return (await queue.counts())["COMPLETED"] >= 500
+
+    await eventually(all_completed, "500 completions", 10)
     report = await audit(queue.redis, queue.keys)
     assert report.ok, report.problems
 
@@ -126,9 +115,23 @@ async def test_graceful_stop_hands_running_tasks_back(redis: Redis) -> None:
 
 async def test_heartbeat_is_visible(start_worker: StartWorker) -> None:
     worker, queue = await start_worker()
-    deadline = asyncio.get_running_loop().time() + 5
-    while not await queue.workers():
-        assert asyncio.get_running_loop().time() < deadline
-        await asyncio.sleep(0.05)
+    await eventually(queue.workers, "the worker's heartbeat", 5, every=0.05)
     (info,) = await queue.workers()
     assert info["id"] == worker.id and info["concurrency"] == 20 and "last_seen" in info
+
+
+async def test_leases_are_extended_every_lease_extend_every(start_worker: StartWorker) -> None:
+    # A 0.9 s lease outlives a 2 s task only if the worker extends it more often than every
+    # 0.9 s (the reaper runs every 0.1 s here): the period comes from the setting.
+    _, queue = await start_worker(lease_seconds=0.9, lease_extend_every=0.25)
+    sub = await queue.submit(NewTask("demo.sleep", {"seconds": 2.0}))
+    rec = await wait_state(queue, sub.task_id, {"COMPLETED"})
+    assert rec.lost_leases == 0 and rec.retry_count == 0
+
+
+async def test_a_cancel_lands_within_one_extension_period(start_worker: StartWorker) -> None:
+    _, queue = await start_worker(lease_extend_every=0.1)
+    sub = await queue.submit(NewTask("demo.sleep", {"seconds": 30}))
+    await wait_state(queue, sub.task_id, {"ACTIVE"})
+    await queue.cancel(sub.task_id)
+    await wait_state(queue, sub.task_id, {"CANCELLED"}, timeout=0.6)

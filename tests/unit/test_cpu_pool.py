@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from taskflow_server.worker.pool import (
+from taskflow_server.cpu import (
+    CpuOutOfMemoryError,
     CpuPool,
-    CpuTimeout,
-    OutOfMemory,
-    PoolClosed,
-    WorkerCrashed,
+    CpuPoolClosedError,
+    CpuTimeoutError,
+    CpuWorkerCrashedError,
 )
 
 
@@ -42,7 +42,7 @@ async def test_exceptions_of_the_function_pass_through(pool: CpuPool) -> None:
 async def test_a_call_past_its_limit_is_killed_and_the_pool_still_works(pool: CpuPool) -> None:
     await pool.run(pow, 1, 1, timeout=30)  # start the workers first
     started = time.monotonic()
-    with pytest.raises(CpuTimeout, match=r"0\.5 s limit"):
+    with pytest.raises(CpuTimeoutError, match=r"0\.5 s limit"):
         await pool.run(time.sleep, 30, timeout=0.5)
     assert time.monotonic() - started < 2.0
     assert pool.restarts == 1
@@ -52,7 +52,7 @@ async def test_a_call_past_its_limit_is_killed_and_the_pool_still_works(pool: Cp
 
 async def test_the_killed_process_is_gone(pool: CpuPool) -> None:
     pid = await pool.run(os.getpid, timeout=30)
-    with pytest.raises(CpuTimeout):
+    with pytest.raises(CpuTimeoutError):
         await pool.run(time.sleep, 30, timeout=0.3)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
@@ -68,7 +68,7 @@ async def test_the_killed_process_is_gone(pool: CpuPool) -> None:
 
 
 async def test_a_crashed_worker_is_reported_and_replaced(pool: CpuPool) -> None:
-    with pytest.raises(WorkerCrashed, match="died"):
+    with pytest.raises(CpuWorkerCrashedError, match="died"):
         await pool.run(os._exit, 3, timeout=30)
     assert await pool.run(pow, 2, 3, timeout=30) == 8
 
@@ -105,7 +105,7 @@ async def test_shutdown_refuses_new_work() -> None:
     assert await p.run(pow, 2, 2, timeout=30) == 4
     p.shutdown()
     p.shutdown()
-    with pytest.raises(PoolClosed):
+    with pytest.raises(CpuPoolClosedError):
         await p.run(pow, 2, 2, timeout=30)
 
 
@@ -119,7 +119,7 @@ def allocate(megabytes: int) -> int:
 async def test_a_call_over_the_memory_cap_fails_and_the_pool_recovers() -> None:
     capped = CpuPool(1, memory_limit_mb=768)
     try:
-        with pytest.raises(OutOfMemory, match="768 MB"):
+        with pytest.raises(CpuOutOfMemoryError, match="768 MB"):
             await capped.run(allocate, 4096, timeout=30)
         assert await capped.run(allocate, 16, timeout=30) == 16
     finally:

@@ -12,7 +12,7 @@ from taskflow_server.resilience.errors import (
     MAX_RETRY_AFTER_SECONDS,
     POLICIES,
     ErrorClass,
-    NotSent,
+    NotSentError,
     TaskError,
     classify_exception,
     counts_for_breaker,
@@ -159,8 +159,8 @@ def test_holds_and_hand_backs() -> None:
 
 
 def test_not_sent_is_a_task_error_that_survives_pickling() -> None:
-    err = pickle.loads(pickle.dumps(NotSent("rate_limited", "held", retry_after=4.0)))
-    assert isinstance(err, NotSent) and isinstance(err, TaskError)
+    err = pickle.loads(pickle.dumps(NotSentError("rate_limited", "held", retry_after=4.0)))
+    assert isinstance(err, NotSentError) and isinstance(err, TaskError)
     assert (err.error_class, err.retry_after) == (ErrorClass.RATE_LIMITED, 4.0)
 
 

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from support import with_parts
 from taskflow_server.config import Settings
+from taskflow_server.cpu import CpuPool
 from taskflow_server.llm.openrouter import ChatResult
 from taskflow_server.llm.provider import SummaryResult
 from taskflow_server.pdf import sample_dir
@@ -25,7 +26,6 @@ from taskflow_server.tasks.pdfxtract import (
     pdfxtract,
 )
 from taskflow_server.tasks.registry import TaskContext
-from taskflow_server.worker.pool import CpuPool
 
 SHA = "a" * 64
 
@@ -87,7 +87,11 @@ async def cpu() -> AsyncIterator[CpuPool]:
 
 def _ctx(data: bytes | None, llm: Any, cpu: CpuPool) -> TaskContext:
     settings = Settings(pdf_render_dpi=40, pdf_page_concurrency=2, pdf_time_limit=60)
-    services = SimpleNamespace(settings=settings, blobs=Blobs(data), llm=llm, cpu=cpu)
+    # The OpenRouter path runs when ``services.openrouter`` (the typed provider) is set.
+    upstream = llm if llm.name == "openrouter" else None
+    services = SimpleNamespace(
+        settings=settings, blobs=Blobs(data), llm=llm, openrouter=upstream, cpu=cpu
+    )
     progress: list[tuple[float, str]] = []
 
     async def record(fraction: float, message: str) -> None:

@@ -10,7 +10,7 @@ from typing import Any, cast
 import pytest
 
 from taskflow_server.resilience.errors import ErrorClass, TaskError
-from taskflow_server.tasks._fanout import FanOut, Stopped
+from taskflow_server.tasks._fanout import FanOut, FanOutStopped
 from taskflow_server.tasks.registry import TaskContext
 
 
@@ -58,7 +58,7 @@ async def test_the_first_error_wins_and_a_late_slot_is_refused() -> None:
 
     with pytest.raises(ValueError, match="first"):
         await fan.gather([fail("second", 0.03), fail("first", 0.01)])
-    with pytest.raises(Stopped):
+    with pytest.raises(FanOutStopped):
         async with fan.slot():
             pass
 

@@ -1,3 +1,4 @@
 """The LLM layer: the OpenRouter client, the offline extractive summarizer, the provider both
-hide behind, the OpenRouter monitor, and a fake OpenRouter server for tests and demos.
+hide behind, and the OpenRouter monitor. (The fake OpenRouter server for tests and demos is
+:mod:`taskflow_server.testing.openrouter`.)
 """

@@ -57,16 +57,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STATUSES: tuple[str, ...] = (
-    "active",
-    "api_key_missing",
-    "api_key_invalid",
-    "credits_exhausted",
-    "rate_limited",
-    "error",
-)
-"""Every value ``status`` can take."""
-
 _STATUS_FOR_ERROR = {
     ErrorClass.AUTH: "api_key_invalid",
     ErrorClass.CREDITS: "credits_exhausted",

@@ -52,7 +52,7 @@ import httpx
 from taskflow_server.config import Settings
 from taskflow_server.resilience.errors import (
     ErrorClass,
-    NotSent,
+    NotSentError,
     TaskError,
     classify_exception,
     hold_class,
@@ -562,7 +562,8 @@ class OpenRouterClient:
         An answer cut at ``max_tokens`` is asked again once with twice the room, then returned
         with ``truncated=True``; a 402 that names the tokens the balance can afford is sent again
         once with that ``max_tokens``. ``usage`` adds up every request sent (all were paid).
-        Raises :class:`NotSent` without sending when LLM work is on hold or the breaker is open.
+        Raises :class:`NotSentError` without sending when LLM work is on hold or the breaker is
+        open.
         """
         spent: dict[str, Any] = {}
         tokens = max_tokens
@@ -602,7 +603,7 @@ class OpenRouterClient:
             return result
 
     async def _refuse_if_paused(self) -> None:
-        """Raise :class:`NotSent` while the breaker is open (for an outage or a hold)."""
+        """Raise :class:`NotSentError` while the breaker is open (for an outage or a hold)."""
         if self.breaker is None:
             return
         status = await self.breaker.status()
@@ -610,12 +611,12 @@ class OpenRouterClient:
             return
         hold = status.get("hold")
         if hold:
-            raise NotSent(
+            raise NotSentError(
                 hold_class(str(hold)),
                 f"LLM work is on hold ({hold}); nothing was sent",
                 status["seconds_to_half_open"],
             )
-        raise NotSent(
+        raise NotSentError(
             ErrorClass.UNAVAILABLE,
             f"the {self.breaker.name} circuit breaker is open ({status['reason']})",
             status["seconds_to_half_open"],
@@ -641,7 +642,7 @@ class OpenRouterClient:
                         raise
             else:
                 result = await self._send(body, expect_json)
-        except NotSent as exc:
+        except NotSentError as exc:
             # The limiter gave up waiting: a wait that long is a hold for every worker, or the
             # task would come straight back and wait again. (A refusal because the breaker is
             # already open needs no new hold.)

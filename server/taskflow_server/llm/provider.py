@@ -3,7 +3,8 @@
 Both satisfy :class:`LLMProvider`. :func:`make_provider` builds the right one for the settings:
 the OpenRouter provider comes wired to the shared :class:`RateLimiter`, :class:`CircuitBreaker`
 and :class:`OpenRouterMonitor` (its metrics recorder), and exposes them as ``client``,
-``breaker``, ``limiter`` and ``monitor`` for the worker, the PDF task and the API.
+``breaker``, ``limiter`` and ``monitor`` for the worker, the PDF task and the API, which reach
+them through :attr:`taskflow_server.services.Services.openrouter` (typed; ``None`` offline).
 """
 
 from __future__ import annotations

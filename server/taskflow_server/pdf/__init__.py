@@ -2,10 +2,9 @@
 
 Modules: :mod:`.reader` (safe opening, text lines with font sizes, page images),
 :mod:`.layout` (columns, reading order, headlines -> articles), :mod:`.extract` (the functions
-the CPU pool runs), :mod:`.samples` (a generator of sample issues with ground truth),
-:mod:`.quality` (precision, recall and body similarity against ground truth) and
-:mod:`.pipeline` (one row per article). The bundled sample archive lives in ``data/``
-(:func:`sample_dir`).
+the CPU pool runs), :mod:`.samples` (a generator of sample issues with ground truth) and
+:mod:`.quality` (precision, recall and body similarity against ground truth). The bundled sample
+archive lives in ``data/`` (:func:`sample_dir`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The functions the CPU pool runs: offline extraction, and page data for the vision path.
 
 Both take the PDF's bytes and plain, picklable arguments, and return plain data, because they
-run in a worker process (:class:`taskflow_server.worker.pool.CpuPool`). Unusable files raise a
+run in a worker process (:class:`taskflow_server.cpu.CpuPool`). Unusable files raise a
 :class:`~taskflow_server.pdf.reader.PdfError` whose message is meant for the user.
 
 The result shape is AsyncTaskFlow's::

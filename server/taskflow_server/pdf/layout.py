@@ -825,13 +825,3 @@ def _keep(article: Article) -> bool:
     if article.title:
         return words >= MIN_ARTICLE_WORDS
     return words > 0
-
-
-def document_text(per_page: Sequence[Sequence[Article]]) -> str:
-    """Every article's title, subtitle, author and body in reading order, as one text."""
-    parts: list[str] = []
-    for articles in per_page:
-        for article in articles:
-            parts.extend(p for p in (article.title, article.subtitle, article.author) if p)
-            parts.append(article.body)
-    return "\n\n".join(parts)

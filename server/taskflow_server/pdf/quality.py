@@ -85,16 +85,6 @@ class Quality:
         self.documents += other.documents
         self.misses.extend(other.misses)
 
-    def as_dict(self) -> dict[str, float | int]:
-        """The headline figures."""
-        return {
-            "documents": self.documents,
-            "title_precision": round(self.title_precision, 4),
-            "title_recall": round(self.title_recall, 4),
-            "body_similarity": round(self.body_similarity, 4),
-            "status_errors": self.status_errors,
-        }
-
 
 def _same_title(a: str, b: str) -> bool:
     na, nb = normalise_title(a), normalise_title(b)

@@ -13,7 +13,7 @@ separates two characters. That splits lines that a content stream writes across 
 go (the IRS instructions do), which is what lets the layout step find columns at all.
 
 Everything here is synchronous and CPU-bound; the worker runs it in a process pool with a time
-limit (:mod:`taskflow_server.worker.pool`).
+limit (:mod:`taskflow_server.cpu`).
 """
 
 from __future__ import annotations
@@ -31,6 +31,8 @@ from typing import Any, NamedTuple
 
 import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
+
+from taskflow_server.errors import TaskflowError
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ _FLAG_ITALIC = 1 << 6
 _FLAG_FORCE_BOLD = 1 << 18
 
 
-class PdfError(ValueError):
+class PdfError(TaskflowError, ValueError):
     """A PDF that cannot be used; ``str(exc)`` is a message for the user."""
 
 
@@ -147,10 +149,6 @@ class PageText:
     lines: list[Line] = field(default_factory=list)
     char_count: int = 0
     has_text_layer: bool = True
-
-    def plain_text(self) -> str:
-        """The lines joined with newlines, in the order stored."""
-        return "\n".join(line.text for line in self.lines)
 
 
 @dataclass

@@ -41,6 +41,8 @@ from typing import Any
 
 import httpx
 
+from taskflow_server.errors import TaskflowError
+
 MAX_RETRY_AFTER_SECONDS = 3600.0
 """An upstream's ``Retry-After`` is honoured up to this many seconds (one hour)."""
 
@@ -138,7 +140,7 @@ HOLD_REASONS: tuple[str, ...] = ("credits", "key_limit", "budget", "rate_limited
 """Every reason a hold can have (``rate_limited``: a cool-down longer than a task should wait)."""
 
 
-class TaskError(Exception):
+class TaskError(TaskflowError):
     """A classified failure of one attempt.
 
     Raised by handlers and by the LLM client; the worker turns it into a retry (SCHEDULED) or a
@@ -174,7 +176,7 @@ class TaskError(Exception):
         )
 
 
-class NotSent(TaskError):
+class NotSentError(TaskError):
     """The call was never sent: the upstream is paused for everyone (a hold, an open breaker, a
     cool-down or a queue for tokens longer than ``upstream_max_wait``).
 

@@ -15,14 +15,14 @@ Every worker on every machine shares three things in Redis (keys ``Keys.ratelimi
 
 The acquire script also reads the upstream's circuit breaker (``Keys.breaker(name)``): while it
 is open, for an outage or a hold, nothing is granted and no token is taken, and the caller gets
-:class:`~taskflow_server.resilience.errors.NotSent` at once (its task goes back to the queue);
+:class:`~taskflow_server.resilience.errors.NotSentError` at once (its task goes back to the queue);
 while it is half-open, one request at a time goes, so the first one is the probe and a lifted
 hold does not release every call that was waiting (measured before: 4 calls per lift and ~100
 tokens spent per 10 s hold, benchmarks/RESULTS.md).
 
 No caller waits longer than ``max_wait`` seconds in all (``upstream_max_wait``): past that, or
 when a cool-down already runs beyond it, :meth:`RateLimiter.acquire` raises
-:class:`~taskflow_server.resilience.errors.NotSent` and the worker hands the task back to its
+:class:`~taskflow_server.resilience.errors.NotSentError` and the worker hands the task back to its
 queue without spending a retry (long cool-downs are held outside the worker, see
 ``breaker.py``).
 
@@ -51,7 +51,7 @@ from redis.asyncio import Redis
 
 from taskflow_server.cancellation import cancel_and_wait
 from taskflow_server.config import Rate
-from taskflow_server.resilience.errors import ErrorClass, NotSent, hold_class
+from taskflow_server.resilience.errors import ErrorClass, NotSentError, hold_class
 from taskflow_server.store.keys import Keys
 
 log = logging.getLogger(__name__)
@@ -132,7 +132,7 @@ class RateLimiter:
         reserve_seconds: a token due within this horizon is reserved at once and the caller
             sleeps until it is due.
         burst: the bucket's capacity (default ``rate.requests``).
-        max_wait: the longest one caller waits in all before :class:`NotSent` is raised
+        max_wait: the longest one caller waits in all before :class:`NotSentError` is raised
             (``None``: no bound).
     """
 
@@ -216,11 +216,11 @@ class RateLimiter:
         return asyncio.get_running_loop().time() + self.max_wait
 
     def _check_wait(self, deadline: float | None, seconds: float, reason: str) -> None:
-        """Raise :class:`NotSent` when waiting ``seconds`` more would pass ``deadline``."""
+        """Raise :class:`NotSentError` when waiting ``seconds`` more would pass ``deadline``."""
         if deadline is None:
             return
         if asyncio.get_running_loop().time() + seconds > deadline:
-            raise NotSent(
+            raise NotSentError(
                 ErrorClass.RATE_LIMITED,
                 f"the upstream is not free within {self.max_wait:g} s ({reason}, "
                 f"{seconds:.1f} s more); handed back to the queue without using a retry",
@@ -230,7 +230,7 @@ class RateLimiter:
     async def acquire(self) -> Acquired:
         """Wait for the cool-down, an in-flight slot and a token; returns the granted lease.
 
-        Raises :class:`NotSent` when that would take longer than ``max_wait``. The caller must
+        Raises :class:`NotSentError` when that would take longer than ``max_wait``. The caller must
         :meth:`release` the lease; :meth:`slot` does it for you.
         """
         lease_id = uuid.uuid4().hex
@@ -242,7 +242,7 @@ class RateLimiter:
                 return got
             if got.reason.startswith("paused:"):
                 hold = got.reason.partition(":")[2]
-                raise NotSent(
+                raise NotSentError(
                     hold_class(hold) if hold else ErrorClass.UNAVAILABLE,
                     f"the {self.name} breaker is open ({hold or 'outage'}); nothing was sent",
                     retry_after=got.wait_ms / 1000.0 if got.wait_ms else None,

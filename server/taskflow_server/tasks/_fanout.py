@@ -3,7 +3,7 @@
 A task that sends many calls at once (the pages of a PDF, the chunks of a long text) runs each
 call under :meth:`FanOut.slot`, a few at a time. When one job fails, the attempt is over:
 
-- jobs still **waiting** for a slot never send (``slot`` stops them: :class:`Stopped`);
+- jobs still **waiting** for a slot never send (``slot`` stops them: :class:`FanOutStopped`);
 - jobs already **sending** finish, so the answers that are being paid for are kept (each job
   saves its own part as soon as it has it);
 - then :meth:`FanOut.gather` raises the first error, and a retry redoes only what is missing.
@@ -18,11 +18,16 @@ import contextlib
 from collections.abc import AsyncIterator, Awaitable, Iterable
 from typing import TypeVar
 
+from taskflow_server.errors import TaskflowError
+
 T = TypeVar("T")
 
 
-class Stopped(Exception):
-    """Raised by :meth:`FanOut.slot` in a job that got its slot after another job failed."""
+class FanOutStopped(TaskflowError):
+    """Raised by :meth:`FanOut.slot` in a job that got its slot after another job failed.
+
+    A signal, not a failure of its own: :meth:`FanOut.gather` raises the first job's error.
+    """
 
 
 class FanOut:
@@ -43,17 +48,17 @@ class FanOut:
 
     @contextlib.asynccontextmanager
     async def slot(self) -> AsyncIterator[None]:
-        """Hold one of the ``limit`` slots; raises :class:`Stopped` when the fan-out stopped
+        """Hold one of the ``limit`` slots; raises :class:`FanOutStopped` when the fan-out stopped
         while this job waited."""
         async with self._gate:
             if self._error is not None:
-                raise Stopped
+                raise FanOutStopped
             yield
 
     async def _guard(self, job: Awaitable[T]) -> T:
         try:
             return await job
-        except Stopped:
+        except FanOutStopped:
             raise
         except Exception as exc:
             if self._error is None:

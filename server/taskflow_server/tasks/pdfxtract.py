@@ -1,7 +1,7 @@
 """The ``pdfxtract`` task: a newspaper PDF (an uploaded blob) in, articles per page out.
 
 The payload names the upload by its sha256 (``blob``); a task never holds a PDF and never reads
-a path on the server. Two paths, chosen by the process's LLM provider:
+a path on the server. Two paths, chosen by the process's LLM provider (``services.openrouter``):
 
 - **offline**: our layout splitter (:mod:`taskflow_server.pdf.layout`) runs in the CPU pool
   under ``pdf_time_limit``. Pages without a text layer are ``skipped`` with the reason
@@ -43,7 +43,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from taskflow_server.config import Settings
-from taskflow_server.llm.openrouter import add_usage
+from taskflow_server.cpu import CpuOutOfMemoryError, CpuTimeoutError, CpuWorkerCrashedError
+from taskflow_server.llm.openrouter import OpenRouterClient, UpstreamError, add_usage
 from taskflow_server.pdf.extract import (
     NO_TEXT_LAYER_REASON,
     PageData,
@@ -55,7 +56,6 @@ from taskflow_server.pdf.reader import Limits, PdfError
 from taskflow_server.resilience.errors import ErrorClass, TaskError
 from taskflow_server.tasks._fanout import FanOut
 from taskflow_server.tasks.registry import TaskContext, task
-from taskflow_server.worker.pool import CpuTimeout, OutOfMemory, WorkerCrashed
 
 logger = logging.getLogger(__name__)
 
@@ -183,8 +183,9 @@ async def pdfxtract(ctx: TaskContext, payload: PdfxtractPayload) -> dict[str, An
             f"the uploaded PDF {payload.blob[:12]}... is no longer stored (it expired); "
             "upload the file again",
         )
-    if services.llm.name == "openrouter":
-        result = await _vision(ctx, payload, data)
+    upstream = services.openrouter
+    if upstream is not None:
+        result = await _vision(ctx, payload, data, upstream.client, upstream.model)
     else:
         result = await _offline(ctx, payload, data)
     if payload.summarize:
@@ -199,19 +200,19 @@ async def _in_pool(ctx: TaskContext, fn: Any, *args: Any) -> Any:
         return await ctx.services.cpu.run(fn, *args, timeout=settings.pdf_time_limit)
     except PdfError as exc:
         raise TaskError(ErrorClass.INVALID_INPUT, str(exc)) from None
-    except CpuTimeout:
+    except CpuTimeoutError:
         raise TaskError(
             ErrorClass.INVALID_INPUT,
             f"the PDF could not be read within {settings.pdf_time_limit:g} s "
             "(TASKFLOW_PDF_TIME_LIMIT); it is too complex or malformed",
         ) from None
-    except OutOfMemory:
+    except CpuOutOfMemoryError:
         raise TaskError(
             ErrorClass.INVALID_INPUT,
             f"the PDF needs more than {settings.pdf_memory_limit_mb} MB to read "
             "(TASKFLOW_PDF_MEMORY_LIMIT_MB); it is too large or a decompression bomb",
         ) from None
-    except WorkerCrashed:
+    except CpuWorkerCrashedError:
         # The reader process died on this file: in practice the memory cap stopping native
         # code (a decompression bomb) or a file that crashes PDFium. Retrying would crash again.
         raise TaskError(
@@ -313,10 +314,14 @@ def _saved_page(saved: Any, fingerprint: str) -> tuple[VisionPage, dict[str, Any
     return page, usage if isinstance(usage, dict) else {}, str(saved.get("model") or "")
 
 
-async def _vision(ctx: TaskContext, payload: PdfxtractPayload, data: bytes) -> dict[str, Any]:
+async def _vision(
+    ctx: TaskContext,
+    payload: PdfxtractPayload,
+    data: bytes,
+    client: OpenRouterClient,
+    default_model: str,
+) -> dict[str, Any]:
     settings = ctx.services.settings
-    llm: Any = ctx.services.llm
-    client = llm.client
     await ctx.progress(0.0, "rendering pages")
     pages: list[PageData] = await _in_pool(
         ctx,
@@ -332,7 +337,7 @@ async def _vision(ctx: TaskContext, payload: PdfxtractPayload, data: bytes) -> d
     outcome: dict[int, VisionPage | str] = {}
     done = 0
     saved = await ctx.saved_parts()
-    fingerprint = page_fingerprint(payload, settings, str(llm.model))
+    fingerprint = page_fingerprint(payload, settings, default_model)
     fan = FanOut(settings.pdf_page_concurrency)
     plugins = (
         [{"id": "file-parser", "pdf": {"engine": settings.pdf_file_parser_engine}}]
@@ -361,7 +366,7 @@ async def _vision(ctx: TaskContext, payload: PdfxtractPayload, data: bytes) -> d
         reason = ""
         page_usage: dict[str, Any] = {}
         model = ""
-        async with fan.slot():  # raises Stopped when another page ended the attempt
+        async with fan.slot():  # raises FanOutStopped when another page ended the attempt
             for attempt in range(PAGE_ATTEMPTS):
                 if attempt and fan.stopped:  # another page ended the attempt: send no more
                     return
@@ -385,7 +390,8 @@ async def _vision(ctx: TaskContext, payload: PdfxtractPayload, data: bytes) -> d
                 except TaskError as exc:
                     if exc.error_class not in _PAGE_LOCAL:
                         raise
-                    add_usage(page_usage, dict(getattr(exc, "usage", None) or {}))
+                    if isinstance(exc, UpstreamError):  # a bad answer is paid for too
+                        add_usage(page_usage, exc.usage)
                     reason = f"{exc.error_class.value}: {exc.message}"
                     if exc.error_class is not ErrorClass.BAD_OUTPUT:
                         break
@@ -415,7 +421,7 @@ async def _vision(ctx: TaskContext, payload: PdfxtractPayload, data: bytes) -> d
         raise TaskError(
             ErrorClass.BAD_OUTPUT, f"no page of the PDF could be extracted: {failures[0]}"
         )
-    return _assemble(payload, pages, outcome, usage, models, llm.model)
+    return _assemble(payload, pages, outcome, usage, models, default_model)
 
 
 def _assemble(
@@ -494,7 +500,7 @@ async def _summarize_articles(ctx: TaskContext, result: dict[str, Any]) -> None:
             if len(body.split()) < MIN_SUMMARY_WORDS:
                 continue
             name = f"summary:{page['page_number']}:{index}"
-            fingerprint = _digest([llm.name, getattr(llm, "model", ""), body])
+            fingerprint = _digest([llm.name, llm.model, body])
             part = saved.get(name)
             if (
                 isinstance(part, dict)

@@ -26,6 +26,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from taskflow_server.errors import TaskflowError
+
 if TYPE_CHECKING:
     from taskflow_server.services import Services
 
@@ -95,14 +97,14 @@ class TaskSpec(Generic[P]):
     description: str = ""
 
     def parse_payload(self, payload: Any) -> P:
-        """Validate a raw payload; raises :class:`InvalidPayload` with a readable message."""
+        """Validate a raw payload; raises :class:`InvalidPayloadError` with a readable message."""
         try:
             return self.payload_model.model_validate(payload if payload is not None else {})
         except ValidationError as exc:
-            raise InvalidPayload(self.name, exc) from None
+            raise InvalidPayloadError(self.name, exc) from None
 
 
-class InvalidPayload(ValueError):
+class InvalidPayloadError(TaskflowError, ValueError):
     """A payload that does not match its task type's model."""
 
     def __init__(self, task_type: str, error: ValidationError) -> None:
@@ -114,7 +116,7 @@ class InvalidPayload(ValueError):
         super().__init__(f"invalid payload for {task_type}: " + "; ".join(parts))
 
 
-class UnknownTaskType(KeyError):
+class UnknownTaskTypeError(TaskflowError, KeyError):
     """A task type nobody registered."""
 
     def __init__(self, name: str, known: list[str]) -> None:
@@ -177,15 +179,9 @@ def load_task_modules(modules: str) -> None:
 
 
 def get_spec(name: str) -> TaskSpec[Any]:
-    """The spec of task type ``name``; raises :class:`UnknownTaskType`."""
+    """The spec of task type ``name``; raises :class:`UnknownTaskTypeError`."""
     load_builtin_tasks()
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise UnknownTaskType(name, sorted(_REGISTRY)) from None
-
-
-def all_specs() -> dict[str, TaskSpec[Any]]:
-    """Every registered task type by name."""
-    load_builtin_tasks()
-    return dict(_REGISTRY)
+        raise UnknownTaskTypeError(name, sorted(_REGISTRY)) from None

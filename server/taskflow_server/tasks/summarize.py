@@ -111,7 +111,7 @@ def chunk_part_name(round_no: int, index: int, chunk: str) -> str:
 
 def _fingerprint(llm: LLMProvider, sentences: int, kwargs: dict[str, Any]) -> str:
     """What, besides the chunk's text, decides its summary: a saved one made otherwise is stale."""
-    facts = [llm.name, getattr(llm, "model", ""), sentences, kwargs.get("language")]
+    facts = [llm.name, llm.model, sentences, kwargs.get("language")]
     return hashlib.sha1(json.dumps(facts).encode("utf-8")).hexdigest()[:16]
 
 

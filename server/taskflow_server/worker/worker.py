@@ -11,15 +11,16 @@ keeps five small loops:
   milliseconds without polling;
 * flush: completions are buffered and written in one script call per batch (this batching, not a
   faster Redis, is what carries a worker past one-call-per-task throughput);
-* leases: every second, one script call extends the leases of all running tasks and reports the
-  ones that were lost (reaped, deleted) or asked to cancel;
+* leases: every ``lease_extend_every`` seconds (one by default), one script call extends the
+  leases of all running tasks and reports the ones that were lost (reaped, deleted) or asked to
+  cancel;
 * heartbeat: the ``worker`` hash with a TTL, read by ``/api/v1/workers``;
 * holds: every ``hold_check_seconds`` the OpenRouter monitor is asked to lift a hold whose
   cause is gone (a key limit raised, credits bought, the budget raised);
 * scheduler: promotes due retries, reaps expired leases, sweeps old results (see scheduler.py).
 
 A handler's failure is classified (``resilience/errors.py``) and the store schedules a retry or
-dead-letters it. An LLM-lane task whose call was never sent (``NotSent``: a hold, an open
+dead-letters it. An LLM-lane task whose call was never sent (``NotSentError``: a hold, an open
 breaker, a wait longer than ``upstream_max_wait``), or whose failure the upstream's pause has
 taken over (an outage with the breaker open, a 429 with the shared cool-down running, a spent
 limit with its hold placed), is handed back to the front of its queue without using a retry, so
@@ -39,7 +40,7 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from redis.asyncio import Redis
 
@@ -47,7 +48,7 @@ from taskflow_server.cancellation import cancel_and_wait
 from taskflow_server.config import Settings
 from taskflow_server.resilience.errors import (
     ErrorClass,
-    NotSent,
+    NotSentError,
     TaskError,
     classify_exception,
     hands_back,
@@ -59,18 +60,20 @@ from taskflow_server.store.keys import LANES
 from taskflow_server.store.queue import CANCEL_REQUESTED, LOST, TaskQueue
 from taskflow_server.store.records import Claim
 from taskflow_server.tasks.registry import (
-    InvalidPayload,
+    InvalidPayloadError,
     TaskContext,
-    UnknownTaskType,
+    UnknownTaskTypeError,
     get_spec,
     load_builtin_tasks,
     load_task_modules,
 )
 from taskflow_server.worker.scheduler import Scheduler
 
+if TYPE_CHECKING:
+    from taskflow_server.llm.monitor import OpenRouterMonitor
+
 log = logging.getLogger(__name__)
 
-_LEASE_CHECK_SECONDS = 1.0
 _STOP_WRITE_SECONDS = 3.0
 _WAKE_BLOCK_SECONDS = 1.0
 
@@ -92,7 +95,6 @@ class WorkerStats:
     started: float = field(default_factory=time.time)
     completed: int = 0
     failed: int = 0
-    claimed: int = 0
 
 
 class Worker:
@@ -155,9 +157,9 @@ class Worker:
             asyncio.create_task(self._lease_loop(), name="leases"),
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
         ]
-        monitor = getattr(self.services.llm, "monitor", None)
-        if not self.settings.offline and monitor is not None:
-            self._loops.append(asyncio.create_task(self._hold_loop(monitor), name="holds"))
+        upstream = self.services.openrouter
+        if upstream is not None:
+            self._loops.append(asyncio.create_task(self._hold_loop(upstream.monitor), name="holds"))
         if self._scheduler is not None:
             self._loops.append(asyncio.create_task(self._scheduler.run(), name="scheduler"))
         self._claim_task = asyncio.create_task(self._claim_loop(), name="claim")
@@ -227,10 +229,9 @@ class Worker:
     async def _lane_limits(self) -> dict[str, int | None]:
         """Claim limits per lane: the LLM lane follows the circuit breaker."""
         limits: dict[str, int | None] = dict.fromkeys(LANES)
-        if not self.settings.offline:
-            breaker = getattr(self.services.llm, "breaker", None)
-            if breaker is not None:
-                limits["llm"] = await breaker.allowance()
+        upstream = self.services.openrouter
+        if upstream is not None:
+            limits["llm"] = await upstream.breaker.allowance()
         return limits
 
     async def _claim_loop(self) -> None:
@@ -282,15 +283,15 @@ class Worker:
     def _lane_of(task_type: str) -> str:
         try:
             return get_spec(task_type).lane
-        except UnknownTaskType:
+        except UnknownTaskTypeError:
             return "local"
 
     async def _release_probe(self) -> None:
         """Hand back a half-open probe this claim found no LLM task for."""
-        breaker = getattr(self.services.llm, "breaker", None)
-        if breaker is not None:
+        upstream = self.services.openrouter
+        if upstream is not None:
             with contextlib.suppress(*REDIS_DOWN_ERRORS):
-                await breaker.release_probe()
+                await upstream.breaker.release_probe()
 
     async def _wait_for_work(self, lanes: dict[str, int | None]) -> None:
         """Block until a submit or promotion pushes a wake-up token (or a second passes)."""
@@ -304,7 +305,6 @@ class Worker:
             await asyncio.sleep(_WAKE_BLOCK_SECONDS)
 
     def _start(self, claim: Claim) -> None:
-        self.stats.claimed += 1
         ctx = TaskContext(
             task_id=claim.task_id,
             task_type=claim.task_type,
@@ -337,9 +337,9 @@ class Worker:
             try:
                 spec = get_spec(claim.task_type)
                 payload = spec.parse_payload(claim.payload)
-            except UnknownTaskType as exc:
+            except UnknownTaskTypeError as exc:
                 raise TaskError(ErrorClass.INVALID_REQUEST, str(exc)) from None
-            except InvalidPayload as exc:
+            except InvalidPayloadError as exc:
                 raise TaskError(ErrorClass.INVALID_INPUT, str(exc)) from None
             limit = min(
                 spec.time_limit or self.settings.task_time_limit, self.settings.task_time_limit
@@ -407,7 +407,7 @@ class Worker:
         cls = error.error_class
         mode = "retry"
         delay = retry_delay(cls, claim.retry_count, error.retry_after)
-        if isinstance(error, NotSent):
+        if isinstance(error, NotSentError):
             mode = "requeue"  # nothing was sent: nothing to count against the task
         elif delay is None:
             mode = "dlq"
@@ -428,14 +428,13 @@ class Worker:
     async def _upstream_paused(self, claim: Claim) -> bool:
         """True when the LLM upstream is paused for every worker: the breaker is open (an
         outage or a hold) or the shared 429 cool-down is running."""
-        if self.settings.offline or self._lane_of(claim.task_type) != "llm":
+        upstream = self.services.openrouter
+        if upstream is None or self._lane_of(claim.task_type) != "llm":
             return False
-        breaker = getattr(self.services.llm, "breaker", None)
-        limiter = getattr(self.services.llm, "limiter", None)
         try:
-            if breaker is not None and await breaker.is_open():
+            if await upstream.breaker.is_open():
                 return True
-            return limiter is not None and await limiter.cooldown_remaining() > 0
+            return await upstream.limiter.cooldown_remaining() > 0
         except REDIS_DOWN_ERRORS:
             return False
 
@@ -496,13 +495,14 @@ class Worker:
 
     async def _lease_loop(self) -> None:
         last_extend = 0.0
+        every = self.settings.lease_extend_seconds
         while True:
-            await asyncio.sleep(_LEASE_CHECK_SECONDS)
+            await asyncio.sleep(every)
             running = list(self._running.values())
             if not running:
                 continue
             now = time.monotonic()
-            # Extending every second also delivers cancel requests within a second.
+            # The same call delivers cancel requests: a cancel lands within one period.
             try:
                 answers = await self.queue.extend(
                     [(r.claim.task_id, r.claim.token) for r in running],
@@ -525,7 +525,7 @@ class Worker:
                     r.ctx.cancel_event.set()
                     r.task.cancel()
 
-    async def _hold_loop(self, monitor: Any) -> None:
+    async def _hold_loop(self, monitor: OpenRouterMonitor) -> None:
         """Ask the monitor, now and then, whether the hold in force can be lifted."""
         while True:
             await asyncio.sleep(self.settings.hold_check_seconds)

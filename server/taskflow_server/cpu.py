@@ -6,10 +6,12 @@ slots rather than one executor of ``size`` workers, so that the process running 
 known: when a call overruns its ``timeout`` exactly that process is killed (SIGKILL) and its
 slot rebuilt, and the other calls in flight carry on. A hostile PDF therefore costs one worker
 restart, never a stalled worker. A child that dies on its own (a crash in native code, the OOM
-killer) surfaces as :class:`WorkerCrashed` and its slot is rebuilt too.
+killer) surfaces as :class:`CpuWorkerCrashedError` and its slot is rebuilt too.
 
 Processes start with ``forkserver`` where available (else ``spawn``), never ``fork``: the worker
-runs an event loop with threads, and forking such a process copies locks in unknown states.
+runs an event loop with threads, and forking such a process copies locks in unknown states. The
+modules a pool is told to ``preload`` are imported once in the fork server, so every process it
+starts has them already (:class:`~taskflow_server.services.Services` preloads the PDF reader).
 
 No worker process outlives its server: :meth:`CpuPool.shutdown` stops them (and
 :func:`shutdown_all_pools` every pool of the process, also run at interpreter exit), and on Linux
@@ -30,47 +32,50 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from taskflow_server.errors import TaskflowError
+
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-_PRELOAD = ["taskflow_server.pdf.extract"]
 _KILL = getattr(signal, "SIGKILL", signal.SIGTERM)
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 _SHUTDOWN_WAIT = 2.0  # seconds idle workers get to exit on their own before SIGKILL
 
 
-class CpuPoolError(RuntimeError):
+class CpuPoolError(TaskflowError, RuntimeError):
     """Base class of the pool's own failures."""
 
 
-class CpuTimeout(CpuPoolError, TimeoutError):
+class CpuTimeoutError(CpuPoolError, TimeoutError):
     """A call ran past its time limit; its worker process was killed."""
 
 
-class WorkerCrashed(CpuPoolError):
+class CpuWorkerCrashedError(CpuPoolError):
     """The worker process died while running a call (a crash, or it was killed)."""
 
 
-class OutOfMemory(CpuPoolError, MemoryError):
+class CpuOutOfMemoryError(CpuPoolError, MemoryError):
     """A call needed more memory than the pool's per-process cap allows."""
 
 
-class PoolClosed(CpuPoolError):
+class CpuPoolClosedError(CpuPoolError):
     """The pool was shut down."""
 
 
-def _context() -> multiprocessing.context.BaseContext:
+def _context(preload: Sequence[str]) -> multiprocessing.context.BaseContext:
     methods = multiprocessing.get_all_start_methods()
     if "forkserver" in methods:
         ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(_PRELOAD)
+        if preload:
+            # Process-wide, and read when the fork server starts (the first pool's first call).
+            ctx.set_forkserver_preload(list(preload))
         return ctx
     return multiprocessing.get_context("spawn")
 
@@ -146,18 +151,25 @@ class CpuPool:
         size: the number of worker processes (and of calls that run at once; more wait).
         start_timeout: how long a new worker process may take to start.
         memory_limit_mb: cap on each worker process's address space (``None``: no cap); a call
-            that needs more raises :class:`OutOfMemory`.
+            that needs more raises :class:`CpuOutOfMemoryError`.
+        preload: modules to import once in the fork server, before any worker process starts
+            (where ``forkserver`` exists), so that calls into them do not pay for the import.
     """
 
     def __init__(
-        self, size: int, *, start_timeout: float = 60.0, memory_limit_mb: int | None = None
+        self,
+        size: int,
+        *,
+        start_timeout: float = 60.0,
+        memory_limit_mb: int | None = None,
+        preload: Sequence[str] = (),
     ) -> None:
         if size < 1:
             raise ValueError("a CpuPool needs at least one process")
         self.size = size
         self.memory_limit_mb = memory_limit_mb
         self.start_timeout = start_timeout
-        self._ctx = _context()
+        self._ctx = _context(preload)
         self._idle: list[_Slot] = []
         self._busy: list[_Slot] = []
         self._free: asyncio.Semaphore | None = None
@@ -190,19 +202,20 @@ class CpuPool:
             slot.pid = await asyncio.wait_for(asyncio.wrap_future(pid_future), self.start_timeout)
         except (TimeoutError, BrokenProcessPool, OSError) as exc:
             self._retire(slot)
-            raise WorkerCrashed(f"a CPU worker process failed to start: {exc!r}") from None
+            raise CpuWorkerCrashedError(f"a CPU worker process failed to start: {exc!r}") from None
         return slot
 
     async def run(self, fn: Callable[..., T], *args: Any, timeout: float) -> T:
         """Run ``fn(*args)`` in a worker process and return its result.
 
-        Raises :class:`CpuTimeout` after ``timeout`` seconds (the worker is killed),
-        :class:`WorkerCrashed` if the worker died, :class:`PoolClosed` after
-        :meth:`shutdown`; an exception raised by ``fn`` itself is re-raised unchanged.
-        ``fn``, its arguments and its result must be picklable.
+        Raises :class:`CpuTimeoutError` after ``timeout`` seconds (the worker is killed),
+        :class:`CpuWorkerCrashedError` if the worker died, :class:`CpuOutOfMemoryError` past the
+        memory cap, :class:`CpuPoolClosedError` after :meth:`shutdown`; an exception raised by
+        ``fn`` itself is re-raised unchanged. ``fn``, its arguments and its result must be
+        picklable.
         """
         if self._closed:
-            raise PoolClosed("the CPU pool is shut down")
+            raise CpuPoolClosedError("the CPU pool is shut down")
         name = getattr(fn, "__qualname__", "call")
         async with self._semaphore():
             if self._idle:
@@ -217,15 +230,15 @@ class CpuPool:
                     result = await asyncio.wait_for(asyncio.wrap_future(future), timeout)
                 except TimeoutError:
                     self._kill(slot)
-                    raise CpuTimeout(
+                    raise CpuTimeoutError(
                         f"{name} ran past its {timeout:g} s limit; the worker process was stopped"
                     ) from None
                 except BrokenProcessPool:
-                    raise WorkerCrashed(
+                    raise CpuWorkerCrashedError(
                         f"the worker process died while running {name} (a crash or out of memory)"
                     ) from None
                 except MemoryError:
-                    raise OutOfMemory(
+                    raise CpuOutOfMemoryError(
                         f"{name} needed more than the {self.memory_limit_mb} MB memory cap"
                     ) from None
                 healthy = True
