@@ -14,7 +14,7 @@ whole archive (:class:`BatchRun`). Errors derive from :class:`TaskflowError` (se
 :mod:`taskflow_sdk.errors`).
 """
 
-from taskflow_sdk._base import DEFAULT_TIMEOUT, USE_CLIENT_DEFAULT
+from taskflow_sdk._config import DEFAULT_TIMEOUT, USE_CLIENT_DEFAULT
 from taskflow_sdk.async_client import AsyncClient, AsyncTaskPager
 from taskflow_sdk.batch import AsyncBatchRun, BatchRun
 from taskflow_sdk.client import Client, TaskPager
@@ -52,6 +52,7 @@ from taskflow_sdk.models import (
     Task,
     TaskList,
     TaskState,
+    TaskStatus,
     Worker,
     WorkerList,
 )
@@ -97,6 +98,7 @@ __all__ = [
     "TaskList",
     "TaskPager",
     "TaskState",
+    "TaskStatus",
     "TaskTimeout",
     "TaskflowError",
     "UnprocessableEntityError",

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import codecs
 import json
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["SSEDecoder", "ServerSentEvent", "decode_lines"]
+__all__ = ["SSEDecoder", "ServerSentEvent"]
 
 
 @dataclass(frozen=True)
@@ -120,14 +119,3 @@ class SSEDecoder:
         self._pending = ""
         self._skip_lf = False
         self._first = True
-
-
-def decode_lines(
-    lines: Iterable[str], decoder: SSEDecoder | None = None
-) -> Iterator[ServerSentEvent]:
-    """Events from an iterable of lines (e.g. ``httpx.Response.iter_lines()``)."""
-    dec = decoder or SSEDecoder()
-    for line in lines:
-        event = dec.line(line.rstrip("\r\n"))
-        if event is not None:
-            yield event

@@ -2,46 +2,49 @@
 :class:`~taskflow_sdk.Client`, with coroutines.
 
 Await it at the top level of a notebook or inside any running loop; it creates no loop and
-patches none. All the logic lives in :mod:`taskflow_sdk._base`; this module only sends requests
-(concurrently for ``Gather``) and sleeps.
+patches none. Every method builds the same flow as :class:`~taskflow_sdk.Client`'s and runs it
+on the client's :class:`~taskflow_sdk._drivers.AsyncHttpxDriver`; no logic lives here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import httpx
 
-from taskflow_sdk._base import (
+from taskflow_sdk._config import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_TIMEOUT,
     USE_CLIENT_DEFAULT,
-    Flow,
-    Gather,
-    ListQuery,
-    Requests,
-    Send,
     Timeout,
     TimeoutTypes,
-    WaitState,
     resolve_config,
     safe_url,
-    task_id_of,
 )
+from taskflow_sdk._drivers import AsyncHttpxDriver
 from taskflow_sdk._files import FileInput, read_upload
-from taskflow_sdk.client import STREAM_REPOLL_SECONDS, TERMINAL_EVENT_TYPES
-from taskflow_sdk.events import AsyncEventStream, EventCursor
+from taskflow_sdk._flows import Flow
+from taskflow_sdk._params import ListQuery, task_id_of
+from taskflow_sdk._wait import (
+    STREAM_CONNECT_SECONDS,
+    TERMINAL_EVENT_TYPES,
+    WaitState,
+    stream_wait_flow,
+    wait_flow,
+    wait_ids,
+)
+from taskflow_sdk.batch import BATCH_RUNS_KEPT, AsyncBatchRun
+from taskflow_sdk.events import AsyncEventPump, AsyncEventStream, EventCursor
 from taskflow_sdk.models import (
     BatchSubmitResult,
     BreakerStatus,
     Budget,
-    Event,
     Health,
     Metrics,
     OpenRouterStatus,
@@ -58,14 +61,9 @@ from taskflow_sdk.progress import Progress
 if TYPE_CHECKING:
     import pandas as pd
 
-    from taskflow_sdk.batch import AsyncBatchRun
-
 T = TypeVar("T")
 
 __all__ = ["AsyncClient", "AsyncTaskPager"]
-
-GATHER_CONCURRENCY = 32
-"""Requests one ``Gather`` (e.g. a polling round of ``wait()``) keeps in flight."""
 
 
 class AsyncClient:
@@ -94,53 +92,26 @@ class AsyncClient:
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
         self._config = resolve_config(base_url, token, timeout, max_retries)
-        self._requests = Requests(self._config)
         self._owns_http = http_client is None
         self._http = http_client or httpx.AsyncClient(timeout=self._config.timeout)
+        self._driver = AsyncHttpxDriver(self._http, self._config)
+        self._requests = self._driver.requests
         self.breaker = AsyncBreaker(self)
-        self.batch_runs: list[AsyncBatchRun] = []
-        """Batches started from this client, oldest first (a control panel shows them)."""
         """The shared circuit breaker: ``await open()``, ``reset()``, ``status()``."""
         self.openrouter = AsyncOpenRouter(self)
         """The upstream: ``await status()``, ``metrics()``, ``budget()``, ``set_budget()``."""
+        self.batch_runs: deque[AsyncBatchRun] = deque(maxlen=BATCH_RUNS_KEPT)
+        """The last :data:`~taskflow_sdk.batch.BATCH_RUNS_KEPT` batches started from this
+        client, oldest first (a control panel shows them); older ones are forgotten here but
+        live on while you hold them."""
 
     @property
     def base_url(self) -> str:
         """The server's URL."""
         return self._config.base_url
 
-    # ------------------------------------------------------------------ flow driver
-
     async def _run(self, flow: Flow[T]) -> T:
-        outcome: Any = None
-        while True:
-            try:
-                action = flow.send(outcome)
-            except StopIteration as stop:
-                return cast(T, stop.value)
-            if isinstance(action, Send):
-                request = self._http.build_request(**action.spec.build_kwargs(self._config))
-                try:
-                    outcome = await self._http.send(request)
-                except httpx.TransportError as exc:
-                    outcome = exc
-            elif isinstance(action, Gather):
-                outcome = await self._gather(action.flows)
-            else:
-                await asyncio.sleep(action.seconds)
-                outcome = None
-
-    async def _gather(self, flows: Sequence[Flow[Any]]) -> builtins.list[Any]:
-        limit = asyncio.Semaphore(GATHER_CONCURRENCY)
-
-        async def one(flow: Flow[Any]) -> Any:
-            async with limit:
-                try:
-                    return await self._run(flow)
-                except Exception as exc:
-                    return exc
-
-        return builtins.list(await asyncio.gather(*(one(f) for f in flows)))
+        return await self._driver.run(flow)
 
     # ------------------------------------------------------------------ submit
 
@@ -294,18 +265,16 @@ class AsyncClient:
     ) -> Task | builtins.list[Task]:
         """Wait until the task (or every task of a list) has finished (see
         :meth:`Client.wait`)."""
-        single = isinstance(tasks, Task | str)
-        if isinstance(tasks, Task | str):
-            ids = [task_id_of(tasks)]
-        else:
-            ids = [task_id_of(t) for t in tasks]
+        ids, single = wait_ids(tasks)
         state = WaitState(ids, timeout, raise_on_failure)
         bar = Progress(state, name="wait") if progress else None
         try:
             if stream:
                 done = await self._wait_stream(state, poll_interval, bar)
             else:
-                flow = self._requests.wait(state, poll_interval=poll_interval, on_progress=bar)
+                flow = wait_flow(
+                    self._requests, state, poll_interval=poll_interval, on_progress=bar
+                )
                 done = await self._run(flow)
         finally:
             if bar is not None:
@@ -313,48 +282,17 @@ class AsyncClient:
         return done[0] if single else done
 
     async def _wait_stream(
-        self, state: WaitState, poll: float, on_progress: Callable[[], None] | None
+        self, state: WaitState, poll_interval: float, bar: Progress | None
     ) -> builtins.list[Task]:
-        stream = self.events(types=TERMINAL_EVENT_TYPES)
-        inbox: asyncio.Queue[Event | BaseException] = asyncio.Queue()
-
-        async def pump() -> None:
-            try:
-                async for event in stream:
-                    inbox.put_nowait(event)
-            except Exception as exc:
-                inbox.put_nowait(exc)
-
-        reader = asyncio.create_task(pump(), name="taskflow-wait-events")
+        pump = AsyncEventPump(self.events(types=TERMINAL_EVENT_TYPES))
         try:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stream.connected.wait(), timeout=state.clip(5.0))
-            repoll = max(STREAM_REPOLL_SECONDS, poll)
-            fresh = builtins.list(state.pending)
-            while True:
-                if fresh:
-                    for task in await self._gather([self._requests.get(i) for i in fresh]):
-                        if isinstance(task, BaseException):
-                            raise task
-                        state.update(task)
-                    if on_progress is not None:
-                        on_progress()
-                if state.finished:
-                    return state.result()
-                state.check_deadline()
-                try:
-                    item = await asyncio.wait_for(inbox.get(), timeout=state.clip(repoll))
-                except TimeoutError:
-                    fresh = state.pending
-                    continue
-                if isinstance(item, BaseException):
-                    raise item
-                fresh = [item.task_id] if item.task_id and state.is_pending(item.task_id) else []
+            await pump.wait_connected(state.clip(STREAM_CONNECT_SECONDS))
+            flow = stream_wait_flow(
+                self._requests, state, poll_interval=poll_interval, on_progress=bar
+            )
+            return await self._driver.run(flow, events=pump.next)
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
-            await stream.aclose()
+            await pump.aclose()
 
     async def cancel(self, task: Task | str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> Task:
         """Cancel a task (see :meth:`Client.cancel`)."""
@@ -418,7 +356,9 @@ class AsyncClient:
         :meth:`Client.events`)."""
         cursor = EventCursor(last_event_id, types, task_id)
         return AsyncEventStream(
-            self, lambda after: self._requests.events_spec(after, cursor.types, task_id), cursor
+            self._driver,
+            lambda after: self._requests.events_spec(after, cursor.types, task_id),
+            cursor,
         )
 
     async def batch(
@@ -432,10 +372,8 @@ class AsyncClient:
     ) -> AsyncBatchRun:
         """Submit a batch idempotently and return its :class:`~taskflow_sdk.AsyncBatchRun` (see
         :meth:`Client.batch`)."""
-        from taskflow_sdk.batch import AsyncBatchRun
-
         run = AsyncBatchRun(
-            self,
+            self._driver,
             texts=texts,
             paths=paths,
             folder=folder,

@@ -31,7 +31,9 @@ without a summary get a summarize task each (idempotent too), joined in ``result
 
 :class:`BatchRun` (for :class:`~taskflow_sdk.Client`) and :class:`AsyncBatchRun` (for
 :class:`~taskflow_sdk.AsyncClient`) only drive the flows of :class:`BatchCore`, where all the
-logic lives.
+logic lives, on the client's driver (:mod:`taskflow_sdk._drivers`). A PDF batch keeps each file's
+path and sha256, not its bytes: a file is read when it is uploaded. A client lists its last
+:data:`BATCH_RUNS_KEPT` runs in ``client.batch_runs``.
 """
 
 from __future__ import annotations
@@ -47,16 +49,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from taskflow_sdk._base import (
-    LOOKUP_MAX,
-    Flow,
-    Gather,
-    Requests,
-    Upload,
-    WaitState,
-    check_usd,
-)
-from taskflow_sdk._files import read_upload
+from taskflow_sdk._drivers import AsyncDriver, SyncDriver
+from taskflow_sdk._files import Upload, read_upload
+from taskflow_sdk._flows import Flow, Gather
+from taskflow_sdk._params import check_usd
+from taskflow_sdk._requests import LOOKUP_MAX, Requests
+from taskflow_sdk._wait import WaitState, wait_flow
 from taskflow_sdk.errors import ConflictError
 from taskflow_sdk.models import Task, TaskState
 from taskflow_sdk.progress import Progress
@@ -64,11 +62,9 @@ from taskflow_sdk.progress import Progress
 if TYPE_CHECKING:
     import pandas as pd
 
-    from taskflow_sdk.async_client import AsyncClient
-    from taskflow_sdk.client import Client
-
 __all__ = [
     "ARTICLE_COLUMNS",
+    "BATCH_RUNS_KEPT",
     "TEXT_COLUMNS",
     "AsyncBatchRun",
     "BatchCore",
@@ -102,8 +98,13 @@ HOLDABLE = (TaskState.PENDING, TaskState.SCHEDULED)
 FAILURE_COLUMNS = ["item", "kind", "task_id", "state", "error_class", "message", "retry_count"]
 """Columns of ``failures()``."""
 
+BATCH_RUNS_KEPT = 32
+"""How many of its latest runs a client lists in ``client.batch_runs`` (older runs are dropped
+from the list; a run you hold a reference to stays usable)."""
 KEY_PREFIX = "tfb"
+"""The prefix of every batch task's idempotency key."""
 MAX_POLL = 1.0
+"""The longest pause between two polls of a batch's ``wait()``."""
 PAYLOAD_OPTIONS = ("sentences", "language")
 """Options that change a summary (and so are part of its idempotency key)."""
 TASK_OPTIONS = ("priority", "max_retries")
@@ -187,6 +188,7 @@ class Entry:
     created: bool | None = None
     text: str | None = None
     upload: Upload | None = None
+    """For a PDF: its path, size and sha256 (its bytes are read only when it is uploaded)."""
     parent: int | None = None
     """For an article: the index of its PDF entry; ``row`` is its position in that file's rows."""
     row: int | None = None
@@ -263,7 +265,8 @@ class BatchCore:
     # ------------------------------------------------------------------ inputs
 
     def load(self) -> None:
-        """Build the entries: hash the texts, read and hash the files (the only file I/O)."""
+        """Build the entries: hash the texts and the files (read in chunks, not kept: the only
+        file I/O besides the uploads)."""
         if self.entries:
             return
         tag = {"tag": self.tag} if self.tag else {}
@@ -356,20 +359,24 @@ class BatchCore:
         state = WaitState([e.task.task_id for e in entries if e.task], timeout, False)
 
         def after_round() -> Flow[None]:
-            self._sync(entries, state.latest)
+            self._sync(entries, state)
             yield from self.budget_flow(state)
 
-        yield from self.requests.wait(
-            state, poll_interval=MAX_POLL, on_progress=on_progress, after_round=after_round
+        yield from wait_flow(
+            self.requests,
+            state,
+            poll_interval=MAX_POLL,
+            on_progress=on_progress,
+            after_round=after_round,
         )
-        self._sync(entries, state.latest)
+        self._sync(entries, state)
         return None
 
     @staticmethod
-    def _sync(entries: Sequence[Entry], latest: Mapping[str, Task]) -> None:
+    def _sync(entries: Sequence[Entry], state: WaitState) -> None:
         for e in entries:
-            if e.task is not None and e.task.task_id in latest:
-                e.task = latest[e.task.task_id]
+            if e.task is not None:
+                e.task = state.latest(e.task)
 
     def _set_task(self, task: Task) -> None:
         """Record a fresh view of a task on every entry that holds it."""
@@ -729,17 +736,18 @@ class BatchRun(_RunViews):
 
     ``wait(timeout=None, progress=True)`` waits with a progress bar; ``results()``,
     ``failures()``, ``retry_failed()``, ``to_csv()``, ``to_parquet()``; ``tasks`` and
-    ``counts()`` show where it stands. Options are those of :class:`BatchCore`.
+    ``counts()`` show where it stands. Options are those of :class:`BatchCore`; ``driver`` is
+    the client's (any :class:`~taskflow_sdk._drivers.SyncDriver`).
     """
 
-    def __init__(self, client: Client, **kwargs: Any) -> None:
-        self._client = client
-        self.core = BatchCore(client._requests, **kwargs)
+    def __init__(self, driver: SyncDriver, **kwargs: Any) -> None:
+        self._driver = driver
+        self.core = BatchCore(driver.requests, **kwargs)
 
     def submit(self) -> int:
         """Submit what is not submitted yet (idempotent); returns how many tasks were new."""
         self.core.load()
-        return self._client._run(self.core.submit_flow())
+        return self._driver.run(self.core.submit_flow())
 
     def wait(self, timeout: float | None = None, progress: bool = True) -> BatchRun:
         """Wait until every task (and article summary) has finished or is held by the run's
@@ -748,7 +756,7 @@ class BatchRun(_RunViews):
         so far and an ETA from the recent completion rate."""
         bar = Progress(self.core, enabled=progress, name="batch")
         try:
-            self._client._run(self.core.wait_flow(timeout, bar))
+            self._driver.run(self.core.wait_flow(timeout, bar))
         finally:
             bar.close()
         return self
@@ -756,43 +764,45 @@ class BatchRun(_RunViews):
     def retry_failed(self) -> list[Task]:
         """Send the failed tasks back to the queue (their retry count reset); ``wait()`` again
         for them. Returns the requeued tasks."""
-        return self._client._run(self.core.retry_flow())
+        return self._driver.run(self.core.retry_flow())
 
     def raise_budget(self, new_usd: float | None) -> list[Task]:
         """Raise the run's budget to ``new_usd`` (``None``: no cap) and re-queue its held tasks
         (CANCELLED -> PENDING); ``wait()`` again to go on. Returns the re-queued tasks."""
-        return self._client._run(self.core.raise_budget_flow(new_usd))
+        return self._driver.run(self.core.raise_budget_flow(new_usd))
 
 
 class AsyncBatchRun(_RunViews):
     """A batch on an :class:`~taskflow_sdk.AsyncClient` (made by ``await client.batch(...)``);
     the same methods as :class:`BatchRun`, with ``await`` for ``submit``, ``wait`` and
-    ``retry_failed``."""
+    ``retry_failed``; ``driver`` is the client's (any
+    :class:`~taskflow_sdk._drivers.AsyncDriver`).
+    """
 
-    def __init__(self, client: AsyncClient, **kwargs: Any) -> None:
-        self._client = client
-        self.core = BatchCore(client._requests, **kwargs)
+    def __init__(self, driver: AsyncDriver, **kwargs: Any) -> None:
+        self._driver = driver
+        self.core = BatchCore(driver.requests, **kwargs)
 
     async def submit(self) -> int:
         """Submit what is not submitted yet (idempotent); returns how many tasks were new."""
         await asyncio.to_thread(self.core.load)
-        return await self._client._run(self.core.submit_flow())
+        return await self._driver.run(self.core.submit_flow())
 
     async def wait(self, timeout: float | None = None, progress: bool = True) -> AsyncBatchRun:
         """Wait until every task (and article summary) has finished or is held by the run's
         budget (see :meth:`BatchRun.wait`)."""
         bar = Progress(self.core, enabled=progress, name="batch")
         try:
-            await self._client._run(self.core.wait_flow(timeout, bar))
+            await self._driver.run(self.core.wait_flow(timeout, bar))
         finally:
             bar.close()
         return self
 
     async def retry_failed(self) -> list[Task]:
         """Send the failed tasks back to the queue; returns the requeued tasks."""
-        return await self._client._run(self.core.retry_flow())
+        return await self._driver.run(self.core.retry_flow())
 
     async def raise_budget(self, new_usd: float | None) -> list[Task]:
         """Raise the run's budget and re-queue its held tasks (see
         :meth:`BatchRun.raise_budget`)."""
-        return await self._client._run(self.core.raise_budget_flow(new_usd))
+        return await self._driver.run(self.core.raise_budget_flow(new_usd))

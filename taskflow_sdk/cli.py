@@ -45,9 +45,13 @@ if TYPE_CHECKING:
     import pandas as pd
 
 EXIT_OK = 0
+"""Exit status: the command did what it was asked (and every task it waited for completed)."""
 EXIT_ERROR = 1
+"""Exit status: an error answer, a task that did not complete, a timeout, an unhealthy server."""
 EXIT_UNREACHABLE = 2
+"""Exit status: the server could not be reached, or refused the token."""
 TABLE_WIDTH = 60
+"""The widest a text column of a printed table gets."""
 
 
 class CliError(Exception):
@@ -330,7 +334,7 @@ def cmd_samples(args: argparse.Namespace) -> int:
 
 def cmd_fake_openrouter(args: argparse.Namespace) -> int:
     """``fake-openrouter ARGS``: run the local OpenRouter stand-in (arguments pass through)."""
-    fake = _server_import("taskflow_server.llm.fake_openrouter")
+    fake = _server_import("taskflow_server.testing.openrouter")
     extra = [a for a in args.fake_args if a != "--"]
     result = fake.main(extra)
     return int(result) if isinstance(result, int) else EXIT_OK
@@ -342,10 +346,14 @@ def _start_server() -> Any:
     start: Callable[[Any], Any] | None = getattr(server_cli, "start_background_server", None)
     if start is None:
         start = _server_import("taskflow_server.serve").start_background_server
+    errors = _server_import("taskflow_server.errors")
     settings = config.Settings(
         redis_url=None, port=0, host="127.0.0.1", api_token=None, openrouter_api_key=None
     )
-    return start(settings)
+    try:
+        return start(settings)
+    except errors.ConfigError as exc:  # e.g. the embedded store's extra is not installed
+        raise CliError(str(exc)) from None
 
 
 def _sample_folder() -> Path:

@@ -1,41 +1,44 @@
 """The synchronous client, on ``httpx.Client``.
 
-It never touches an event loop, so it works the same in scripts, threads and notebooks. All the
-logic lives in :mod:`taskflow_sdk._base`; this module only sends requests and sleeps.
+It never touches an event loop, so it works the same in scripts, threads and notebooks. Every
+method builds a flow (:mod:`taskflow_sdk._requests`, :mod:`taskflow_sdk._wait`) and runs it on
+the client's :class:`~taskflow_sdk._drivers.HttpxDriver`; no logic lives here.
 """
 
 from __future__ import annotations
 
 import builtins
-import queue
-import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections import deque
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import httpx
 
-from taskflow_sdk._base import (
+from taskflow_sdk._config import (
     DEFAULT_MAX_RETRIES,
     DEFAULT_POLL_INTERVAL,
     DEFAULT_TIMEOUT,
     USE_CLIENT_DEFAULT,
-    Flow,
-    Gather,
-    ListQuery,
-    Requests,
-    Send,
     Timeout,
     TimeoutTypes,
-    WaitState,
-    gather_flow,
     resolve_config,
     safe_url,
-    task_id_of,
 )
+from taskflow_sdk._drivers import HttpxDriver
 from taskflow_sdk._files import FileInput, read_upload
-from taskflow_sdk.events import EventCursor, EventStream
+from taskflow_sdk._flows import Flow
+from taskflow_sdk._params import ListQuery, task_id_of
+from taskflow_sdk._wait import (
+    STREAM_CONNECT_SECONDS,
+    TERMINAL_EVENT_TYPES,
+    WaitState,
+    stream_wait_flow,
+    wait_flow,
+    wait_ids,
+)
+from taskflow_sdk.batch import BATCH_RUNS_KEPT, BatchRun
+from taskflow_sdk.events import EventCursor, EventPump, EventStream
 from taskflow_sdk.models import (
     BatchSubmitResult,
     BreakerStatus,
@@ -56,15 +59,9 @@ from taskflow_sdk.progress import Progress
 if TYPE_CHECKING:
     import pandas as pd
 
-    from taskflow_sdk.batch import BatchRun
-
 T = TypeVar("T")
 
 __all__ = ["Client", "TaskPager"]
-
-STREAM_REPOLL_SECONDS = 5.0
-"""In ``wait(stream=True)``, unfinished tasks are polled again after this long without news."""
-TERMINAL_EVENT_TYPES = ("task_state_changed", "task_deleted", "task_expired")
 
 
 class Client:
@@ -94,47 +91,26 @@ class Client:
         http_client: httpx.Client | None = None,
     ) -> None:
         self._config = resolve_config(base_url, token, timeout, max_retries)
-        self._requests = Requests(self._config)
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(timeout=self._config.timeout)
+        self._driver = HttpxDriver(self._http, self._config)
+        self._requests = self._driver.requests
         self.breaker = Breaker(self)
-        self.batch_runs: list[BatchRun] = []
-        """Batches started from this client, oldest first (a control panel shows them)."""
         """The shared circuit breaker: ``open()``, ``reset()``, ``status()``."""
         self.openrouter = OpenRouter(self)
         """The upstream: ``status()``, ``metrics()``, ``budget()``, ``set_budget()``."""
+        self.batch_runs: deque[BatchRun] = deque(maxlen=BATCH_RUNS_KEPT)
+        """The last :data:`~taskflow_sdk.batch.BATCH_RUNS_KEPT` batches started from this
+        client, oldest first (a control panel shows them); older ones are forgotten here but
+        live on while you hold them."""
 
     @property
     def base_url(self) -> str:
         """The server's URL."""
         return self._config.base_url
 
-    # ------------------------------------------------------------------ flow driver
-
     def _run(self, flow: Flow[T]) -> T:
-        outcome: Any = None
-        while True:
-            try:
-                action = flow.send(outcome)
-            except StopIteration as stop:
-                return cast(T, stop.value)
-            if isinstance(action, Send):
-                request = self._http.build_request(**action.spec.build_kwargs(self._config))
-                try:
-                    outcome = self._http.send(request)
-                except httpx.TransportError as exc:
-                    outcome = exc
-            elif isinstance(action, Gather):
-                results: builtins.list[Any] = []
-                for sub in action.flows:
-                    try:
-                        results.append(self._run(sub))
-                    except Exception as exc:
-                        results.append(exc)
-                outcome = results
-            else:
-                time.sleep(action.seconds)
-                outcome = None
+        return self._driver.run(flow)
 
     # ------------------------------------------------------------------ submit
 
@@ -305,24 +281,25 @@ class Client:
         """Wait until the task (or every task of a list) has finished; returns it (them, in
         order) with every field.
 
-        ``timeout``: seconds, ``None`` for no limit; raises :class:`~taskflow_sdk.TaskTimeout`
-        (``.pending``, ``.done``). ``stream``: follow the event stream instead of polling
-        (fewer requests for long tasks). ``raise_on_failure``: raise
-        :class:`~taskflow_sdk.TaskFailed` as soon as a task ends in DLQ, FAILED or CANCELLED.
-        ``progress``: show a progress bar (a widget in notebooks, tqdm elsewhere).
+        Polling asks only where the unfinished tasks stand (state, progress, retry count) and
+        fetches each task's full detail once, when it has finished. ``timeout``: seconds,
+        ``None`` for no limit; raises :class:`~taskflow_sdk.TaskTimeout` (``.pending``: the
+        unfinished tasks as last seen, state and progress only; ``.done``). ``stream``: follow
+        the event stream instead of polling (fewer requests for long tasks).
+        ``raise_on_failure``: raise :class:`~taskflow_sdk.TaskFailed` as soon as a task ends in
+        DLQ, FAILED or CANCELLED. ``progress``: show a progress bar (a widget in notebooks, tqdm
+        elsewhere).
         """
-        single = isinstance(tasks, Task | str)
-        if isinstance(tasks, Task | str):
-            ids = [task_id_of(tasks)]
-        else:
-            ids = [task_id_of(t) for t in tasks]
+        ids, single = wait_ids(tasks)
         state = WaitState(ids, timeout, raise_on_failure)
         bar = Progress(state, name="wait") if progress else None
         try:
             if stream:
                 done = self._wait_stream(state, poll_interval, bar)
             else:
-                flow = self._requests.wait(state, poll_interval=poll_interval, on_progress=bar)
+                flow = wait_flow(
+                    self._requests, state, poll_interval=poll_interval, on_progress=bar
+                )
                 done = self._run(flow)
         finally:
             if bar is not None:
@@ -330,46 +307,17 @@ class Client:
         return done[0] if single else done
 
     def _wait_stream(
-        self, state: WaitState, poll: float, on_progress: Callable[[], None] | None
+        self, state: WaitState, poll_interval: float, bar: Progress | None
     ) -> builtins.list[Task]:
-        stream = self.events(types=TERMINAL_EVENT_TYPES)
-        inbox: queue.Queue[Any] = queue.Queue()
-
-        def pump() -> None:
-            try:
-                for event in stream:
-                    inbox.put(event)
-            except Exception as exc:
-                inbox.put(exc)
-
-        reader = threading.Thread(target=pump, name="taskflow-wait-events", daemon=True)
-        reader.start()
+        pump = EventPump(self.events(types=TERMINAL_EVENT_TYPES))
         try:
-            stream.connected.wait(timeout=state.clip(5.0))
-            repoll = max(STREAM_REPOLL_SECONDS, poll)
-            fresh = list(state.pending)
-            while True:
-                if fresh:
-                    for task in self._run(gather_flow([self._requests.get(i) for i in fresh])):
-                        if isinstance(task, BaseException):
-                            raise task
-                        state.update(task)
-                    if on_progress is not None:
-                        on_progress()
-                if state.finished:
-                    return state.result()
-                state.check_deadline()
-                try:
-                    item = inbox.get(timeout=state.clip(repoll))
-                except queue.Empty:
-                    fresh = state.pending
-                    continue
-                if isinstance(item, BaseException):
-                    raise item
-                fresh = [item.task_id] if state.is_pending(item.task_id) else []
+            pump.wait_connected(state.clip(STREAM_CONNECT_SECONDS))
+            flow = stream_wait_flow(
+                self._requests, state, poll_interval=poll_interval, on_progress=bar
+            )
+            return self._driver.run(flow, events=pump.next)
         finally:
-            stream.close()
-            reader.join(timeout=5)
+            pump.close()
 
     def cancel(self, task: Task | str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> Task:
         """Cancel a task: PENDING/SCHEDULED/DLQ at once; an ACTIVE one is asked to stop (its
@@ -441,7 +389,9 @@ class Client:
         """
         cursor = EventCursor(last_event_id, types, task_id)
         return EventStream(
-            self, lambda after: self._requests.events_spec(after, cursor.types, task_id), cursor
+            self._driver,
+            lambda after: self._requests.events_spec(after, cursor.types, task_id),
+            cursor,
         )
 
     def batch(
@@ -459,10 +409,8 @@ class Client:
         ``max_retries``, ``issue_date``, ``sentences``, ``language``, ``tag``, and
         ``budget_usd``: once the run's tasks have cost that much, its waiting tasks are held
         (cancelled, to be re-queued by ``run.raise_budget()``)."""
-        from taskflow_sdk.batch import BatchRun
-
         run = BatchRun(
-            self,
+            self._driver,
             texts=texts,
             paths=paths,
             folder=folder,

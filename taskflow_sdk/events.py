@@ -8,7 +8,10 @@ anything at or before that id, so nothing is delivered twice. A status error (40
 the stream with its exception; connection failures are retried with backoff and give up after
 ``max_reconnects`` attempts in a row.
 
-Both are context managers; ``close()`` ends the iteration.
+Both are context managers; ``close()`` ends the iteration. They run on a driver (see
+:mod:`taskflow_sdk._drivers`), not on a client. :class:`EventPump` and :class:`AsyncEventPump`
+read a stream in the background for ``wait(stream=True)``, which asks them for the next event
+with a timeout.
 """
 
 from __future__ import annotations
@@ -16,30 +19,33 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import queue
 import socket
 import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from taskflow_sdk._base import RequestSpec, connection_error
+from taskflow_sdk._drivers import AsyncDriver, SyncDriver
+from taskflow_sdk._flows import RequestSpec, connection_error
 from taskflow_sdk._sse import SSEDecoder
 from taskflow_sdk.errors import APIConnectionError, error_for_response
 from taskflow_sdk.models import Event
 
-if TYPE_CHECKING:
-    from taskflow_sdk.async_client import AsyncClient
-    from taskflow_sdk.client import Client
-
-__all__ = ["AsyncEventStream", "EventCursor", "EventStream"]
+__all__ = ["AsyncEventPump", "AsyncEventStream", "EventCursor", "EventPump", "EventStream"]
 
 DEFAULT_MAX_RECONNECTS = 10
+"""Failed connection attempts in a row after which a stream gives up."""
 RECONNECT_MIN = 0.1
+"""Seconds before the first reconnection (unless the server sent ``retry:``)."""
 RECONNECT_MAX = 5.0
+"""The longest pause between two reconnections."""
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+"""Statuses after which a stream reconnects instead of ending."""
+PUMP_JOIN_SECONDS = 5.0
+"""How long closing an :class:`EventPump` waits for its reader thread."""
 
 
 def stream_position(event_id: str | None) -> tuple[int, int] | None:
@@ -146,9 +152,9 @@ class EventStream(Iterator[Event]):
     """
 
     def __init__(
-        self, client: Client, spec: Callable[[str | None], RequestSpec], cursor: EventCursor
+        self, driver: SyncDriver, spec: Callable[[str | None], RequestSpec], cursor: EventCursor
     ) -> None:
-        self._client = client
+        self._driver = driver
         self._spec = spec
         self._cursor = cursor
         self._buffer: deque[Event] = deque()
@@ -194,13 +200,11 @@ class EventStream(Iterator[Event]):
         return self._buffer.popleft()
 
     def _connect(self) -> None:
-        http = self._client._http
         spec = self._spec(self._cursor.last_event_id)
-        request = http.build_request(**spec.build_kwargs(self._client._config))
         try:
-            response = http.send(request, stream=True)
+            response = self._driver.open_stream(spec)
         except httpx.TransportError as exc:
-            self._sleep(self._cursor.dropped(connection_error(exc, self._client._config)))
+            self._sleep(self._cursor.dropped(connection_error(exc, self._driver.config)))
             return
         if not _check_status(response):
             response.read()
@@ -220,7 +224,7 @@ class EventStream(Iterator[Event]):
         if self._closed:
             return
         if isinstance(error, httpx.TransportError):
-            error = connection_error(error, self._client._config)
+            error = connection_error(error, self._driver.config)
         self._sleep(self._cursor.dropped(error))
 
     def _sleep(self, seconds: float) -> None:
@@ -257,9 +261,9 @@ class AsyncEventStream(AsyncIterator[Event]):
     """
 
     def __init__(
-        self, client: AsyncClient, spec: Callable[[str | None], RequestSpec], cursor: EventCursor
+        self, driver: AsyncDriver, spec: Callable[[str | None], RequestSpec], cursor: EventCursor
     ) -> None:
-        self._client = client
+        self._driver = driver
         self._spec = spec
         self._cursor = cursor
         self._buffer: deque[Event] = deque()
@@ -304,13 +308,11 @@ class AsyncEventStream(AsyncIterator[Event]):
         return self._buffer.popleft()
 
     async def _connect(self) -> None:
-        http = self._client._http
         spec = self._spec(self._cursor.last_event_id)
-        request = http.build_request(**spec.build_kwargs(self._client._config))
         try:
-            response = await http.send(request, stream=True)
+            response = await self._driver.open_stream(spec)
         except httpx.TransportError as exc:
-            await asyncio.sleep(self._cursor.dropped(connection_error(exc, self._client._config)))
+            await asyncio.sleep(self._cursor.dropped(connection_error(exc, self._driver.config)))
             return
         if not _check_status(response):
             await response.aread()
@@ -329,7 +331,7 @@ class AsyncEventStream(AsyncIterator[Event]):
         if self._closed:
             return
         if isinstance(error, httpx.TransportError):
-            error = connection_error(error, self._client._config)
+            error = connection_error(error, self._driver.config)
         await asyncio.sleep(self._cursor.dropped(error))
 
     async def _close_response(self) -> None:
@@ -349,8 +351,75 @@ class AsyncEventStream(AsyncIterator[Event]):
         await self.aclose()
 
 
-def make_cursor(
-    last_event_id: str | None, types: Sequence[str] | None, task_id: str | None, **kw: Any
-) -> EventCursor:
-    """A cursor for a new stream."""
-    return EventCursor(last_event_id, types, task_id, **kw)
+class EventPump:
+    """Reads an :class:`EventStream` on a daemon thread into a queue, so that a caller can wait
+    for the next event with a timeout (:meth:`next`). ``close()`` ends the stream and the
+    thread."""
+
+    def __init__(self, stream: EventStream) -> None:
+        self.stream = stream
+        self._inbox: queue.Queue[Event | BaseException] = queue.Queue()
+        self._reader = threading.Thread(target=self._pump, name="taskflow-events", daemon=True)
+        self._reader.start()
+
+    def _pump(self) -> None:
+        try:
+            for event in self.stream:
+                self._inbox.put(event)
+        except Exception as exc:
+            self._inbox.put(exc)
+
+    def wait_connected(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the stream to connect; whether it did."""
+        return self.stream.connected.wait(timeout=seconds)
+
+    def next(self, seconds: float) -> Event | BaseException | None:
+        """The next event, the exception that ended the stream, or ``None`` after ``seconds``."""
+        try:
+            return self._inbox.get(timeout=max(0.0, seconds))
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        """End the stream and wait (briefly) for the reader thread."""
+        self.stream.close()
+        self._reader.join(timeout=PUMP_JOIN_SECONDS)
+
+
+class AsyncEventPump:
+    """Reads an :class:`AsyncEventStream` in a background task into a queue, so that a caller
+    can await the next event with a timeout (:meth:`next`). ``await aclose()`` ends both."""
+
+    def __init__(self, stream: AsyncEventStream) -> None:
+        self.stream = stream
+        self._inbox: asyncio.Queue[Event | BaseException] = asyncio.Queue()
+        self._reader = asyncio.create_task(self._pump(), name="taskflow-events")
+
+    async def _pump(self) -> None:
+        try:
+            async for event in self.stream:
+                self._inbox.put_nowait(event)
+        except Exception as exc:
+            self._inbox.put_nowait(exc)
+
+    async def wait_connected(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` for the stream to connect; whether it did."""
+        try:
+            await asyncio.wait_for(self.stream.connected.wait(), timeout=seconds)
+        except TimeoutError:
+            return False
+        return True
+
+    async def next(self, seconds: float) -> Event | BaseException | None:
+        """The next event, the exception that ended the stream, or ``None`` after ``seconds``."""
+        try:
+            return await asyncio.wait_for(self._inbox.get(), timeout=max(0.0, seconds))
+        except TimeoutError:
+            return None
+
+    async def aclose(self) -> None:
+        """Stop the reader task and end the stream."""
+        self._reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._reader
+        await self.stream.aclose()

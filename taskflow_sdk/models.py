@@ -38,6 +38,7 @@ __all__ = [
     "Task",
     "TaskList",
     "TaskState",
+    "TaskStatus",
     "Worker",
     "WorkerList",
 ]
@@ -235,6 +236,46 @@ class Task(_Model):
             for k, v in rows
         )
         return f"<table><caption>Task {html.escape(self.task_id)}</caption>{cells}</table>"
+
+
+class TaskStatus(_Model):
+    """Where a task stands, without its input or result: one row of ``POST
+    /api/v1/tasks/states``, what ``wait()`` polls (it fetches a task's full :class:`Task` once,
+    when this says it has finished)."""
+
+    task_id: str
+    state: TaskState
+    updated_at: datetime | None = None
+    retry_count: int = 0
+    progress: float = 0.0
+
+    @property
+    def is_terminal(self) -> bool:
+        """True once the task has finished (COMPLETED, FAILED, DLQ or CANCELLED)."""
+        return self.state.is_terminal
+
+    @classmethod
+    def of(cls, task: Task) -> TaskStatus:
+        """The status part of a full task."""
+        return cls(
+            task_id=task.task_id,
+            state=task.state,
+            updated_at=task.updated_at,
+            retry_count=task.retry_count,
+            progress=task.progress,
+        )
+
+    def applied_to(self, task: Task) -> Task:
+        """``task`` with this status's fields (``task`` itself when they already match)."""
+        fields = {
+            "state": self.state,
+            "updated_at": self.updated_at,
+            "retry_count": self.retry_count,
+            "progress": self.progress,
+        }
+        if all(getattr(task, k) == v for k, v in fields.items()):
+            return task
+        return task.model_copy(update=fields)
 
 
 def result_cost(result: Any) -> float | None:

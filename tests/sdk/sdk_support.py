@@ -1,5 +1,6 @@
 """Helpers of the SDK suites: a live server with in-process workers, one adapter that drives
-either client from async tests, a TCP proxy that can drop connections, and polling."""
+either client from async tests, a TCP proxy that can drop connections, and a driver that runs
+flows against an in-memory handler (polling is ``support.eventually``)."""
 
 from __future__ import annotations
 
@@ -8,14 +9,17 @@ import contextlib
 import operator
 import socket
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import httpx
+
 from support import delete_prefix, make_settings, serve_app
 from taskflow_sdk import AsyncClient, Client, Event, Task
+from taskflow_sdk._config import ClientConfig
+from taskflow_sdk._flows import Gather, NextEvent, Send, Sleep
 from taskflow_server.config import Settings
 from taskflow_server.serve import build_app
 
@@ -145,19 +149,6 @@ class Api:
             self.client.close()
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 10.0, every: float = 0.02) -> Any:
-    """Poll ``check`` (sync or async) until it returns a truthy value; fail at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        assert time.monotonic() < deadline, "condition not met before the deadline"
-        await asyncio.sleep(every)
-
-
 class DroppingProxy:
     """A loopback TCP proxy to ``target`` whose open connections can be cut at will."""
 
@@ -221,3 +212,40 @@ def make_api(kind: str, url: str, **kwargs: Any) -> Api:
     client: Client | AsyncClient
     client = Client(url, **kwargs) if kind == "sync" else AsyncClient(url, **kwargs)
     return Api(client)
+
+
+def drive(
+    flow: Any,
+    handle: Callable[[httpx.Request], httpx.Response],
+    config: ClientConfig,
+    events: Callable[[float], Any] | None = None,
+) -> Any:
+    """Run a flow with ``handle`` as the transport (what a driver does, without httpx I/O);
+    ``events`` answers its ``NextEvent`` actions. Sleeps are skipped."""
+    outcome: Any = None
+    while True:
+        try:
+            action = flow.send(outcome)
+        except StopIteration as stop:
+            return stop.value
+        if isinstance(action, Send):
+            kwargs = action.spec.build_kwargs(config)
+            kwargs.pop("timeout")
+            request = httpx.Request(**kwargs)
+            response = handle(request)
+            response.request = request
+            outcome = response
+        elif isinstance(action, Gather):
+            results: list[Any] = []
+            for sub in action.flows:
+                try:
+                    results.append(drive(sub, handle, config))
+                except Exception as exc:
+                    results.append(exc)
+            outcome = results
+        elif isinstance(action, NextEvent):
+            assert events is not None, "the flow asked for an event"
+            outcome = events(action.seconds)
+        else:
+            assert isinstance(action, Sleep)
+            outcome = None

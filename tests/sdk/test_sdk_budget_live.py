@@ -15,7 +15,7 @@ from sdk_support import Api, LiveServer, make_api, run_server
 
 from taskflow_sdk import Budget, OpenRouterStatus, Task, TaskState
 from taskflow_sdk.batch import HELD
-from taskflow_server.llm.fake_openrouter import FakeConfig, FakeOpenRouterThread
+from taskflow_server.testing.openrouter import FakeConfig, FakeOpenRouterThread
 
 KEY = "sk-sdk-budget"
 SENTENCES = (

@@ -11,9 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
+from sdk_support import drive
 
 from taskflow_sdk import AsyncClient, Budget, Client, Hold, OpenRouterStatus, Task, TaskState
-from taskflow_sdk._base import ClientConfig, Gather, Requests, Send, Sleep, resolve_config
+from taskflow_sdk._config import resolve_config
+from taskflow_sdk._requests import Requests
 from taskflow_sdk.batch import HELD, BatchCore, format_usd
 from taskflow_sdk.models import BreakerStatus
 from taskflow_sdk.progress import Progress, RateMeter, format_eta, status_text
@@ -165,9 +167,9 @@ def test_rate_meter_eta_follows_the_recent_rate() -> None:
 
 
 class FakeTasks:
-    """The task routes a batch uses, in memory. Each lookup round is one step of a fake worker
-    with one slot: the ACTIVE task completes (costing ``cost`` USD), then the next PENDING one
-    becomes ACTIVE."""
+    """The task routes a batch uses, in memory. Each states request (a polling round) is one
+    step of a fake worker with one slot: the ACTIVE task completes (costing ``cost`` USD), then
+    the next PENDING one becomes ACTIVE. The lookup route answers the full detail."""
 
     def __init__(self, cost: float = 0.1) -> None:
         self.cost = cost
@@ -210,8 +212,14 @@ class FakeTasks:
                 )
             n = sum(1 for i in items if i["created"])
             return httpx.Response(200, json={"accepted": len(items), "created": n, "items": items})
-        if path == "/api/v1/tasks/lookup":
+        if path == "/api/v1/tasks/states":
             self.step()
+            rows = [
+                {"task_id": t, "state": self.tasks[t]["state"], "retry_count": 0, "progress": 0.0}
+                for t in body["task_ids"]
+            ]
+            return httpx.Response(200, json={"tasks": rows, "missing": []})
+        if path == "/api/v1/tasks/lookup":
             tasks = [self._task(t) for t in body["task_ids"]]
             return httpx.Response(200, json={"tasks": tasks, "missing": []})
         match = re.fullmatch(r"/api/v1/tasks/(\w+)/(cancel|retry)", path)
@@ -226,39 +234,11 @@ class FakeTasks:
                 answer = {"task_id": tid, "state": "ACTIVE", "cancel_requested": True}
                 return httpx.Response(200, json=answer)
             return httpx.Response(409, json={"detail": f"task {tid} is {state}"})
-        if state not in ("CANCELLED", "DLQ", "FAILED"):
+        if not TaskState(state).is_failure:
             return httpx.Response(400, json={"detail": f"task {tid} is {state}"})
         self.tasks[tid]["state"] = "PENDING"
         answer = {"task_id": tid, "state": "PENDING", "retry_count": 0, "message": "ok"}
         return httpx.Response(200, json=answer)
-
-
-def drive(flow: Any, handle: Any, config: ClientConfig) -> Any:
-    """Run a flow with ``handle`` as the transport (what a client does, without httpx I/O)."""
-    outcome: Any = None
-    while True:
-        try:
-            action = flow.send(outcome)
-        except StopIteration as stop:
-            return stop.value
-        if isinstance(action, Send):
-            kwargs = action.spec.build_kwargs(config)
-            kwargs.pop("timeout")
-            request = httpx.Request(**kwargs)
-            response = handle(request)
-            response.request = request
-            outcome = response
-        elif isinstance(action, Gather):
-            results: list[Any] = []
-            for sub in action.flows:
-                try:
-                    results.append(drive(sub, handle, config))
-                except Exception as exc:
-                    results.append(exc)
-            outcome = results
-        else:
-            assert isinstance(action, Sleep)
-            outcome = None
 
 
 TEXTS = [f"Text number {i}. It has two sentences." for i in range(6)]

@@ -19,12 +19,11 @@ from sdk_support import (
     Api,
     DroppingProxy,
     LiveServer,
-    eventually,
     make_api,
     run_server,
 )
 
-from support import free_port
+from support import eventually, free_port, wait_until
 from taskflow_sdk import (
     APIConnectionError,
     APITimeoutError,
@@ -226,7 +225,7 @@ async def test_wait_raise_on_failure(api: Api) -> None:
 
 async def test_cancel_retry_delete_dlq(api: Api) -> None:
     sleeper = await api("submit", "demo.sleep", {"seconds": 30})
-    await eventually(lambda: _state_is(api, sleeper, TaskState.ACTIVE))
+    await eventually(lambda: _state_is(api, sleeper, TaskState.ACTIVE), "the sleeper to be ACTIVE")
     cancelled = await api("cancel", sleeper)
     assert cancelled.cancel_requested
     assert (await api("wait", sleeper, timeout=10)).state is TaskState.CANCELLED
@@ -411,18 +410,18 @@ async def test_events_resume_after_dropped_connection(api: Api, server: LiveServ
     n = 30
     submitted: list[str] = []
 
+    def drop_and_wait_for_reconnect() -> None:
+        connections = proxy.accepted
+        proxy.drop_all()
+        time.sleep(0.3)  # events keep coming while the stream is down
+        wait_until(lambda: proxy.accepted != connections, "the stream to reconnect", 15, every=0.01)
+
     def produce() -> None:
         with Client(server.url) as direct:
             for i in range(n):
                 submitted.append(direct.submit("demo.noop", {"i": i}).task_id)
                 if i in (9, 19):
-                    connections = proxy.accepted
-                    proxy.drop_all()
-                    time.sleep(0.3)  # events keep coming while the stream is down
-                    deadline = time.monotonic() + 15
-                    while proxy.accepted == connections:  # until the stream reconnected
-                        assert time.monotonic() < deadline, "the stream did not reconnect"
-                        time.sleep(0.01)
+                    drop_and_wait_for_reconnect()
 
     try:
         events, stream = await via_proxy.events(

@@ -14,7 +14,7 @@ from sdk_support import TOKEN, LiveServer
 
 from support import free_port
 from taskflow_sdk import AsyncClient, AuthenticationError, Client
-from taskflow_sdk._base import ClientConfig, resolve_config
+from taskflow_sdk._config import ClientConfig, resolve_config
 from taskflow_sdk.errors import APIConnectionError
 
 WRONG = f"s3cret-{uuid.uuid4().hex}"

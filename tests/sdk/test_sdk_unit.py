@@ -30,17 +30,11 @@ from taskflow_sdk import (
     TaskState,
     UnprocessableEntityError,
 )
-from taskflow_sdk._base import (
-    USE_CLIENT_DEFAULT,
-    ClientConfig,
-    RequestSpec,
-    WaitState,
-    resolve_config,
-    retry_after_seconds,
-    retry_delay,
-)
-from taskflow_sdk._runner import BackgroundLoop, run_sync
-from taskflow_sdk._sse import SSEDecoder, decode_lines
+from taskflow_sdk._config import USE_CLIENT_DEFAULT, ClientConfig, resolve_config
+from taskflow_sdk._flows import RequestSpec, retry_after_seconds, retry_delay
+from taskflow_sdk._requests import BATCH_BYTES
+from taskflow_sdk._sse import SSEDecoder
+from taskflow_sdk._wait import WaitState
 from taskflow_sdk.batch import derive_key, flatten_pdf_result
 from taskflow_sdk.errors import error_for_response
 from taskflow_sdk.events import EventCursor
@@ -123,12 +117,8 @@ def _both(handler: Any, **kw: Any) -> tuple[Client, AsyncClient]:
     return Client(URL, http_client=http, **kw), AsyncClient(URL, http_client=ahttp, **kw)
 
 
-def _run_both(sync_call: Any, async_call: Any) -> tuple[Any, Any]:
-    return sync_call(), asyncio.run(async_call())
-
-
 def test_submit_retries_with_one_stable_idempotency_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("taskflow_sdk._base.random.random", lambda: 0.0)
+    monkeypatch.setattr("taskflow_sdk._flows.random.random", lambda: 0.0)
     monkeypatch.setattr("time.sleep", lambda s: None)
     keys: list[str] = []
 
@@ -299,22 +289,31 @@ def test_wait_with_progress_shows_each_round(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setattr("time.sleep", lambda s: None)
-    polls: list[int] = []
+    polls: list[list[str]] = []
+    fetched: list[list[str]] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         ids = json.loads(request.content)["task_ids"]
-        polls.append(len(ids))
+        if request.url.path.endswith("/lookup"):
+            fetched.append(ids)
+            tasks = [{"task_id": i, "state": "COMPLETED", "content": "x" * 50} for i in ids]
+            return httpx.Response(200, json={"tasks": tasks, "missing": []})
+        assert request.url.path == "/api/v1/tasks/states"
+        polls.append(ids)
         # first round: a finished, b running; second round: both finished
         state = {"a": "COMPLETED", "b": "COMPLETED" if len(polls) % 2 == 0 else "ACTIVE"}
-        tasks = [{"task_id": i, "state": state[i]} for i in ids]
-        return httpx.Response(200, json={"tasks": tasks, "missing": []})
+        rows = [{"task_id": i, "state": state[i], "retry_count": 0, "progress": 0.5} for i in ids]
+        return httpx.Response(200, json={"tasks": rows, "missing": []})
 
     sync, other = _both(handler)
     for run in (lambda: sync.wait(["a", "b"], progress=True), lambda: asyncio.run(_await(other))):
         polls.clear()
+        fetched.clear()
         done = run()
         assert [t.state for t in done] == [TaskState.COMPLETED, TaskState.COMPLETED]
-        assert polls == [2, 1]  # the second round asks only for the unfinished task
+        assert all(t.content == "x" * 50 for t in done)  # the full detail, not the slim view
+        assert polls == [["a", "b"], ["b"]]  # the second round asks only for the unfinished task
+        assert fetched == [["a"], ["b"]]  # each full detail once, when it has finished
         shown = capsys.readouterr().err
         assert "wait" in shown and "1/2" in shown and "2/2" in shown
         assert "ACTIVE=1" in shown and "COMPLETED=2" in shown
@@ -348,8 +347,6 @@ def test_sse_decoder_handles_any_chunking_and_line_endings() -> None:
             events += decoder.feed(stream[start : start + size])
         assert [(e.id, e.event, e.data) for e in events] == expected
         assert decoder.last_event_id == "4-0" and decoder.retry == 3000
-    lines = ["id: 9-1", "data: x", "", ": c", "data: y", ""]
-    assert [(e.id, e.data) for e in decode_lines(lines)] == [("9-1", "x"), ("9-1", "y")]
 
 
 def test_sse_utf8_split_across_chunks() -> None:
@@ -481,29 +478,35 @@ def test_batch_rejects_bad_arguments() -> None:
         sync.batch(texts=["a"], colour="red")
 
 
-# --------------------------------------------------------------------------- runner
+def test_submit_many_splits_by_count_and_by_size() -> None:
+    bodies: list[int] = []
+    counts: list[int] = []
 
+    def handler(request: httpx.Request) -> httpx.Response:
+        items = json.loads(request.content)["tasks"]
+        bodies.append(len(request.content))
+        counts.append(len(items))
+        answer = [
+            {"index": i, "ok": True, "task_id": it["idempotency_key"], "state": "PENDING"}
+            for i, it in enumerate(items)
+        ]
+        return httpx.Response(200, json={"accepted": len(items), "items": answer})
 
-def test_background_loop_runs_coroutines_and_feeds() -> None:
-    async def double(x: int) -> int:
-        await asyncio.sleep(0)
-        return 2 * x
-
-    async def numbers() -> Any:
-        for i in range(3):
-            yield i
-
-    got: list[int] = []
-    with BackgroundLoop() as loop:
-        assert loop.run(double(21)) == 42
-        feed = loop.feed(numbers, got.append)
-        loop.run(asyncio.sleep(0.05))
-        feed.stop()
-        assert feed.exception() is None
-    assert got == [0, 1, 2] and not loop.running
-    assert run_sync(double(2)) == 4
-
-    async def inside_a_loop() -> int:
-        return run_sync(double(5))
-
-    assert asyncio.run(inside_a_loop()) == 10
+    sync, _ = _both(handler)
+    big = "x" * 300_000  # four fit in 1 MiB, not five
+    items = [
+        {"task_type": "summarize", "payload": {"content": big}, "idempotency_key": f"k{i}"}
+        for i in range(9)
+    ]
+    result = sync.submit_many(items)
+    assert counts == [3, 3, 3] and max(bodies) <= BATCH_BYTES
+    assert [t.task_id for t in result.tasks] == [f"k{i}" for i in range(9)]
+    assert [i.index for i in result.items] == list(range(9))
+    bodies.clear()
+    counts.clear()
+    small = [{"task_type": "demo.noop", "idempotency_key": f"s{i}"} for i in range(2500)]
+    assert len(sync.submit_many(small).tasks) == 2500 and counts == [1000, 1000, 500]
+    huge = [{"task_type": "summarize", "payload": {"content": "y" * (BATCH_BYTES + 10)}}]
+    counts.clear()
+    sync.submit_many(huge + small[:2])
+    assert counts == [1, 2]  # an item bigger than the budget goes alone
