@@ -13,6 +13,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from taskflow_sdk.models import TaskState
 from taskflow_sdk.widgets.protocol import SERIES, STATES
 from taskflow_sdk.widgets.state import DayMetrics, PanelState
 
@@ -45,16 +46,16 @@ SERIES_COLOURS = {
     "active": "#2e7d32",
 }
 """Line colour of each queue-depth series."""
-STATE_COLOURS = {
-    "PENDING": "#42a5f5",
-    "ACTIVE": "#2e7d32",
-    "SCHEDULED": "#8e24aa",
-    "COMPLETED": "#66bb6a",
-    "FAILED": "#ef6c00",
-    "DLQ": "#c62828",
-    "CANCELLED": "#9e9e9e",
+STATE_COLOURS: dict[str, str] = {
+    TaskState.PENDING: "#42a5f5",
+    TaskState.ACTIVE: "#2e7d32",
+    TaskState.SCHEDULED: "#8e24aa",
+    TaskState.COMPLETED: "#66bb6a",
+    TaskState.FAILED: "#ef6c00",
+    TaskState.DLQ: "#c62828",
+    TaskState.CANCELLED: "#9e9e9e",
 }
-"""Bar colour of each task state."""
+"""Bar colour of each task state (a state without one is drawn grey)."""
 _MARGIN = {"l": 45, "r": 15, "t": 35, "b": 30}
 
 
@@ -115,7 +116,7 @@ def counts_figure(height: int = 300, width: int = 460) -> go.FigureWidget:
             go.Bar(
                 x=list(STATES),
                 y=[0] * len(STATES),
-                marker={"color": [STATE_COLOURS[s] for s in STATES]},
+                marker={"color": [STATE_COLOURS.get(s, "#9e9e9e") for s in STATES]},
                 text=["0"] * len(STATES),
                 textposition="outside",
                 cliponaxis=False,

@@ -181,6 +181,11 @@ class ThreadFeed:
         """True until :meth:`stop`."""
         return bool(self._threads) and not self._stop.is_set()
 
+    @property
+    def connected(self) -> bool:
+        """True while an event stream is connected (events arrive as they happen)."""
+        return _stream_connected(self._stream)
+
     def start(self, connect_timeout: float = 2.0) -> None:
         """Start both threads; wait up to ``connect_timeout`` seconds for the stream to
         connect, so that work submitted right after sees its events."""
@@ -287,6 +292,11 @@ class AsyncFeed:
         """True until :meth:`stop`."""
         return bool(self._tasks) and not self._stopped
 
+    @property
+    def connected(self) -> bool:
+        """True while an event stream is connected (events arrive as they happen)."""
+        return _stream_connected(self._stream)
+
     def start(self) -> None:
         """Start both tasks on the running loop (raises RuntimeError when none runs)."""
         self.loop = asyncio.get_running_loop()
@@ -371,6 +381,13 @@ class AsyncFeed:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), timeout=wait)
             self._wake.clear()
+
+
+def _stream_connected(stream: Any) -> bool:
+    """Whether the SDK stream ``stream`` (or None) has connected: its ``connected`` is a
+    ``threading.Event`` or an ``asyncio.Event``."""
+    flag = getattr(stream, "connected", None)
+    return flag is not None and bool(flag.is_set())
 
 
 def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import gc
 import html
 import threading
 import time
@@ -38,6 +37,7 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from taskflow_sdk.models import TaskState
 from taskflow_sdk.widgets.charts import (
     counts_figure,
     metrics_figure,
@@ -58,29 +58,10 @@ from taskflow_sdk.widgets.progress import BatchProgress
 from taskflow_sdk.widgets.protocol import ACTION_DELETE, ACTION_RETRY
 from taskflow_sdk.widgets.state import Dirty, PanelState, Want, budget_text, hold_text
 
-__all__ = ["ControlPanel", "budget_html", "freeze_gc_once", "header_html", "openrouter_html"]
+__all__ = ["ControlPanel", "budget_html", "header_html", "openrouter_html"]
 
 TICK_SECONDS = 1.0
 """The timeline scrolls (is redrawn) at least this often while the panel runs."""
-
-_gc_frozen = False
-
-
-def freeze_gc_once() -> None:
-    """Collect garbage once, then move every object alive now to the collector's permanent
-    generation (``gc.freeze()``), once per process.
-
-    A kernel that has built plotly figures holds some 160,000 long-lived objects (plotly's
-    validators); a live feed allocates steadily, which triggers full collections, and each
-    full collection would rescan them all (75-150 ms, every thread stopped). Frozen, they are
-    skipped; objects made later are collected as usual.
-    """
-    global _gc_frozen
-    if not _gc_frozen:
-        gc.collect()
-        gc.freeze()
-        _gc_frozen = True
-
 
 WORKER_COLUMNS = (
     ("name", "Worker"),
@@ -222,13 +203,16 @@ class ControlPanel:
         days: days of OpenRouter metrics in the daily chart.
         dlq_limit: rows of the DLQ table.
         autostart: start the feed now (else call :meth:`start`).
-        freeze_gc: on start, call :func:`freeze_gc_once` so full garbage collections during
-            an event burst do not pause the kernel for 100+ ms (see there).
 
     The panel displays itself (``panel`` as a cell's last line, or ``display(panel)``);
     :attr:`widget` is the ipywidgets box. :meth:`stop` ends the feed. Batches run with the same
     client are shown when the client lists them (``client.batch_runs``) or after
     :meth:`watch`.
+
+    The panel changes no process-wide state (it neither freezes nor tunes the garbage
+    collector): an event leaves nothing behind for the collector but counts and the last state
+    of recent tasks (strings), so a burst of events triggers no full collection of the
+    kernel's objects.
     """
 
     def __init__(
@@ -240,7 +224,6 @@ class ControlPanel:
         days: int = 7,
         dlq_limit: int = 50,
         autostart: bool = True,
-        freeze_gc: bool = True,
     ) -> None:
         if refresh_hz <= 0:
             raise ValueError("refresh_hz must be positive")
@@ -249,7 +232,6 @@ class ControlPanel:
         self.days = int(days)
         self.dlq_limit = int(dlq_limit)
         self.is_async = is_async_client(client)
-        self.freeze_gc = freeze_gc
         resolution = max(1.0 / self.refresh_hz, window_seconds / 300.0)
         self.state = PanelState(window_seconds, resolution=resolution)
         self.policy = RefreshPolicy()
@@ -333,6 +315,13 @@ class ControlPanel:
         """True while the feed runs."""
         return self._feed is not None and self._feed.running
 
+    @property
+    def connected(self) -> bool:
+        """True while the feed's event stream is connected: work submitted from now on shows
+        up as it happens."""
+        feed = self._feed
+        return feed is not None and feed.connected
+
     def start(self) -> ControlPanel:
         """Start the live feed (threads for a Client, tasks on the running loop for an
         AsyncClient). Does nothing when it already runs."""
@@ -351,8 +340,6 @@ class ControlPanel:
             feed = AsyncFeed(self.client, self, days=self.days, dlq_limit=self.dlq_limit)
         else:
             feed = ThreadFeed(self.client, self, days=self.days, dlq_limit=self.dlq_limit)
-        if self.freeze_gc:
-            freeze_gc_once()
         self._feed = feed
         feed.start()
         return self
@@ -752,9 +739,9 @@ def _run_states(run: Any) -> dict[str, str] | None:
             task_id = getattr(task, "task_id", None)
             if task_id:
                 state = getattr(task, "state", None)
-                out[str(task_id)] = str(getattr(state, "value", state) or "PENDING")
+                out[str(task_id)] = str(getattr(state, "value", state) or TaskState.PENDING.value)
         return out
     ids = getattr(run, "task_ids", None)
     if ids is not None:
-        return dict.fromkeys((str(i) for i in ids), "PENDING")
+        return dict.fromkeys((str(i) for i in ids), TaskState.PENDING.value)
     return None

@@ -22,17 +22,22 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from taskflow_sdk.batch import HELD
+from taskflow_sdk.models import TaskState
 from taskflow_sdk.progress import format_eta
+from taskflow_sdk.widgets.protocol import FAILED_STATES, FINISHED_STATES
 
 __all__ = ["BatchProgress", "batch_progress_widget", "progress_html"]
 
-_SEGMENTS = (
-    ("completed", ("COMPLETED",), "#2e7d32"),
-    ("failed", ("DLQ", "FAILED", "CANCELLED"), "#c62828"),
-    ("active", ("ACTIVE",), "#42a5f5"),
-    ("retrying", ("SCHEDULED",), "#8e24aa"),
-    ("held", ("HELD",), "#f9a825"),
+_SEGMENTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("completed", (TaskState.COMPLETED.value,), "#2e7d32"),
+    ("failed", FAILED_STATES, "#c62828"),
+    ("active", (TaskState.ACTIVE.value,), "#42a5f5"),
+    ("retrying", (TaskState.SCHEDULED.value,), "#8e24aa"),
+    ("held", (HELD,), "#f9a825"),
 )
+"""(label, the states it counts, colour) of each segment of the bar; ``HELD`` is the batch
+run's count of tasks its budget holds back (not a task state)."""
 
 
 def progress_html(
@@ -61,7 +66,7 @@ def progress_html(
                 f"<div title='{label}: {n}' style='width:{width:.2f}%;background:{colour}'></div>"
             )
             caption.append(f"{n:,} {label}")
-    finished = sum(int(counts.get(s, 0)) for s in ("COMPLETED", "DLQ", "FAILED", "CANCELLED"))
+    finished = sum(int(counts.get(s, 0)) for s in FINISHED_STATES)
     waiting = total - sum(int(counts.get(s, 0)) for _, states, _ in _SEGMENTS for s in states)
     if waiting > 0:
         caption.append(f"{waiting:,} waiting")

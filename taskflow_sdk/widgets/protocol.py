@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from taskflow_sdk.models import TaskState
+
 # --------------------------------------------------------------------------- server events
 
 TASK_CREATED: Final = "task_created"
@@ -40,10 +42,13 @@ EVENT_TYPES: Final = (
 
 # --------------------------------------------------------------------------- task states
 
-STATES: Final = ("PENDING", "ACTIVE", "SCHEDULED", "COMPLETED", "FAILED", "DLQ", "CANCELLED")
-"""Every task state, in the order the panel shows them."""
-FINISHED_STATES: Final = frozenset({"COMPLETED", "FAILED", "DLQ", "CANCELLED"})
-"""States a task leaves only through a manual retry."""
+STATES: Final[tuple[str, ...]] = tuple(s.value for s in TaskState)
+"""Every task state as its wire string, in the order the panel shows them: the SDK's
+:class:`~taskflow_sdk.models.TaskState`, never spelled out again here."""
+FINISHED_STATES: Final[frozenset[str]] = frozenset(s.value for s in TaskState if s.is_terminal)
+"""States a task leaves only through a manual retry (:attr:`TaskState.is_terminal`)."""
+FAILED_STATES: Final[tuple[str, ...]] = tuple(s.value for s in TaskState if s.is_failure)
+"""Finished states that are not a success (:attr:`TaskState.is_failure`), in ``STATES`` order."""
 
 PRIORITIES: Final = ("high", "default", "low")
 """Priorities of the primary queue, most urgent first."""
@@ -59,8 +64,6 @@ SERIES: Final = (
 )
 """The queue-depth series of the timeline, in trace order."""
 
-BREAKER_STATES: Final = ("closed", "half-open", "open")
-"""States of the circuit breaker lamp (plus ``unknown`` before the first read)."""
 HOLD_REASONS: Final = frozenset({"key_limit", "credits", "budget", "rate_limited"})
 """Reasons of a hold (LLM work stopped until time or money fixes it); a
 ``breaker_state_changed`` event whose ``reason`` is one of them starts a hold."""

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
+from taskflow_sdk.models import TaskState
 from taskflow_sdk.widgets.protocol import (
     BREAKER_STATE_CHANGED,
     EVENT_TYPES,
@@ -181,10 +182,20 @@ def _text(value: Any) -> str | None:
     return text or None
 
 
+_KNOWN_STATES: dict[str, str] = {s.value: s.value for s in TaskState}
+
+
 def _state(value: Any) -> str | None:
-    """An upper-case task state, or None for ``''``/None."""
+    """An upper-case task state, or None for ``''``/None (a known state is the one shared
+    string of :data:`~taskflow_sdk.widgets.protocol.STATES`, not a new copy per event)."""
     text = _text(value)
-    return text.upper() if text else None
+    if not text:
+        return None
+    known = _KNOWN_STATES.get(text)
+    if known is None:
+        upper = text.upper()
+        known = _KNOWN_STATES.get(upper, upper)
+    return known
 
 
 # --------------------------------------------------------------------------- parts
@@ -409,7 +420,6 @@ class FeedInfo:
     connected: bool | None = None
     events: int = 0
     last_event_id: str | None = None
-    last_event_ts: float | None = None
     reconnects: int = 0
     error: str | None = None
     message: str | None = None
@@ -478,8 +488,6 @@ class PanelState:
         if event_id is not None:
             feed.last_event_id = event_id
         ts = _epoch(_get(event, "ts"))
-        if ts is not None:
-            feed.last_event_ts = ts
         dirty = Dirty.FEED
         if feed.connected is not True:
             feed.connected = True
@@ -499,12 +507,12 @@ class PanelState:
             self.wants |= Want.QUEUES
         if task_id is None:
             return dirty
-        if etype == TASK_STATE_CHANGED and new == "DLQ":
+        if etype == TASK_STATE_CHANGED and new == TaskState.DLQ:
             error_type = _text(_extra(event, "error_type"))
             self.dlq[task_id] = DlqRow(task_id=task_id, error_type=error_type)
             dirty |= Dirty.DLQ
             self.wants |= Want.DLQ
-        elif old == "DLQ" and self.dlq.pop(task_id, None) is not None:
+        elif old == TaskState.DLQ and self.dlq.pop(task_id, None) is not None:
             dirty |= Dirty.DLQ
         if etype == TASK_STATE_CHANGED and new in FINISHED_STATES:
             self.wants |= Want.METRICS
@@ -576,7 +584,7 @@ class PanelState:
     def _move(self, etype: str, old: str | None, new: str | None, priority: str | None) -> bool:
         """Apply an event's change to counts and depth estimates; True when something moved."""
         if etype == TASK_CREATED:
-            state = new or "PENDING"
+            state = new or TaskState.PENDING.value
             self._count(state, +1)
             self._enter_queue(state, priority=priority, requeued=False)
             return True
@@ -612,7 +620,7 @@ class PanelState:
 
     def _enter_queue(self, state: str, *, priority: str | None, requeued: bool) -> None:
         d = self.depths
-        if state == "PENDING":
+        if state == TaskState.PENDING:
             if requeued:
                 d.retry += 1
             elif priority == "high":
@@ -621,26 +629,26 @@ class PanelState:
                 d.low += 1
             else:
                 d.default += 1
-        elif state == "ACTIVE":
+        elif state == TaskState.ACTIVE:
             d.active += 1
-        elif state == "SCHEDULED":
+        elif state == TaskState.SCHEDULED:
             d.scheduled += 1
-        elif state == "DLQ":
+        elif state == TaskState.DLQ:
             d.dlq += 1
 
     def _leave_queue(self, state: str) -> None:
         d = self.depths
-        if state == "PENDING":
+        if state == TaskState.PENDING:
             # Claims take the most urgent work first; the next snapshot corrects the split.
             for name in ("high", "default", "low", "retry"):
                 if getattr(d, name) > 0:
                     setattr(d, name, getattr(d, name) - 1)
                     break
-        elif state == "ACTIVE":
+        elif state == TaskState.ACTIVE:
             d.active = max(0, d.active - 1)
-        elif state == "SCHEDULED":
+        elif state == TaskState.SCHEDULED:
             d.scheduled = max(0, d.scheduled - 1)
-        elif state == "DLQ":
+        elif state == TaskState.DLQ:
             d.dlq = max(0, d.dlq - 1)
 
     # ----------------------------------------------------------------- timeline
@@ -954,24 +962,10 @@ class PanelState:
             info.states[task_id] = (
                 self.recent.get(task_id)
                 or _state(known.get(task_id))
-                or info.states.get(task_id, "PENDING")
+                or info.states.get(task_id, TaskState.PENDING.value)
             )
             self._batch_of[task_id] = name
         return Dirty.BATCHES
-
-    def set_batch_states(self, name: str, states: Mapping[str, str]) -> Dirty:
-        """Replace known states of batch ``name``'s tasks (e.g. from the run's own progress)."""
-        info = self.batches.get(name)
-        if info is None:
-            return self.watch_batch(name, states.keys(), states)
-        changed = False
-        for task_id, state in states.items():
-            upper = _state(state) or "PENDING"
-            if info.states.get(task_id) != upper:
-                info.states[task_id] = upper
-                self._batch_of[task_id] = name
-                changed = True
-        return Dirty.BATCHES if changed else Dirty.NONE
 
     # ----------------------------------------------------------------- feed
 

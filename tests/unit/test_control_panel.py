@@ -4,6 +4,7 @@ data out; buttons call the right SDK methods (on a recording fake client)."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import threading
 import time
@@ -17,6 +18,8 @@ pytest.importorskip("ipywidgets")
 pytest.importorskip("anywidget")
 pytest.importorskip("plotly")
 
+from support import eventually, wait_until
+from taskflow_sdk.models import Event
 from taskflow_sdk.widgets import ControlPanel
 from taskflow_sdk.widgets.panel import header_html, openrouter_html
 from taskflow_sdk.widgets.progress import batch_progress_widget, progress_html
@@ -88,8 +91,8 @@ class FakeStream:
             if self._closed.is_set():
                 return
             yield event
-        while self._hold and not self._closed.wait(0.01):
-            pass  # like a live stream: nothing more until closed
+        if self._hold:
+            self._closed.wait()  # like a live stream: nothing more until closed
 
     def close(self) -> None:
         self._closed.set()
@@ -167,14 +170,6 @@ class FakeOpenRouter:
     def metrics(self, days: int = 7) -> dict[str, Any]:
         self.rec.record("openrouter.metrics", days)
         return METRICS
-
-
-def wait_until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
 
 
 # --------------------------------------------------------------------------- no feed
@@ -256,7 +251,7 @@ def test_a_failing_action_says_why() -> None:
     def boom(reason: str | None = None) -> None:
         raise RuntimeError("no route to breaker")
 
-    client.breaker.open = boom  # type: ignore[method-assign]
+    client.breaker.open = boom  # type: ignore[method-assign,assignment]
     panel = ControlPanel(client, autostart=False)
     panel.lamp.handle_message({"type": MSG_BREAKER_OPEN})
     panel.wait_actions()
@@ -354,16 +349,75 @@ def test_async_client_needs_a_running_loop() -> None:
         ControlPanel(AsyncFake())
 
 
+def lifecycle_events(tasks: int) -> Iterator[Event]:
+    """SDK events of ``tasks`` tasks that are created, run and complete (3 each)."""
+    now = time.time()
+    for i in range(tasks):
+        task_id = f"task-{i:08d}"
+        moves = ((None, "PENDING"), ("PENDING", "ACTIVE"), ("ACTIVE", "COMPLETED"))
+        for step, (old, new) in enumerate(moves):
+            frame = {
+                "id": f"{i}-{step}",
+                "type": "task_created" if old is None else "task_state_changed",
+                "task_id": task_id,
+                "old_state": old,
+                "state": new,
+                "ts": now,
+            }
+            yield Event.model_validate(frame)
+
+
+def test_events_leave_nothing_for_the_garbage_collector() -> None:
+    """Why the panel needs no ``gc.freeze()``: applying and drawing a burst of events keeps no
+    new objects the collector tracks, so the burst triggers no full collection (which would
+    rescan the ~160,000 objects plotly leaves in a kernel)."""
+    panel = ControlPanel(FakeClient(), autostart=False, refresh_hz=4)
+    panel.ingest_many(recorded())  # the first draw of every part imports what it needs
+    panel.refresh()
+    panel.ingest_many(lifecycle_events(100))
+    panel.refresh()
+    gc.collect()
+    before = len(gc.get_objects())
+    now = 1000.0
+    for n, event in enumerate(lifecycle_events(3000)):
+        panel.ingest(event)
+        if n % 500 == 0:
+            now += 0.25
+            panel.render_due(now)
+    panel.refresh()
+    gc.collect()
+    assert panel.state.counts["COMPLETED"] == 3104
+    assert len(gc.get_objects()) - before < 100  # not one per event (there were 9,000)
+
+
 # --------------------------------------------------------------------------- live feed
+
+
+def test_a_running_panel_leaves_the_garbage_collector_alone() -> None:
+    before = (gc.get_freeze_count(), gc.get_threshold(), gc.isenabled())
+    panel = ControlPanel(FakeClient(recorded()), refresh_hz=20)
+    try:
+        assert panel.running
+        wait_until(lambda: panel.state.feed.events == 22, "the 22 recorded events")
+        assert (gc.get_freeze_count(), gc.get_threshold(), gc.isenabled()) == before
+    finally:
+        panel.stop()
+    assert gc.get_freeze_count() == before[0]
 
 
 def test_thread_feed_reads_events_and_snapshots_and_stops() -> None:
     client = FakeClient(recorded())
-    panel = ControlPanel(client, refresh_hz=20, freeze_gc=False)
+    panel = ControlPanel(client, refresh_hz=20)
     try:
-        wait_until(lambda: panel.state.feed.events == 22)
-        wait_until(lambda: {"queues", "workers", "health", "dlq"} <= set(client.rec.names()))
-        wait_until(lambda: panel.dlq_table.rows and panel.lamp.state == "closed")
+        wait_until(lambda: panel.state.feed.events == 22, "the 22 recorded events")
+        wait_until(
+            lambda: {"queues", "workers", "health", "dlq"} <= set(client.rec.names()),
+            "the first snapshot reads",
+        )
+        wait_until(
+            lambda: panel.dlq_table.rows and panel.lamp.state == "closed",
+            "the DLQ table and the lamp to be drawn",
+        )
         assert panel.running
     finally:
         started = time.monotonic()
@@ -377,9 +431,9 @@ def test_thread_feed_reads_events_and_snapshots_and_stops() -> None:
 
 def test_thread_feed_reconnects_after_the_stream_fails() -> None:
     client = FakeClient(recorded(), fail_first=1)
-    panel = ControlPanel(client, refresh_hz=20, freeze_gc=False)
+    panel = ControlPanel(client, refresh_hz=20)
     try:
-        wait_until(lambda: panel.state.feed.events == 22, timeout=10)
+        wait_until(lambda: panel.state.feed.events == 22, "the events after a reconnect")
         assert client.rec.names().count("events") == 2
         assert panel.state.feed.connected
     finally:
@@ -448,13 +502,12 @@ class _AsyncProxy:
 
 async def test_async_feed_runs_on_the_loop_and_buttons_schedule_tasks() -> None:
     client = AsyncFakeClient(recorded())
-    panel = ControlPanel(client, refresh_hz=20, freeze_gc=False)
+    panel = ControlPanel(client, refresh_hz=20)
     try:
-        for _ in range(500):
-            if panel.state.feed.events == 22 and "queues" in client.rec.names():
-                break
-            await asyncio.sleep(0.01)
-        assert panel.state.feed.events == 22
+        await eventually(
+            lambda: panel.state.feed.events == 22 and "queues" in client.rec.names(),
+            "the 22 recorded events and the first queues read",
+        )
         panel.lamp.handle_message({"type": MSG_BREAKER_OPEN})
         await panel.wait_actions_async()
         assert "breaker.open" in client.rec.names()
@@ -466,8 +519,12 @@ async def test_async_feed_runs_on_the_loop_and_buttons_schedule_tasks() -> None:
         assert ("retry", (DLQ_ID,)) in client.rec.calls
     finally:
         panel.stop()
-    await asyncio.sleep(0.05)
     assert not panel.running
+
+    def feed_tasks() -> list[asyncio.Task[Any]]:
+        return [t for t in asyncio.all_tasks() if t.get_name().startswith("taskflow-panel")]
+
+    await eventually(lambda: not feed_tasks(), "the feed's tasks to end")
     assert panel.state.feed.connected is False
     assert Dirty(0) == Dirty.NONE
 

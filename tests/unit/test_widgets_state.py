@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from taskflow_sdk.models import BreakerStatus, Event, Metrics, TaskList, WorkerList
+from taskflow_sdk.models import BreakerStatus, Event, Metrics, TaskList, TaskState, WorkerList
 from taskflow_sdk.widgets.feed import RefreshPolicy
+from taskflow_sdk.widgets.protocol import FAILED_STATES, FINISHED_STATES, STATES
 from taskflow_sdk.widgets.state import Dirty, PanelState, Want
 
 RECORDED = Path(__file__).parent / "data" / "recorded_events.jsonl"
@@ -17,7 +19,7 @@ RECORDED = Path(__file__).parent / "data" / "recorded_events.jsonl"
 demo.fail tasks go to the DLQ, one is retried (and fails again), the other is deleted."""
 
 
-def recorded() -> list[dict]:
+def recorded() -> list[dict[str, Any]]:
     return [json.loads(line) for line in RECORDED.read_text().splitlines() if line.strip()]
 
 
@@ -365,7 +367,7 @@ def test_status_call_brings_the_hold_and_the_budget() -> None:
 
     state = PanelState()
     assert budget_text(state.budget) == "— today / no budget"
-    status = {
+    status: dict[str, Any] = {
         "status": "active",
         "hold": {
             "reason": "key_limit",
@@ -434,8 +436,23 @@ def test_a_hold_event_updates_the_lamp_at_once() -> None:
     # the breaker's own view carries hold / hold_until too
     state.apply_breaker({"state": "open", "hold": "budget", "hold_until": None}, 60.0)
     assert state.hold.reason == "budget" and state.hold.since == 50.0  # the same hold, kept
-    state.apply_breaker(BreakerStatus(state="open", hold="credits", hold_until=500.0), 70.0)
+    held = BreakerStatus.model_validate({"state": "open", "hold": "credits", "hold_until": 500.0})
+    state.apply_breaker(held, 70.0)
     assert state.hold.reason == "credits" and state.hold.until == 500.0
     # closing ends the hold
     dirty = state.apply({"type": "breaker_state_changed", "state": "closed", "reason": "reset"})
     assert dirty & Dirty.BREAKER and not state.hold.active and state.breaker.state == "closed"
+
+
+def test_the_panel_speaks_the_sdks_states() -> None:
+    assert tuple(s.value for s in TaskState) == STATES
+    assert {s.value for s in TaskState if s.is_terminal} == FINISHED_STATES
+    assert set(FAILED_STATES) == {s.value for s in TaskState if s.is_failure}
+    state = PanelState()
+    assert list(state.counts) == list(STATES)
+    state.apply(Event(type="task_created", task_id="a", state=TaskState.PENDING))
+    state.apply(
+        {"type": "task_state_changed", "task_id": "a", "old_state": "pending", "state": "dlq"}
+    )
+    assert state.counts[TaskState.DLQ] == 1 and state.depths.dlq == 1
+    assert state.recent["a"] is STATES[STATES.index("DLQ")]  # one shared string, not a copy
