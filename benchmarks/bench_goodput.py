@@ -3,7 +3,7 @@
 Setup (everything on 127.0.0.1, nothing outlives the run):
 
 - a private ``redis-server`` on a free port;
-- the fake OpenRouter (``python -m taskflow_server.llm.fake_openrouter``) with a server-side
+- the fake OpenRouter (``python -m taskflow_server.testing.openrouter``) with a server-side
   token bucket of ``--rate`` (default 100 requests per 10 s) that answers real 429s, and
   ``--latency`` seconds (default 0.3) per answer;
 - ``--procs`` ``taskflow-worker`` processes (default 4, ``--concurrency`` slots each) sharing that
@@ -68,7 +68,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from bench_support import free_port, percentile
+from bench_support import free_port, percentile, wait_until
 from redis.asyncio import Redis
 
 from taskflow_server.config import Rate, Settings
@@ -179,17 +179,6 @@ def spawn(
             cwd=cwd,
             start_new_session=True,
         )
-
-
-def wait_until(check: Any, what: str, timeout: float) -> None:
-    """Poll ``check()`` every 50 ms until it is truthy; raise ``RuntimeError`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
-            if check():
-                return
-        time.sleep(0.05)
-    raise RuntimeError(f"{what} did not happen within {timeout:g} s")
 
 
 def worker_command() -> list[str]:
@@ -327,7 +316,7 @@ def stack(
         started.append(spawn([args.redis_server, *redis_args], logs / "redis.log"))
         fake_args = ["--port", str(fake_port), "--rate-limit", args.rate, "--key", KEY]
         fake_args += ["--latency", str(args.latency), "--seed", "1"]
-        fake_module = "taskflow_server.llm.fake_openrouter"
+        fake_module = "taskflow_server.testing.openrouter"
         started.append(spawn([sys.executable, "-m", fake_module, *fake_args], logs / "fake.log"))
         wait_until(
             lambda: httpx.get(f"{fake_root}/_stats", timeout=1).status_code == 200,

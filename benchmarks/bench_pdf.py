@@ -29,9 +29,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from taskflow_server.cpu import CpuPool
 from taskflow_server.pdf import sample_dir
 from taskflow_server.pdf.extract import extract_offline
-from taskflow_server.worker.pool import CpuPool
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CORPUS = REPO.parent / "shared" / "corpus" / "pdfs"

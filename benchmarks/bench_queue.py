@@ -39,6 +39,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from bench_support import free_port, wait_until
+
 HERE = Path(__file__).resolve().parent
 PEERS_DIR = HERE / "peers"
 DEFAULT_VENV_DIR = HERE / ".venvs"
@@ -159,13 +161,6 @@ def installed_versions(python: Path) -> dict[str, str]:
 # --------------------------------------------------------------------------- redis
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class RedisServer:
     """A throwaway ``redis-server`` on a free loopback port, no persistence."""
 
@@ -194,13 +189,7 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(OSError):
-                if self.command("PING") == "PONG":
-                    return
-            time.sleep(0.05)
-        raise RuntimeError("redis-server did not start")
+        wait_until(lambda: self.command("PING") == "PONG", "redis-server answering PING", 10)
 
     def command(self, *args: str) -> Any:
         """Send one command over RESP2 and return the decoded reply (tiny client, no deps)."""

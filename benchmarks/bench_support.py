@@ -6,13 +6,14 @@ the peers' virtual environments, where this project is not installed.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import httpx
@@ -27,6 +28,19 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def wait_until(check: Callable[[], object], what: str, timeout: float, every: float = 0.05) -> None:
+    """Poll ``check()`` every ``every`` s until it is truthy; raise ``RuntimeError`` naming
+    ``what`` after ``timeout`` s. An exception from ``check`` counts as not yet (a process that
+    is still starting refuses connections)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            if check():
+                return
+        time.sleep(every)
+    raise RuntimeError(f"{what} did not happen within {timeout:g} s")
 
 
 def percentile(values: Sequence[float], q: float) -> float:

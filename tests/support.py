@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
+import httpx
 import redis as redis_sync
 import uvicorn
 from fastapi import FastAPI
+from redis.asyncio import Redis
 
 from taskflow_server.api.app import ApiServer
 from taskflow_server.config import Settings
@@ -26,7 +29,7 @@ T = TypeVar("T")
 
 def make_settings(**overrides: object) -> Settings:
     """Settings for tests: short periods, no .env file; ``overrides`` win."""
-    base: dict[str, object] = {
+    base: dict[str, Any] = {
         "lease_seconds": 30.0,
         "scheduler_every": 0.05,
         "reaper_every": 0.1,
@@ -92,19 +95,89 @@ def serve_app(app: FastAPI, *, name: str) -> Iterator[tuple[str, ApiServer]]:
             raise RuntimeError("the API server did not stop within 30 s")
 
 
+@overload
 async def eventually(
-    check: Callable[[], Awaitable[T | None]], what: str, timeout: float = 10.0
-) -> T:
-    """Poll ``check`` every 20 ms until it returns a truthy value; fail after ``timeout``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
+    check: Callable[[], Awaitable[T | None]], what: str, timeout: float = ..., *, every: float = ...
+) -> T: ...
+@overload
+async def eventually(
+    check: Callable[[], T | None], what: str, timeout: float = ..., *, every: float = ...
+) -> T: ...
+async def eventually(
+    check: Callable[[], Any], what: str, timeout: float = 10.0, *, every: float = 0.02
+) -> Any:
+    """Poll ``check`` (sync or async) every ``every`` s until it answers a truthy value, and
+    return that value; fail with ``AssertionError`` naming ``what`` after ``timeout`` s.
+
+    The one polling wait of the async tests (:func:`wait_until` is its sync twin)::
+
+        rec = await eventually(lambda: queue.get(task_id), f"task {task_id} to exist")
+    """
+    deadline = time.monotonic() + timeout
     while True:
-        value = await check()
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
-        if loop.time() > deadline:
+        if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(every)
+
+
+def wait_until(
+    check: Callable[[], T | None], what: str, timeout: float = 10.0, *, every: float = 0.02
+) -> T:
+    """Poll ``check`` every ``every`` s until it answers a truthy value, and return that value;
+    fail with ``AssertionError`` naming ``what`` after ``timeout`` s (the sync twin of
+    :func:`eventually`, for threads and sync clients)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(every)
+
+
+FAKE_CONTROL_PATH = "/_control"
+"""The fake OpenRouter's control endpoint (modes, faults, latency, queued answers)."""
+
+
+def _control_answer(response: httpx.Response) -> dict[str, Any]:
+    response.raise_for_status()
+    return dict(response.json())
+
+
+async def fake_control(root_url: str, **changes: Any) -> dict[str, Any]:
+    """Change the fake OpenRouter at ``root_url`` at run time (``POST /_control``); returns
+    its new view. E.g. ``await fake_control(fake.root_url, mode={"name": "outage",
+    "seconds": 2})`` or ``enqueue=["429"]``."""
+    async with httpx.AsyncClient(timeout=5.0) as http:
+        return _control_answer(await http.post(root_url + FAKE_CONTROL_PATH, json=changes))
+
+
+def fake_control_sync(root_url: str, **changes: Any) -> dict[str, Any]:
+    """:func:`fake_control` for sync code (the e2e suites' upstream process)."""
+    return _control_answer(httpx.post(root_url + FAKE_CONTROL_PATH, json=changes, timeout=5.0))
+
+
+async def redis_now(redis: Redis) -> float:
+    """Redis' clock (``TIME``, epoch seconds): the one clock of the breaker, the rate limiter
+    and every task timestamp."""
+    seconds, micros = await redis.time()
+    return float(seconds) + float(micros) / 1e6
+
+
+async def until_redis_time(redis: Redis, moment: float, what: str, timeout: float = 10.0) -> None:
+    """Wait until Redis' clock has passed ``moment`` (epoch seconds): a wait on the clock the
+    code under test reads, not on this process's."""
+
+    async def passed() -> bool:
+        return await redis_now(redis) > moment
+
+    await eventually(passed, what, timeout)
 
 
 async def wait_state(

@@ -31,9 +31,10 @@ from e2e_support import (
     ServerProc,
     Spawner,
     StartServer,
-    free_port,
     log_text,
 )
+
+from support import free_port
 
 _FIGURES_LOCK = threading.Lock()
 
@@ -63,7 +64,7 @@ def fake_upstream(spawn: Spawner) -> FakeUpstream:
     """The fake OpenRouter on a free port (latency 0.2 s), accepting ``UPSTREAM_KEY``."""
     port = free_port()
     proc = spawn.module(
-        "taskflow_server.llm.fake_openrouter",
+        "taskflow_server.testing.openrouter",
         "--port", str(port),
         "--key", UPSTREAM_KEY,
         "--latency", "0.2",

@@ -1,4 +1,4 @@
-"""Helpers of the e2e suites: processes on loopback, a private Redis, the store, polling.
+"""Helpers of the e2e suites: processes on loopback, a private Redis, the store, the poll period.
 
 The fixtures that use them live in conftest.py. Every process gets an environment without
 inherited ``TASKFLOW_*``/``OPENROUTER_*`` settings and runs in a scratch directory, so a
@@ -7,7 +7,6 @@ developer's ``.env`` cannot change what a test does.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
@@ -16,8 +15,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,7 +27,7 @@ import redis as redis_sync
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from support import free_port, make_settings
+from support import fake_control_sync, free_port, make_settings, wait_until
 from taskflow_server.store.audit import audit
 from taskflow_server.store.events import EventLog
 from taskflow_server.store.keys import Keys
@@ -80,17 +78,9 @@ def worker_env(redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
     }
 
 
-async def wait_until(
-    predicate: Callable[[], Awaitable[bool]], timeout: float, what: str, every: float = 0.1
-) -> float:
-    """Poll ``predicate`` until true; fail after ``timeout`` s. Returns the seconds it took."""
-    start = time.monotonic()
-    deadline = start + timeout
-    while not await predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout:g} s waiting for {what}")
-        await asyncio.sleep(every)
-    return time.monotonic() - start
+POLL = 0.1
+"""Seconds between two polls of an e2e wait (``support.eventually(..., every=POLL)``): the
+checks query processes, Redis and HTTP, so they are spaced wider than in-process ones."""
 
 
 def log_text(proc: subprocess.Popen[bytes]) -> str:
@@ -201,13 +191,14 @@ class RedisServer:
             "--logfile", str(Path(self.dir) / "redis.log"),
         ]  # fmt: skip
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while not self.answers():
-            if self.proc.poll() is not None:
+        proc = self.proc
+
+        def up() -> bool:
+            if proc.poll() is not None:
                 raise RuntimeError(f"redis-server on port {self.port} exited at start")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"redis-server on port {self.port} did not answer")
-            time.sleep(0.05)
+            return self.answers()
+
+        wait_until(up, f"redis-server on port {self.port} to answer", timeout, every=0.05)
         return self
 
     def kill(self) -> None:
@@ -250,9 +241,8 @@ class FakeUpstream:
         return {"OPENROUTER_API_KEY": UPSTREAM_KEY, "OPENROUTER_BASE_URL": self.base_url}
 
     def control(self, **changes: Any) -> dict[str, Any]:
-        resp = httpx.post(f"{self.root}/_control", json=changes, timeout=5)
-        resp.raise_for_status()
-        return dict(resp.json())
+        """Change the upstream at run time (:func:`support.fake_control_sync`)."""
+        return fake_control_sync(self.root, **changes)
 
     def stats(self) -> dict[str, Any]:
         resp = httpx.get(f"{self.root}/_stats", timeout=5)

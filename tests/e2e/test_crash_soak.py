@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from e2e_support import (
+    POLL,
     TEXT,
     FakeUpstream,
     RedisServer,
@@ -24,9 +25,10 @@ from e2e_support import (
     new_task,
     open_queue,
     submit_chunked,
-    wait_until,
     worker_env,
 )
+
+from support import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
@@ -70,7 +72,7 @@ async def test_thousand_tasks_ten_kills(
         async def some_done() -> bool:
             return (await queue.counts())["COMPLETED"] >= 20
 
-        await wait_until(some_done, 60, "the workers to start completing tasks")
+        await eventually(some_done, "the workers to start completing tasks", 60, every=POLL)
         kills: list[dict[str, Any]] = []
         while len(kills) < KILLS:
             await asyncio.sleep(KILL_EVERY)
@@ -89,7 +91,7 @@ async def test_thousand_tasks_ten_kills(
         async def all_done() -> bool:
             return (await queue.counts())["COMPLETED"] == TASKS
 
-        await wait_until(all_done, 150, f"all {TASKS} tasks to complete", every=0.25)
+        await eventually(all_done, f"all {TASKS} tasks to complete", 150, every=0.25)
         elapsed = time.monotonic() - started
         await assert_all_completed_once(queue, ids)
         records = await queue.get_many(ids)

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from e2e_support import (
+    POLL,
     RedisServer,
     Spawner,
     assert_all_completed_once,
@@ -21,9 +22,10 @@ from e2e_support import (
     new_task,
     open_queue,
     submit_chunked,
-    wait_until,
     worker_env,
 )
+
+from support import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -56,7 +58,7 @@ async def test_sigterm_hands_back_in_flight_tasks(
         async def all_slots_busy() -> bool:
             return (await queue.counts())["ACTIVE"] == 20
 
-        await wait_until(all_slots_busy, 30, "the worker to fill its 20 slots")
+        await eventually(all_slots_busy, "the worker to fill its 20 slots", 30, every=POLL)
         sent = time.monotonic()
         busy.send_signal(signal.SIGTERM)
         assert busy.wait(timeout=GRACE + 10) == 0, log_text(busy)[-2000:]
@@ -80,7 +82,7 @@ async def test_sigterm_hands_back_in_flight_tasks(
         async def all_done() -> bool:
             return (await queue.counts())["COMPLETED"] == len(ids)
 
-        await wait_until(all_done, 60, "the second worker to finish everything")
+        await eventually(all_done, "the second worker to finish everything", 60, every=POLL)
         await assert_all_completed_once(queue, ids)
     figures.update(
         in_flight_at_sigterm=20,

@@ -27,6 +27,7 @@ from typing import Any
 
 import pytest
 from e2e_support import (
+    POLL,
     TEXT,
     FakeUpstream,
     RedisServer,
@@ -36,11 +37,10 @@ from e2e_support import (
     new_task,
     open_queue,
     submit_chunked,
-    wait_until,
     worker_env,
 )
 
-from support import make_settings
+from support import eventually, make_settings
 from taskflow_server.resilience.breaker import CircuitBreaker
 from taskflow_server.store.queue import TaskQueue
 
@@ -96,7 +96,7 @@ async def _start_batch(queue: TaskQueue, spawn: Spawner, env: dict[str, str]) ->
     async def flowing() -> bool:
         return (await queue.counts())["COMPLETED"] >= 5
 
-    await wait_until(flowing, 60, "the first completions")
+    await eventually(flowing, "the first completions", 60, every=POLL)
     return ids
 
 
@@ -119,8 +119,10 @@ async def _run_hold(
     ids = await _start_batch(queue, spawn, env)
     if mode is not None:
         upstream.control(mode={"name": mode, "seconds": None})
-    took = await wait_until(_held(breaker, reason), 30, f"the {reason} hold")
+    waited_from = time.monotonic()
+    await eventually(_held(breaker, reason), f"the {reason} hold", 30, every=POLL)
     held_at = time.monotonic()
+    took = held_at - waited_from
     calls_at_hold = upstream.stats()["chat_requests"]
     completed_at_hold = (await queue.counts())["COMPLETED"]
     while time.monotonic() - held_at < hold_for:
@@ -138,7 +140,7 @@ async def _run_hold(
     async def all_done() -> bool:
         return (await queue.counts())["COMPLETED"] == TASKS
 
-    await wait_until(all_done, 90, "every task to complete after the hold", every=0.25)
+    await eventually(all_done, "every task to complete after the hold", 90, every=0.25)
     await assert_all_completed_once(queue, ids)
     await _no_loss_so_far(queue, ids)
     figures.update(
@@ -276,7 +278,7 @@ async def test_provider_429_in_a_200_body_is_paced_by_the_cool_down(
         async def all_done() -> bool:
             return (await queue.counts())["COMPLETED"] == TASKS
 
-        await wait_until(all_done, 90, "every task to complete after the window", every=0.25)
+        await eventually(all_done, "every task to complete after the window", 90, every=0.25)
         await assert_all_completed_once(queue, ids)
         await _no_loss_so_far(queue, ids)
     # The first 429 sets a 10 s cool-down for everyone (no Retry-After in the body): the

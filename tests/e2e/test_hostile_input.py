@@ -30,7 +30,6 @@ from e2e_support import (
     StartServer,
     new_task,
     open_queue,
-    wait_until,
     worker_env,
 )
 from hypothesis import HealthCheck, given, settings
@@ -41,6 +40,8 @@ from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import content_type_conformance, status_code_conformance
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
+
+from support import eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -286,7 +287,7 @@ async def test_hostile_pdfs_end_clearly_and_delay_nobody(
             records = await queue.get_many([*pdf_tasks.values(), good_pdf, *normal])
             return all(r is not None and r.state in ("COMPLETED", "DLQ") for r in records)
 
-        await wait_until(settled, 120, "every task to finish", every=0.5)
+        await eventually(settled, "every task to finish", 120, every=0.5)
         for name, task_id in pdf_tasks.items():
             record = await queue.get(task_id)
             assert record is not None

@@ -22,10 +22,10 @@ from e2e_support import (
     new_task,
     open_queue,
     submit_chunked,
-    wait_until,
     worker_env,
 )
 
+from support import eventually
 from taskflow_server.store.audit import audit
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -79,7 +79,7 @@ async def test_fifty_thousand_queued_tasks(
             async def drained() -> bool:
                 return (await queue.counts())["COMPLETED"] == TASKS
 
-            await wait_until(drained, 240, f"{TASKS} tasks to complete", every=0.5)
+            await eventually(drained, f"{TASKS} tasks to complete", 240, every=0.5)
             drain_s = time.monotonic() - drain_start
             stop.set()
             await poller

@@ -17,19 +17,20 @@ from typing import Any
 import httpx
 import pytest
 from e2e_support import (
+    POLL,
     RedisServer,
     Spawner,
     StartServer,
     assert_all_completed_once,
     counts_or_none,
-    free_port,
     log_text,
     new_task,
     open_queue,
     submit_chunked,
-    wait_until,
     worker_env,
 )
+
+from support import eventually, free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -58,21 +59,23 @@ async def _submit_via_api(
             }
             for i in range(20)
         ]
-        deadline = time.monotonic() + 60
-        while True:
+
+        async def submitted(batch: int = batch, items: list[dict[str, Any]] = items) -> bool:
             try:
                 resp = await client.post("/api/v1/tasks/batch", json={"tasks": items})
-                if resp.status_code in (200, 201):
-                    for item in resp.json()["items"]:
-                        accepted[f"{batch}-{item['index']}"] = item["task_id"]
-                    break
-                assert resp.status_code == 503, resp.text  # Redis away: try again
-                refused.append(503)
             except httpx.TransportError:
                 refused.append(0)
-            assert time.monotonic() < deadline, "the API did not accept a batch within 60 s"
-            await asyncio.sleep(0.3)
-        await asyncio.sleep(0.7)
+                return False
+            if resp.status_code in (200, 201):
+                for item in resp.json()["items"]:
+                    accepted[f"{batch}-{item['index']}"] = item["task_id"]
+                return True
+            assert resp.status_code == 503, resp.text  # Redis away: try again
+            refused.append(503)
+            return False
+
+        await eventually(submitted, f"the API to accept batch {batch}", 60, every=0.3)
+        await asyncio.sleep(0.7)  # spread the batches over the outages
 
 
 async def test_redis_killed_and_restarted_twice(
@@ -98,7 +101,7 @@ async def test_redis_killed_and_restarted_twice(
                 counts = await counts_or_none(queue)
                 return counts is not None and counts["COMPLETED"] >= n
 
-            await wait_until(reached, 90, f"{threshold} completions")
+            await eventually(reached, f"{threshold} completions", 90, every=POLL)
             before = (await queue.counts())["COMPLETED"]
             redis_server.kill()
             down_at = time.monotonic()
@@ -106,7 +109,7 @@ async def test_redis_killed_and_restarted_twice(
             async def not_ready() -> bool:
                 return await _ready_status(api) == 503
 
-            await wait_until(not_ready, 10, "/ready to answer 503 while Redis is away")
+            await eventually(not_ready, "/ready to answer 503 while Redis is away", 10, every=POLL)
             assert (await api.get("/live")).status_code == 200
             while time.monotonic() - down_at < OUTAGE_SECONDS:
                 assert await _ready_status(api) == 503
@@ -117,13 +120,17 @@ async def test_redis_killed_and_restarted_twice(
             async def ready() -> bool:
                 return await _ready_status(api) == 200
 
-            ready_after = await wait_until(ready, 30, "/ready to answer 200 again")
+            waited_from = time.monotonic()
+            await eventually(ready, "/ready to answer 200 again", 30, every=POLL)
+            ready_after = time.monotonic() - waited_from
 
             async def progressing(n: int = before) -> bool:
                 counts = await counts_or_none(queue)
                 return counts is not None and counts["COMPLETED"] > n
 
-            resumed_after = await wait_until(progressing, 30, "work to resume after the restart")
+            waited_from = time.monotonic()
+            await eventually(progressing, "work to resume after the restart", 30, every=POLL)
+            resumed_after = time.monotonic() - waited_from
             outages.append(
                 {
                     "down_s": round(up_at - down_at, 1),
@@ -141,7 +148,7 @@ async def test_redis_killed_and_restarted_twice(
             counts = await counts_or_none(queue)
             return counts is not None and counts["COMPLETED"] == len(all_ids)
 
-        await wait_until(all_done, 120, "every task to complete", every=0.25)
+        await eventually(all_done, "every task to complete", 120, every=0.25)
         await assert_all_completed_once(queue, all_ids)
     for proc in [server.proc, *workers]:
         assert proc.poll() is None, f"a process exited:\n{log_text(proc)[-2000:]}"
@@ -176,7 +183,7 @@ async def test_redis_unreachable_at_start(
         async def retried_twice() -> bool:
             return all(log_text(p).count("is not reachable") >= 2 for p in (server.proc, worker))
 
-        await wait_until(retried_twice, 30, "both processes to log their retries")
+        await eventually(retried_twice, "both processes to log their retries", 30, every=POLL)
         for proc in (server.proc, worker):
             assert proc.poll() is None, log_text(proc)[-2000:]
             assert f"redis at redis://127.0.0.1:{port}/0 is not reachable" in log_text(proc)
@@ -187,7 +194,9 @@ async def test_redis_unreachable_at_start(
             async def ready() -> bool:
                 return await _ready_status(api) == 200
 
-            ready_after = await wait_until(ready, 30, "/ready once Redis is there")
+            waited_from = time.monotonic()
+            await eventually(ready, "/ready once Redis is there", 30, every=POLL)
+            ready_after = time.monotonic() - waited_from
             async with open_queue(url, prefix) as queue:
                 ids = await submit_chunked(
                     queue, [new_task("demo.sleep", {"seconds": 0.1}) for _ in range(40)]
@@ -196,13 +205,13 @@ async def test_redis_unreachable_at_start(
                 async def done() -> bool:
                     return (await queue.counts())["COMPLETED"] == len(ids)
 
-                await wait_until(done, 30, "the tasks to complete")
+                await eventually(done, "the tasks to complete", 30, every=POLL)
                 await assert_all_completed_once(queue, ids)
 
                 async def both_workers() -> bool:  # the in-process one and the process
                     return len(await queue.workers()) == 2
 
-                await wait_until(both_workers, 20, "both workers to join")
+                await eventually(both_workers, "both workers to join", 20, every=POLL)
             for proc in (server.proc, worker):
                 assert "redis is reachable again" in log_text(proc)
             figures.update(

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from e2e_support import (
+    POLL,
     TEXT,
     FakeUpstream,
     RedisServer,
@@ -25,11 +26,10 @@ from e2e_support import (
     new_task,
     open_queue,
     submit_chunked,
-    wait_until,
     worker_env,
 )
 
-from support import make_settings
+from support import eventually, make_settings
 from taskflow_server.resilience.breaker import CircuitBreaker
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
@@ -72,7 +72,7 @@ async def test_upstream_outage_opens_breaker_and_loses_nothing(
         async def warmed_up() -> bool:
             return (await queue.counts())["COMPLETED"] >= 60
 
-        await wait_until(warmed_up, 60, "the first completions")
+        await eventually(warmed_up, "the first completions", 60, every=POLL)
         fake_upstream.control(outage_seconds=OUTAGE_SECONDS)
         outage_start = time.monotonic()
         at_start = fake_upstream.stats()
@@ -94,19 +94,21 @@ async def test_upstream_outage_opens_breaker_and_loses_nothing(
         async def closed_again() -> bool:
             return (await breaker.status())["state"] == "closed"
 
-        closed_after = await wait_until(closed_again, 30, "the breaker to close after the outage")
+        waited_from = time.monotonic()
+        await eventually(closed_again, "the breaker to close after the outage", 30, every=POLL)
+        closed_after = time.monotonic() - waited_from
         before = (await queue.counts())["COMPLETED"]
 
         async def resumed() -> bool:
             return (await queue.counts())["COMPLETED"] > before
 
-        await wait_until(resumed, 30, "completions to resume")
+        await eventually(resumed, "completions to resume", 30, every=POLL)
         resumed_after = time.monotonic() - outage_end
 
         async def all_done() -> bool:
             return (await queue.counts())["COMPLETED"] == tasks
 
-        await wait_until(all_done, 120, "every task to complete", every=0.25)
+        await eventually(all_done, "every task to complete", 120, every=0.25)
         await assert_all_completed_once(queue, ids)
         records = await queue.get_many(ids)
         max_retries_used = max(r.retry_count for r in records if r is not None)
@@ -150,7 +152,7 @@ async def test_429_storm_holds_every_worker(
         async def warmed_up() -> bool:
             return (await queue.counts())["COMPLETED"] >= 40
 
-        await wait_until(warmed_up, 60, "the first completions")
+        await eventually(warmed_up, "the first completions", 60, every=POLL)
         fake_upstream.control(enqueue=["429"] * storm)
         samples: list[tuple[float, int, int]] = []
         deadline = time.monotonic() + 60
@@ -166,7 +168,7 @@ async def test_429_storm_holds_every_worker(
         async def all_done() -> bool:
             return (await queue.counts())["COMPLETED"] == tasks
 
-        await wait_until(all_done, 120, "every task to complete", every=0.25)
+        await eventually(all_done, "every task to complete", 120, every=0.25)
         await assert_all_completed_once(queue, ids)
     final = fake_upstream.stats()
     assert windows >= 1

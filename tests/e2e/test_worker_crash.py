@@ -2,42 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import time
 
 import pytest
+from e2e_support import completions, worker_env
 from redis.asyncio import Redis
 
-from support import make_settings
+from support import eventually, make_settings
 from taskflow_server.store.audit import audit
-from taskflow_server.store.events import EventLog
 from taskflow_server.store.keys import Keys
 from taskflow_server.store.queue import TaskQueue
 from taskflow_server.store.records import NewTask
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
-
-
-def worker_env(redis_url: str, prefix: str, **extra: str) -> dict[str, str]:
-    return {
-        "TASKFLOW_REDIS_URL": redis_url,
-        "TASKFLOW_KEY_PREFIX": prefix,
-        "TASKFLOW_CONCURRENCY": "25",
-        "TASKFLOW_LEASE_SECONDS": "2",
-        "TASKFLOW_REAPER_EVERY": "0.3",
-        "TASKFLOW_SCHEDULER_EVERY": "0.1",
-        "TASKFLOW_HEARTBEAT_SECONDS": "0.5",
-        **extra,
-    }
-
-
-async def wait_until(predicate, timeout: float, what: str) -> None:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while not await predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.1)
 
 
 async def test_sigkill_mid_run_loses_nothing(redis: Redis, redis_url: str, spawn) -> None:  # type: ignore[no-untyped-def]
@@ -46,31 +25,28 @@ async def test_sigkill_mid_run_loses_nothing(redis: Redis, redis_url: str, spawn
     await queue.load()
     subs = await queue.submit_many([NewTask("demo.sleep", {"seconds": 0.25}) for _ in range(300)])
     ids = {s.task_id for s in subs}
-    env = worker_env(redis_url, prefix)
+    env = worker_env(redis_url, prefix, TASKFLOW_CONCURRENCY="25")
     victim = spawn("taskflow-worker", env=env)
     spawn("taskflow-worker", env=env)
 
     async def victim_busy() -> bool:
         return (await queue.counts())["COMPLETED"] >= 30
 
-    await wait_until(victim_busy, 60, "work to start")
+    await eventually(victim_busy, "work to start", 60, every=0.1)
     os.kill(victim.pid, signal.SIGKILL)  # mid-run: it holds leased tasks
     victim.wait(timeout=10)
 
     async def all_done() -> bool:
         return (await queue.counts())["COMPLETED"] == 300
 
-    await wait_until(all_done, 120, "all 300 tasks to complete")
+    await eventually(all_done, "all 300 tasks to complete", 120, every=0.1)
     counts = await queue.counts()
     assert counts["ACTIVE"] == 0 and counts["PENDING"] == 0 and counts["DLQ"] == 0
     report = await audit(redis, queue.keys)
     assert report.ok, report.problems
-    completions: dict[str, int] = {}
-    for event in await EventLog(redis, queue.keys).read(after="0-0", count=100_000):
-        if event.type == "task_state_changed" and event.state == "COMPLETED" and event.task_id:
-            completions[event.task_id] = completions.get(event.task_id, 0) + 1
-    assert set(completions) == ids
-    assert set(completions.values()) == {1}  # result written exactly once per task
+    done = await completions(queue)
+    assert set(done) == ids
+    assert set(done.values()) == {1}  # result written exactly once per task
     reaped = [r for r in await queue.get_many(sorted(ids)) if r and r.lost_leases]
     assert reaped, "the kill should have left leased tasks for the reaper"
 
@@ -80,12 +56,13 @@ async def test_sigterm_hands_in_flight_tasks_back(redis: Redis, redis_url: str, 
     queue = TaskQueue(redis, Keys(prefix), make_settings(key_prefix=prefix))
     await queue.load()
     subs = await queue.submit_many([NewTask("demo.sleep", {"seconds": 60}) for _ in range(5)])
-    proc = spawn("taskflow-worker", env=worker_env(redis_url, prefix, TASKFLOW_GRACE_SECONDS="1"))
+    env = worker_env(redis_url, prefix, TASKFLOW_CONCURRENCY="25", TASKFLOW_GRACE_SECONDS="1")
+    proc = spawn("taskflow-worker", env=env)
 
     async def all_active() -> bool:
         return (await queue.counts())["ACTIVE"] == 5
 
-    await wait_until(all_active, 30, "tasks to start")
+    await eventually(all_active, "tasks to start", 30, every=0.1)
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=20) == 0

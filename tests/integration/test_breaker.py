@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import time
+from typing import cast
 
 import pytest
 from redis.asyncio import Redis
 
+from support import eventually, make_settings, until_redis_time
 from taskflow_server.config import Settings
 from taskflow_server.resilience.breaker import (
     CircuitBreaker,
@@ -33,7 +34,7 @@ def settings(**overrides: float) -> Settings:
         "hold_probe_seconds": 0.2,
     }
     values.update(overrides)
-    return Settings(**values)  # type: ignore[arg-type]
+    return make_settings(**values)
 
 
 def make(redis: Redis, probe_seconds: float = 5.0, **overrides: float) -> CircuitBreaker:
@@ -41,10 +42,15 @@ def make(redis: Redis, probe_seconds: float = 5.0, **overrides: float) -> Circui
 
 
 async def wait_for_state(breaker: CircuitBreaker, state: str, within: float = 3.0) -> None:
-    deadline = time.monotonic() + within
-    while (await breaker.status())["state"] != state:
-        assert time.monotonic() < deadline, f"breaker never became {state}"
-        await asyncio.sleep(0.02)
+    async def reached() -> bool:
+        return bool((await breaker.status())["state"] == state)
+
+    await eventually(reached, f"the breaker to become {state}", within)
+
+
+async def allowance_is(breaker: CircuitBreaker, answer: int | None) -> bool:
+    """Asks for an allowance (which may take the probe) and says whether it was ``answer``."""
+    return bool(await breaker.allowance() == answer)
 
 
 async def test_closed_by_default(redis: Redis) -> None:
@@ -97,7 +103,8 @@ async def test_a_hold_until_lifted_then_one_probe_then_closed(redis: Redis) -> N
     await worker_a.hold("key_limit")
     status = await worker_b.status()
     assert status["hold"] == "key_limit" and status["hold_until"] is None
-    await asyncio.sleep(0.3)  # longer than every timeout: a hold without an end stays
+    # Longer than every timeout (0.2 s) on the breaker's clock: a hold without an end stays.
+    await until_redis_time(redis, status["opened_at"] + 0.3, "every timeout to pass")
     assert await worker_b.allowance() == 0
     assert not await worker_b.lift("budget")  # another reason's lift does not end it
     assert await worker_b.lift("key_limit")
@@ -126,7 +133,7 @@ async def test_a_hold_replaces_an_outage_and_is_announced(redis: Redis) -> None:
     await breaker.hold("credits", 60.0)
     status = await breaker.status()
     assert status["state"] == "open" and status["hold"] == "credits"
-    entries = await redis.xrange(KEYS.events)
+    entries = cast(list[tuple[bytes, dict[bytes, bytes]]], await redis.xrange(KEYS.events))
     last = {k.decode(): v.decode() for k, v in entries[-1][1].items()}
     assert (last["type"], last["reason"], last["hold"]) == (
         "breaker_state_changed",
@@ -190,10 +197,7 @@ async def test_a_lost_probe_is_handed_out_again(redis: Redis) -> None:
     await wait_for_state(breaker, "half-open")
     assert await breaker.allowance() == 1  # this worker then "dies"
     assert await breaker.allowance() == 0
-    deadline = time.monotonic() + 3
-    while await breaker.allowance() != 1:
-        assert time.monotonic() < deadline
-        await asyncio.sleep(0.02)
+    await eventually(lambda: allowance_is(breaker, 1), "the lost probe to be handed out", 3)
 
 
 async def test_released_probe_goes_to_the_next_caller(redis: Redis) -> None:
@@ -219,7 +223,8 @@ async def test_manual_open_holds_until_reset_for_every_worker(redis: Redis) -> N
     status = await open_breaker(redis, KEYS, "up", reason="maintenance", settings=settings())
     assert status["state"] == "open" and status["held"] and status["reason"] == "maintenance"
     assert status["seconds_to_half_open"] is None
-    await asyncio.sleep(0.3)  # longer than the open timeout: a held breaker stays open
+    # Longer than the open timeout (0.2 s) on the breaker's clock: a held breaker stays open.
+    await until_redis_time(redis, status["opened_at"] + 0.3, "the open timeout to pass")
     assert await worker_a.allowance() == 0
     assert await worker_b.is_open()
     status = await reset_breaker(redis, KEYS, "up", settings=settings())
@@ -252,10 +257,8 @@ async def test_every_change_of_state_is_one_event_on_the_log(redis: Redis) -> No
         await breaker.record_failure(ErrorClass.UNAVAILABLE)
     await breaker.record_failure(ErrorClass.UNAVAILABLE)  # already open: no second event
     await wait_for_state(breaker, "open")
-    deadline = time.monotonic() + 3
-    while await breaker.allowance() != 1:  # the timeout passes: half-open, this call probes
-        assert time.monotonic() < deadline, "the breaker never handed out a probe"
-        await asyncio.sleep(0.02)
+    # The timeout passes: half-open, and this call takes the probe.
+    await eventually(lambda: allowance_is(breaker, 1), "the breaker to hand out a probe", 3)
     await breaker.record_success()
     await breaker.open("maintenance")
     await breaker.reset()

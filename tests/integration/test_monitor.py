@@ -2,33 +2,24 @@
 
 from __future__ import annotations
 
-import asyncio
-import socket
-import time
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from redis.asyncio import Redis
 
+from support import eventually, free_port, make_settings
 from taskflow_server.config import Rate, Settings
-from taskflow_server.llm.fake_openrouter import FakeConfig, FakeOpenRouterThread
 from taskflow_server.llm.monitor import OpenRouterMonitor
 from taskflow_server.llm.openrouter import OpenRouterClient
 from taskflow_server.llm.provider import OfflineProvider, OpenRouterProvider, make_provider
 from taskflow_server.resilience.breaker import CircuitBreaker
 from taskflow_server.resilience.ratelimit import RateLimiter
 from taskflow_server.store.keys import Keys
+from taskflow_server.testing.openrouter import FakeConfig, FakeOpenRouterThread
 
 KEY = "sk-test"
 KEYS = Keys("tfllm")
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 V1_FIELDS = {
@@ -51,7 +42,7 @@ def fake(fake_server: FakeOpenRouterThread) -> FakeOpenRouterThread:
 
 
 def settings(base_url: str, key: str | None = KEY, **extra: Any) -> Settings:
-    return Settings(
+    return make_settings(
         openrouter_api_key=key, openrouter_base_url=base_url, openrouter_timeout=2.0, **extra
     )
 
@@ -71,7 +62,7 @@ async def close(monitor: OpenRouterMonitor) -> None:
 
 
 async def test_offline_is_api_key_missing(redis: Redis) -> None:
-    s = Settings(openrouter_api_key=None)
+    s = make_settings(openrouter_api_key=None)
     status = await OpenRouterMonitor(redis, KEYS, s, None).status()
     assert set(status) >= V1_FIELDS
     assert status["status"] == "api_key_missing"
@@ -107,10 +98,11 @@ async def test_cache_expires(redis: Redis, fake: FakeOpenRouterThread) -> None:
     try:
         assert (await monitor.status())["cache_hit"] is False
         assert (await monitor.status())["cache_hit"] is True
-        deadline = time.monotonic() + 3
-        while (await monitor.status())["cache_hit"]:
-            assert time.monotonic() < deadline, "the cache never expired"
-            await asyncio.sleep(0.05)
+
+        async def expired() -> bool:
+            return not (await monitor.status())["cache_hit"]
+
+        await eventually(expired, "the 0.2 s status cache to expire", 3)
     finally:
         await close(monitor)
 
@@ -219,22 +211,30 @@ async def test_seconds_per_state(redis: Redis, fake: FakeOpenRouterThread) -> No
     s = settings(fake.base_url)
     limiter = RateLimiter(redis, KEYS, "openrouter", None, 8)
     monitor = monitor_for(redis, s, limiter=limiter)
+
+    async def seconds_in(state: str) -> float:
+        (today,) = (await monitor.metrics(days=1))["metrics"].values()
+        return float(today.get(f"state_{state}", 0.0))
+
+    async def at_least(state: str, seconds: float) -> bool:
+        return await seconds_in(state) >= seconds
+
     try:
         await monitor.status()
-        await asyncio.sleep(0.2)
+        # The current state's time grows with the clock (Redis TIME), without another call.
+        await eventually(lambda: at_least("active", 0.2), "0.2 s counted as active")
         await limiter.set_cooldown(5)
         assert (await monitor.status())["status"] == "rate_limited"
-        await asyncio.sleep(0.1)
-        report = await monitor.metrics(days=1)
+        active = await seconds_in("active")  # closed by the change of state
+        assert active >= 0.2
+        await eventually(lambda: at_least("rate_limited", 0.1), "0.1 s counted as rate_limited")
+        assert await seconds_in("active") == pytest.approx(active, abs=0.002)
     finally:
         await close(monitor)
-    (today,) = report["metrics"].values()
-    assert today["state_active"] >= 0.2
-    assert today["state_rate_limited"] >= 0.1
 
 
 async def test_make_provider(redis: Redis, fake: FakeOpenRouterThread) -> None:
-    offline = make_provider(Settings(openrouter_api_key=None), redis, KEYS)
+    offline = make_provider(make_settings(openrouter_api_key=None), redis, KEYS)
     assert isinstance(offline, OfflineProvider)
     assert (offline.name, offline.model) == ("offline", "extractive")
     online = make_provider(settings(fake.base_url), redis, KEYS)

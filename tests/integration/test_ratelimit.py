@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import cast
 
 import pytest
 from redis.asyncio import Redis
 
-from taskflow_server.config import Rate, Settings
+from support import eventually, make_settings, until_redis_time
+from taskflow_server.config import Rate
 from taskflow_server.resilience.breaker import CircuitBreaker
-from taskflow_server.resilience.errors import ErrorClass, NotSent
+from taskflow_server.resilience.errors import ErrorClass, NotSentError
 from taskflow_server.resilience.ratelimit import RateLimiter
 from taskflow_server.store.keys import Keys
 
@@ -46,15 +48,13 @@ async def test_burst_to_capacity_then_wait_in_ms_then_refill(redis: Redis) -> No
     assert refused.reason == "token"
     # One token comes back every 100 ms: a sub-second wait, in milliseconds, never 0.
     assert 1 <= refused.wait_ms <= 100
-    deadline = time.monotonic() + 2
-    while time.monotonic() < deadline:
+
+    async def refilled() -> bool:
         again = await lim.try_acquire()
-        if again.granted:
-            break
-        assert 1 <= again.wait_ms <= 100
-        await asyncio.sleep(again.wait_ms / 1000)
-    else:
-        pytest.fail("the bucket never refilled")
+        assert again.granted or 1 <= again.wait_ms <= 100
+        return again.granted
+
+    await eventually(refilled, "a token to come back", 2)
 
 
 async def test_reservation_returns_wait_and_takes_the_token(redis: Redis) -> None:
@@ -96,13 +96,18 @@ async def test_in_flight_limit_across_limiters(redis: Redis) -> None:
     b = limiter(redis, None, max_in_flight=3)
     live = 0
     peak = 0
+    full = asyncio.Event()
 
     async def call(lim: RateLimiter) -> None:
         nonlocal live, peak
         async with lim.slot():
             live += 1
             peak = max(peak, live)
-            await asyncio.sleep(0.05)
+            if live == 3:
+                full.set()
+            # The first callers hold their slots until all three are taken, while the other
+            # seventeen keep asking: a limiter that let a fourth in would show a peak above 3.
+            await full.wait()
             live -= 1
 
     await asyncio.gather(*(call(a if i % 2 else b) for i in range(20)))
@@ -126,7 +131,14 @@ async def test_a_live_slot_keeps_its_lease(redis: Redis) -> None:
     lim = limiter(redis, None, max_in_flight=1, lease_seconds=0.3)
     other = limiter(redis, None, max_in_flight=1, lease_seconds=0.3)
     async with lim.slot():
-        await asyncio.sleep(0.8)  # longer than the lease: the keeper extends it
+        leases = cast(
+            list[tuple[bytes, float]],
+            await redis.zrange(KEYS.ratelimit("up", "inflight"), 0, -1, withscores=True),
+        )
+        ((_, first_expiry_ms),) = leases
+        # Well past the lease it started with, on the limiter's clock: only the keeper's
+        # extensions can still hold the slot.
+        await until_redis_time(redis, first_expiry_ms / 1000 + 0.2, "the first lease to run out")
         assert not (await other.try_acquire()).granted
     assert (await other.try_acquire()).granted
 
@@ -175,10 +187,11 @@ async def test_reduce_in_flight(redis: Redis) -> None:
         await lim.release(lease.lease_id)
     assert all([(await lim.try_acquire()).granted for _ in range(4)])
     assert not (await lim.try_acquire()).granted
-    deadline = time.monotonic() + 3
-    while (await lim.status())["max_in_flight"] != 10:
-        assert time.monotonic() < deadline, "the lowered cap never expired"
-        await asyncio.sleep(0.05)
+
+    async def cap_restored() -> bool:
+        return bool((await lim.status())["max_in_flight"] == 10)
+
+    await eventually(cap_restored, "the lowered cap to expire after 0.3 s", 3)
 
 
 async def test_status_fields(redis: Redis) -> None:
@@ -195,14 +208,14 @@ async def test_status_fields(redis: Redis) -> None:
 
 async def test_an_open_breaker_grants_nothing_and_takes_no_token(redis: Redis) -> None:
     lim = limiter(redis, "10/10s")
-    breaker = CircuitBreaker(redis, KEYS, "up", Settings(_env_file=None))  # type: ignore[call-arg]
+    breaker = CircuitBreaker(redis, KEYS, "up", make_settings())
     assert (await lim.try_acquire()).granted
     await breaker.hold("key_limit")
     taken = (await lim.status())["taken"]
     refused = await lim.try_acquire()
     assert (refused.granted, refused.reason, refused.wait_ms) == (False, "paused:key_limit", 0)
     assert (await lim.status())["taken"] == taken  # no token spent on a refused call
-    with pytest.raises(NotSent) as info:
+    with pytest.raises(NotSentError) as info:
         await lim.acquire()
     assert info.value.error_class is ErrorClass.KEY_LIMIT
     await breaker.hold("budget")  # replaces it: the reason travels
@@ -215,7 +228,7 @@ async def test_an_open_breaker_grants_nothing_and_takes_no_token(redis: Redis) -
 
 async def test_a_lifted_hold_lets_one_probe_through_at_a_time(redis: Redis) -> None:
     lim = limiter(redis, None, max_in_flight=50)
-    breaker = CircuitBreaker(redis, KEYS, "up", Settings(_env_file=None))  # type: ignore[call-arg]
+    breaker = CircuitBreaker(redis, KEYS, "up", make_settings())
     await breaker.hold("credits")
     assert await breaker.lift("credits")
     probe = await lim.try_acquire()

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 from redis.asyncio import Redis
 
-from support import make_settings
+from support import eventually, make_settings
 from taskflow_server.store import queue as queue_module
 from taskflow_server.store.audit import audit
 from taskflow_server.store.events import EventLog
@@ -16,8 +14,8 @@ from taskflow_server.store.queue import (
     CANCEL_REQUESTED,
     EXTENDED,
     LOST,
-    InvalidTransition,
-    TaskNotFound,
+    InvalidTransitionError,
+    TaskNotFoundError,
     TaskQueue,
 )
 from taskflow_server.store.records import NewTask
@@ -85,10 +83,7 @@ async def test_schedule_then_promote_when_due(queue: TaskQueue) -> None:
     rec = await queue.get(sub.task_id)
     assert rec and rec.retry_count == 1 and rec.retry_after is not None
     assert await queue.promote_due() == 0
-    deadline = asyncio.get_running_loop().time() + 5
-    while await queue.promote_due() == 0:
-        assert asyncio.get_running_loop().time() < deadline
-        await asyncio.sleep(0.05)
+    await eventually(queue.promote_due, "the retry to come due and be promoted", 5, every=0.05)
     rec = await queue.get(sub.task_id)
     assert rec and rec.state == "PENDING"
     assert await queue.queue_ids("retry") == [sub.task_id]
@@ -175,7 +170,7 @@ async def test_cancel_in_each_state(queue: TaskQueue, state: str) -> None:
         elif state == "COMPLETED":
             await queue.complete_many([(c.task_id, "t", 1)])
     if state == "COMPLETED":
-        with pytest.raises(InvalidTransition):
+        with pytest.raises(InvalidTransitionError):
             await queue.cancel(sub.task_id)
         return
     rec = await queue.cancel(sub.task_id)
@@ -190,7 +185,7 @@ async def test_cancel_in_each_state(queue: TaskQueue, state: str) -> None:
 
 async def test_manual_retry_only_from_dlq(queue: TaskQueue) -> None:
     (sub,) = await queue.submit_many([noop()])
-    with pytest.raises(InvalidTransition):
+    with pytest.raises(InvalidTransitionError):
         await queue.retry(sub.task_id)
     (c,) = await queue.claim("w", "t", 1, ALL_LANES)
     await queue.fail(c.task_id, "t", mode="retry", error_type="timeout", message="m")
@@ -201,7 +196,7 @@ async def test_manual_retry_only_from_dlq(queue: TaskQueue) -> None:
     rec = await queue.retry(sub.task_id, reset_retry_count=True)
     assert rec.state == "PENDING" and rec.retry_count == 0
     assert await queue.queue_ids("retry") == [sub.task_id]
-    with pytest.raises(TaskNotFound):
+    with pytest.raises(TaskNotFoundError):
         await queue.retry("nope")
     await assert_consistent(queue)
 
@@ -230,7 +225,7 @@ async def test_manual_retry_of_a_cancelled_task(queue: TaskQueue, was: str) -> N
     assert c.task_id == sub.task_id
     await queue.complete_many([(c.task_id, "t2", 1)])
     assert (await queue.get(sub.task_id)).state == "COMPLETED"  # type: ignore[union-attr]
-    with pytest.raises(InvalidTransition):  # a COMPLETED task is still refused
+    with pytest.raises(InvalidTransitionError):  # a COMPLETED task is still refused
         await queue.retry(sub.task_id)
     await assert_consistent(queue)
 
