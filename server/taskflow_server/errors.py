@@ -29,7 +29,8 @@ error keeps that builtin as a second base (``InvalidPayloadError`` is a ``ValueE
     ├── StoreError                     store/queue.py: the store refused an operation
     │   ├── TaskNotFoundError          no task with that id
     │   └── InvalidTransitionError     the task's state does not allow the operation
-    └── BlobQuotaExceededError         store/blobs.py: uploads would pass max_blob_bytes
+    ├── BlobQuotaExceededError         store/blobs.py: uploads would pass max_blob_bytes
+    └── ItemError                      api/routers/tasks.py: a submit item refused (ValueError)
 
 The API's refusals are ``HTTPException`` subclasses (``api/limits.py``, ``api/body.py``): they are
 answers to a client, turned into 4xx responses by FastAPI, not errors of the server.

@@ -64,6 +64,7 @@ from taskflow_server.api.views import (
     task_state_item,
     task_summary,
 )
+from taskflow_server.errors import TaskflowError
 from taskflow_server.states import TERMINAL_STATES, TaskState
 from taskflow_server.store.blobs import BlobQuotaExceededError
 from taskflow_server.store.queue import InvalidTransitionError, TaskNotFoundError
@@ -89,7 +90,7 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
 }
 
 
-class ItemError(ValueError):
+class ItemError(TaskflowError, ValueError):
     """A submit item that cannot be accepted; the message says why."""
 
 
