@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import time
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from taskflow_server.pdf.reader import (
     open_pdf,
 )
 from taskflow_server.pdf.samples import make_issue, make_samples
+from taskflow_server.pdf.stories import TOPICS
 
 
 def _pdf(pages: int = 1, size: tuple[float, float] = letter, **kwargs: object) -> bytes:
@@ -59,6 +61,44 @@ def test_ground_truth_matches_the_pdf() -> None:
             assert page.has_text_layer
             for article in true_page["articles"]:
                 assert article["title"] and len(article["body"].split()) >= 12
+
+
+def _tokens(text: str) -> str:
+    return " ".join(re.sub(r"[^0-9a-z]+", " ", text.lower()).split())
+
+
+def test_pull_quotes_captions_and_adverts_are_printed_but_no_article() -> None:
+    kinds: set[str] = set()
+    used: set[str] = set()
+    for number in range(1, 7):
+        pdf, truth = make_issue(seed=31, number=number, used_titles=used)
+        result = extract_offline(pdf, truth["filename"], None)
+        with open_pdf(pdf) as doc:
+            texts = {p.number: _tokens(" ".join(ln.text for ln in p.lines)) for p in doc.pages()}
+        for insert in truth["generator"]["inserts"]:
+            page = truth["pages"][insert["page"] - 1]
+            if page["status"] != "processed":
+                continue
+            kinds.add(insert["kind"])
+            words = _tokens(insert["text"].split(" / ")[0])
+            assert words in texts[insert["page"]]  # printed (the caption may wrap: first words)
+            found = result["pages"][insert["page"] - 1]["articles"]
+            for article in [*page["articles"], *found]:
+                assert words not in _tokens(article["title"])
+                body = _tokens(article["body"])
+                # A pull quote repeats a quotation: its words are in the body once, not twice.
+                assert body.count(words) <= (1 if insert["kind"] == "pull_quote" else 0)
+    assert kinds == {"pull_quote", "caption", "advert"}
+
+
+def test_sample_stories_read_as_news() -> None:
+    _, truth = make_issue(seed=3, number=1, used_titles=set())
+    articles = [a for p in truth["pages"] for a in p["articles"]]
+    assert {tuple(a["topics"]) for a in articles} <= {(t,) for t in TOPICS}
+    for article in articles:
+        assert " said " in f" {article['body']} " or article["body"].count(".") >= 2
+        title_words = set(_tokens(article["title"]).split())
+        assert len(title_words & set(_tokens(article["body"]).split())) >= 2
 
 
 def test_generated_set_meets_the_quality_bar(tmp_path: Path) -> None:

@@ -51,6 +51,10 @@ HEADLINE_RATIO = 1.25
 """A block whose font is this much larger than the body text is a headline."""
 MIN_ARTICLE_WORDS = 12
 """A titled piece with a shorter body (a masthead, a label) is not reported as an article."""
+PULL_QUOTE_WORDS = 5
+"""Large type repeating at least this many words of the page's text verbatim is a pull quote."""
+CAPTION_RATIO = 0.9
+"""Italic text this much smaller than the body under an empty stretch of column is a caption."""
 
 _WORD_RE = re.compile(r"[^\W\d_][\w'\u2019-]*", re.UNICODE)
 _PAGE_NUMBER_RE = re.compile(
@@ -136,6 +140,12 @@ class Block:
         """True when most characters are bold."""
         bold = sum(len(line.text) for line in self.lines if line.bold)
         return bold * 2 > sum(len(line.text) for line in self.lines)
+
+    @property
+    def italic(self) -> bool:
+        """True when most characters are italic."""
+        italic = sum(len(line.text) for line in self.lines if line.italic)
+        return italic * 2 > sum(len(line.text) for line in self.lines)
 
     @property
     def word_count(self) -> int:
@@ -536,6 +546,33 @@ def _is_headline(block: Block, body_size: float) -> bool:
     )
 
 
+def _tokens(text: str) -> list[str]:
+    return re.findall(r"[0-9a-z]+", text.lower())
+
+
+def _is_pull_quote(text: str, page_tokens: str) -> bool:
+    """Large type that repeats a run of the page's other text word for word (a pull quote)."""
+    tokens = _tokens(text)
+    if len(tokens) < PULL_QUOTE_WORDS:
+        return False
+    return f" {' '.join(tokens)} " in page_tokens
+
+
+def _is_caption(k: int, blocks: Sequence[Block], body_size: float) -> bool:
+    """Small italic text under an empty stretch of its column (a figure's caption)."""
+    block = blocks[k]
+    if not block.italic or block.size > CAPTION_RATIO * body_size or block.word_count > 40:
+        return False
+    if any(_jump(ln.text) or _BYLINE_RE.match(ln.text.strip()) for ln in block.lines):
+        return False
+    above = [
+        b.bottom
+        for j, b in enumerate(blocks)
+        if j != k and b.bottom <= block.top + 1.0 and _x_overlap(b, block) > 0
+    ]
+    return not above or block.top - max(above) >= 5.0 * body_size
+
+
 def _x_overlap(a: Block, b: Block) -> float:
     return min(a.x1, b.x1) - max(a.x0, b.x0)
 
@@ -627,12 +664,16 @@ def _follow_cut_sentences(
         for j, other in enumerate(blocks):
             if j == k or j in head_of or other.x1 > block.x0 + 2.0:
                 continue
+            if abs(other.size - block.size) > 0.1 * block.size:
+                continue  # a cut sentence goes on in the same type (not an advert's lines)
             if min(other.bottom, block.bottom) - max(other.top, block.top) <= 0:
-                continue
-            if other.lines[-1].text.rstrip()[-1:] in '.!?"\u201d\u2019':
                 continue
             if best is None or (other.x1, other.bottom) > (blocks[best].x1, blocks[best].bottom):
                 best = j
+        # Only the nearest column to the left can be the one cut: when it ends a sentence, the
+        # block goes on from something else (text above it interrupted by a pull quote, say).
+        if best is not None and blocks[best].lines[-1].text.rstrip()[-1:] in '.!?"\u201d\u2019':
+            continue
         if best is not None and best in owners:
             owners[k] = owners[best]
 
@@ -656,6 +697,7 @@ def split_articles(
     Each article head claims the blocks in its region (see :func:`_owners`); a block outside
     every region continues whichever article the reading order last touched.
     """
+    blocks = _drop_inserts(blocks, body_size, vocab)
     head_of = _article_heads(blocks, body_size)
     owners = _owners(blocks, head_of, gutters, body_size)
     articles: list[Article] = []
@@ -724,6 +766,25 @@ def split_articles(
     return articles
 
 
+def _drop_inserts(blocks: Sequence[Block], body_size: float, vocab: frozenset[str]) -> list[Block]:
+    """The blocks without pull quotes and captions, which are no article's text."""
+    headline = [_is_headline(b, body_size) for b in blocks]
+    texts = [join_lines([ln.text for ln in b.lines], vocab) for b in blocks]
+    drop: set[int] = set()
+    for k, block in enumerate(blocks):
+        if headline[k] and not block.bold:
+            # The rest of the page in reading order, so a word hyphenated across the insert
+            # ("cle-" above it, "ared" below) is joined again.
+            others = join_lines(
+                [t for j, t in enumerate(texts) if j != k and not headline[j]], vocab
+            )
+            if _is_pull_quote(texts[k], f" {' '.join(_tokens(others))} "):
+                drop.add(k)
+        elif _is_caption(k, blocks, body_size):
+            drop.add(k)
+    return [b for k, b in enumerate(blocks) if k not in drop]
+
+
 def _append_paragraphs(article: Article, paragraphs: list[str], vocab: frozenset[str]) -> None:
     """Add paragraphs, gluing one that was cut by a column or page break back together."""
     if not paragraphs:
@@ -753,37 +814,50 @@ def join_continuations(
 ) -> None:
     """Join "continued" parts to the article they continue, on the start page (in place)."""
     index = {number: k for k, number in enumerate(page_numbers)}
-    for k, articles in enumerate(pages):
-        for article in list(articles):
-            source = article.jump_from
-            target: Article | None = None
-            if source is not None and source in index:
-                candidates = [
-                    a
-                    for a in pages[index[source]]
-                    if a.jump_to == page_numbers[k] and a is not article
-                ]
-                if candidates:
-                    target = max(
-                        candidates, key=lambda a: _title_similarity(a.title, article.title)
-                    )
-            if target is None and source is None and article.title:
-                for earlier in pages[:k]:
-                    for candidate in earlier:
-                        if (
-                            candidate.jump_to == page_numbers[k]
-                            and _title_similarity(candidate.title, article.title) >= 0.6
-                        ):
-                            target = candidate
-            if target is None and source is None and not article.title and articles[0] is article:
-                previous = next((p for p in reversed(pages[:k]) if p), None)
-                if previous and previous[-1].jump_to is None:
-                    target = previous[-1]
-            if target is None:
-                continue
-            _append_paragraphs(target, article.paragraphs, vocab)
-            target.jump_to = None
-            articles.remove(article)
+    # Parts that say where they come from ("Continued from page 1") are joined first, so a
+    # guess from a similar title cannot take the jump that belongs to them.
+    for explicit in (True, False):
+        for k, articles in enumerate(pages):
+            for article in list(articles):
+                if (article.jump_from is not None) == explicit:
+                    _join_part(pages, k, article, index, vocab, page_numbers)
+
+
+def _join_part(
+    pages: list[list[Article]],
+    k: int,
+    article: Article,
+    index: dict[int, int],
+    vocab: frozenset[str],
+    page_numbers: Sequence[int],
+) -> None:
+    """Join one article of page ``k`` to the part it continues, if any (in place)."""
+    articles = pages[k]
+    source = article.jump_from
+    target: Article | None = None
+    if source is not None and source in index:
+        candidates = [
+            a for a in pages[index[source]] if a.jump_to == page_numbers[k] and a is not article
+        ]
+        if candidates:
+            target = max(candidates, key=lambda a: _title_similarity(a.title, article.title))
+    if target is None and source is None and article.title:
+        for earlier in pages[:k]:
+            for candidate in earlier:
+                if (
+                    candidate.jump_to == page_numbers[k]
+                    and _title_similarity(candidate.title, article.title) >= 0.6
+                ):
+                    target = candidate
+    if target is None and source is None and not article.title and articles[0] is article:
+        previous = next((p for p in reversed(pages[:k]) if p), None)
+        if previous and previous[-1].jump_to is None:
+            target = previous[-1]
+    if target is None:
+        return
+    _append_paragraphs(target, article.paragraphs, vocab)
+    target.jump_to = None
+    articles.remove(article)
 
 
 def analyse_document(pages: Sequence[PageText]) -> list[list[Article]]:

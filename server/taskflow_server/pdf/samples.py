@@ -1,20 +1,28 @@
 """Generate newspaper-style sample PDFs, each with a ground-truth JSON beside it.
 
 ``make_samples(out_dir, count=4, seed=0)`` writes ``gazette-01.pdf`` + ``gazette-01.json`` ...
-Every issue is deterministic for a seed and has what makes real newspapers hard to read:
+The stories read as local news (see :mod:`.stories`: a lead, details with figures that agree,
+quotes with attribution, a headline built from the story's key nouns, sometimes a dateline),
+so a reader can judge the extraction and the summaries. Every issue is deterministic for a
+seed and has what makes real newspapers hard to read:
 
 - 2 to 4 columns per page, a masthead on page 1, headlines in several sizes spanning one or
   more columns, optional italic subtitles (decks) and "By ..." bylines;
-- words hyphenated at line ends ("infor-" / "mation"), some real compounds ("long-term");
+- words hyphenated at line ends ("infor-" / "mation"), some real compounds ("seven-member");
 - running heads and folios on every page (furniture a reader must drop);
-- an image box (no text) inside an article;
+- an image box (no text) inside an article, with a small italic caption under it;
+- a pull quote: a quotation from the story repeated in larger italic type between two rules
+  inside one of the article's columns;
+- usually an advertisement: a boxed column slot of centred display type;
 - an article that jumps: "Continued on page N" at the foot of its last column on page 1 and a
   jump headline with "Continued from page 1" on page N;
 - usually one page with **no text layer**: the page is rasterised and replaced by an image,
   as a scan would be.
 
 The ground truth has the AsyncTaskFlow result shape; its bodies are exactly the words printed,
-with hyphenation undone and a jumped article joined on the page where it starts. A page
+with hyphenation undone and a jumped article joined on the page where it starts. Captions,
+pull quotes and advertisements are in no article (not as titles, not in a body); the
+``generator`` entry lists them as ``inserts`` (page, kind, text). A page
 without a text layer is ``skipped`` with the offline reason and still lists the articles drawn
 on it (what the vision path should find).
 
@@ -38,13 +46,9 @@ from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfgen.canvas import Canvas
 
 from taskflow_server.pdf.extract import NO_TEXT_LAYER_REASON
+from taskflow_server.pdf.stories import TOPICS, Advert, write_advert, write_story
 
 logger = logging.getLogger(__name__)
-
-
-def _wordlist(text: str) -> list[str]:
-    """The whitespace-separated words of ``text``."""
-    return text.split()
 
 
 _ID_RE = re.compile(rb"/ID\s*\[\s*<([0-9A-Fa-f]+)>\s*<[0-9A-Fa-f]+>\s*\]")
@@ -58,72 +62,20 @@ HEAD_SIZES = (15.0, 17.0, 19.0, 22.0, 26.0)
 DECK_FONT, DECK_SIZE, DECK_LEADING = "Times-Italic", 11.5, 13.5
 BYLINE_FONT, BYLINE_SIZE = "Helvetica-Oblique", 8.0
 JUMP_FONT, JUMP_SIZE = "Times-Italic", 8.0
+PULL_FONT, PULL_SIZE, PULL_LEADING = "Times-Italic", 13.0, 15.5
+CAPTION_FONT, CAPTION_SIZE, CAPTION_LEADING = "Times-Italic", 7.0, 8.5
+AD_STYLES = {
+    "head": ("Helvetica-Bold", 16.0, 19.0),
+    "offer": ("Times-Roman", 10.5, 13.0),
+    "shop": ("Times-Bold", 13.0, 16.0),
+    "address": ("Helvetica", 7.5, 9.5),
+}
 PAPER_NAMES = (
     "The Meridian Gazette",
     "The Harbor Courier",
     "Valley Evening Post",
     "The Northfield Ledger",
     "Riverside Chronicle",
-)
-
-_COMMON = _wordlist(
-    """
-    the city council said on monday that its new plan would bring more buses to the harbor
-    district while residents asked for clear answers about costs and timing before the next
-    vote in early spring many families have waited years for safer streets better schools
-    and quieter nights officials promised regular reports and an open meeting every month
-    where anyone could speak about the project local shops expect busier weekends as
-    visitors return after the long winter and several owners plan to extend their hours the
-    mayor called the agreement a fair compromise between growth and careful spending
-    although critics warned that estimates often rise once construction begins volunteers
-    gathered near the old market to clean the park and plant trees along the river path
-    students from the high school joined them with music and food the weather turned warm by
-    noon and the crowd stayed until evening
-    """
-)
-_LONG = _wordlist(
-    """
-    information community administration development environmental transportation
-    neighborhood construction agricultural independent performance responsibility
-    investigation conservation international temperatures representatives infrastructure
-    participation organization celebration government department management significant
-    opportunity particular recommendation traditional experience understanding electricity
-    committee university restaurant association championship
-    """
-)
-_COMPOUNDS = _wordlist(
-    """
-    long-term well-known city-wide low-income part-time year-round
-    """
-)
-_TOPICS: dict[str, list[str]] = {
-    "politics": _wordlist("election council budget mayor senator campaign ballot legislature"),
-    "weather": _wordlist("storm rainfall forecast flooding temperatures snowfall drought winds"),
-    "sports": _wordlist("championship coach season tournament stadium playoff league athletes"),
-    "business": _wordlist("market investors revenue factory employment merger shares economy"),
-    "science": _wordlist("researchers laboratory telescope experiment discovery climate species"),
-    "culture": _wordlist("festival museum orchestra exhibition theater novelist gallery concert"),
-}
-_FIRST = _wordlist(
-    """
-    Anna Marco Lucia David Sara Tomas Elena Peter Julia Omar Grace Hugo Mina Ivan
-    """
-)
-_LAST = _wordlist(
-    """
-    Rossi Keller Novak Brennan Ortega Lindqvist Moreau Okafor Tanaka Silva Weber Haddad
-    """
-)
-_TITLE_WORDS = _wordlist(
-    """
-    Council Approves Plan Harbor Bridge Budget Vote Storm Brings Record Rain Schools Open
-    New Library Team Wins Title Final Market Rises After Strong Quarter Scientists Find Rare
-    Species River Museum Celebrates Century Festival Draws Crowds Downtown Mayor Unveils
-    Transit Project Farmers Face Drought Season Orchestra Returns Home Stage Winter Roads
-    Repair Delayed Again Students Build Solar Car Hospital Expands Emergency Wing Park
-    Cleanup Volunteers Gather Neighbors Debate Housing Rules Factory Adds Jobs Region Ferry
-    Service Resumes
-    """
 )
 
 
@@ -136,6 +88,8 @@ class _Article:
     author: str
     topic: str
     paragraphs: list[list[str]]
+    pull_quote: str = ""
+    caption: str = ""
     printed: list[list[str]] = field(default_factory=list)
     jump_page: int | None = None
 
@@ -160,65 +114,45 @@ class _Frame:
 
 
 class _Writer:
-    """Generates text for one issue from a seeded random generator."""
+    """Writes the stories of one issue (see :mod:`.stories`) from a seeded random generator."""
 
-    def __init__(self, rng: random.Random, used_titles: set[str]) -> None:
+    def __init__(self, rng: random.Random, used_titles: set[str], issue_date: str) -> None:
         self.rng = rng
         self.used_titles = used_titles
+        self.issue_date = issue_date
+        self.page_topics: set[str] = set()
+        self.ad_done = False
+        self.openings: set[str] = set()
+        self.inserts: list[dict[str, Any]] = []
 
-    def word(self, topic: str) -> str:
-        r = self.rng.random()
-        if r < 0.12:
-            return self.rng.choice(_LONG)
-        if r < 0.2:
-            return self.rng.choice(_TOPICS[topic])
-        if r < 0.215:
-            return self.rng.choice(_COMPOUNDS)
-        return self.rng.choice(_COMMON)
-
-    def sentence(self, topic: str) -> list[str]:
-        words = [self.word(topic) for _ in range(self.rng.randint(8, 20))]
-        words[0] = words[0][:1].upper() + words[0][1:]
-        if len(words) > 10 and self.rng.random() < 0.5:
-            k = self.rng.randint(4, len(words) - 4)
-            words[k] += ","
-        words[-1] += "."
-        return words
-
-    def paragraphs(self, topic: str, words_needed: int) -> list[list[str]]:
-        paras: list[list[str]] = []
-        total = 0
-        while total < words_needed:
-            para: list[str] = []
-            for _ in range(self.rng.randint(2, 5)):
-                para.extend(self.sentence(topic))
-            paras.append(para)
-            total += len(para)
-        return paras
-
-    def title(self) -> str:
-        for _ in range(1000):
-            words = self.rng.sample(_TITLE_WORDS, self.rng.randint(4, 8))
-            title = " ".join(words)
-            if title.lower() not in self.used_titles:
-                self.used_titles.add(title.lower())
-                return title
-        raise RuntimeError("ran out of distinct titles")
+    def new_page(self) -> None:
+        """Forget the topics used so far: a page mixes topics, an issue may repeat them."""
+        self.page_topics.clear()
 
     def article(self, words_needed: int) -> _Article:
-        topic = self.rng.choice(sorted(_TOPICS))
-        subtitle = ""
-        if self.rng.random() < 0.45:
-            subtitle = " ".join(self.sentence(topic)[:12]).rstrip(".,") + "."
-        author = ""
-        if self.rng.random() < 0.7:
-            author = f"{self.rng.choice(_FIRST)} {self.rng.choice(_LAST)}"
+        """A story not yet printed in this set of issues, on a topic new to the page."""
+        topics = [t for t in TOPICS if t not in self.page_topics] or list(TOPICS)
+        for _ in range(1000):
+            topic = self.rng.choice(topics)
+            story = write_story(self.rng, self.issue_date, topic, min_words=words_needed)
+            # A title new to the set, opening unlike any other in the issue (a jump headline
+            # is the title's first words, so it must point at one story only).
+            opening = " ".join(story.title.lower().split()[:3])
+            if story.title.lower() not in self.used_titles and opening not in self.openings:
+                break
+        else:
+            raise RuntimeError("ran out of distinct titles")
+        self.used_titles.add(story.title.lower())
+        self.openings.add(" ".join(story.title.lower().split()[:3]))
+        self.page_topics.add(topic)
         return _Article(
-            title=self.title(),
-            subtitle=subtitle,
-            author=author,
+            title=story.title,
+            subtitle=story.deck,
+            author=story.author,
             topic=topic,
-            paragraphs=self.paragraphs(topic, words_needed),
+            paragraphs=story.paragraphs,
+            pull_quote=story.pull_quote,
+            caption=story.caption,
         )
 
 
@@ -394,6 +328,19 @@ def _draw_headline(
     return y + 4.0
 
 
+def _headline_size(title: str, font: str, size: float, width: float, reach: float) -> float:
+    """A size at which the headline reaches into the last of its article's columns.
+
+    A headline sits over all the columns of its story; a short one set small would leave the
+    last column outside it (a reader could not tell which story that column belongs to).
+    """
+    for candidate in (size, *(s for s in (22.0, 26.0, 30.0, 34.0) if s > size)):
+        lines = _wrap(title.split(), font, candidate, width)
+        if len(lines) > 3 or max(stringWidth(ln, font, candidate) for ln in lines) > reach + 12:
+            return candidate
+    return size
+
+
 def _draw_deck_and_byline(
     canvas: Canvas, article: _Article, x: float, width: float, top: float
 ) -> float:
@@ -418,6 +365,67 @@ def _image_box(canvas: Canvas, x: float, top: float, width: float, height: float
     canvas.rect(x, PAGE_H - top - height, width, height, stroke=1, fill=1)
     canvas.line(x, PAGE_H - top - height, x + width, PAGE_H - top)
     canvas.line(x, PAGE_H - top, x + width, PAGE_H - top - height)
+    canvas.restoreState()
+
+
+def _caption(canvas: Canvas, text: str, x: float, top: float, width: float) -> float:
+    """A small italic caption under an image; returns where the text below may start."""
+    y = top + 3.0
+    canvas.setFont(CAPTION_FONT, CAPTION_SIZE)
+    for line in _wrap(text.split(), CAPTION_FONT, CAPTION_SIZE, width):
+        canvas.drawString(x, PAGE_H - y - CAPTION_SIZE, line)
+        y += CAPTION_LEADING
+    return y + 8.0
+
+
+def _pull_quote_height(text: str, width: float) -> float:
+    return (
+        len(_wrap(f"\u201c{text}\u201d".split(), PULL_FONT, PULL_SIZE, width)) * PULL_LEADING + 18
+    )
+
+
+def _pull_quote(canvas: Canvas, text: str, x: float, top: float, width: float) -> None:
+    """A quotation from the story in larger italic type between two rules."""
+    lines = _wrap(f"\u201c{text}\u201d".split(), PULL_FONT, PULL_SIZE, width)
+    bottom = top + len(lines) * PULL_LEADING + 12.0
+    canvas.saveState()
+    canvas.setLineWidth(1.2)
+    canvas.line(x, PAGE_H - top, x + width, PAGE_H - top)
+    canvas.line(x, PAGE_H - bottom, x + width, PAGE_H - bottom)
+    canvas.setFont(PULL_FONT, PULL_SIZE)
+    y = top + 6.0
+    for line in lines:
+        canvas.drawCentredString(x + width / 2, PAGE_H - y - PULL_SIZE, line)
+        y += PULL_LEADING
+    canvas.restoreState()
+
+
+def _advert(
+    canvas: Canvas, advert: Advert, x: float, top: float, width: float, bottom: float
+) -> None:
+    """A boxed advertisement of centred display type, filling a column slot."""
+    inner = width - 16.0
+    rows: list[tuple[str, str, float, float]] = []
+    for text, role in advert.lines:
+        font, size, leading = AD_STYLES[role]
+        while size > 7.0 and any(stringWidth(w, font, size) > inner for w in text.split()):
+            size -= 0.5
+        for line in _wrap(text.split(), font, size, inner):
+            rows.append((line, font, size, leading * size / AD_STYLES[role][1]))
+    height = sum(r[3] for r in rows) + 6.0 * (len(advert.lines) - 1)
+    canvas.saveState()
+    canvas.setLineWidth(1.5)
+    canvas.rect(x, PAGE_H - bottom, width, bottom - top, stroke=1, fill=0)
+    canvas.rect(x + 3, PAGE_H - bottom + 3, width - 6, bottom - top - 6, stroke=1, fill=0)
+    y = top + max(10.0, (bottom - top - height) / 2)
+    previous_font = ""
+    for text, font, size, leading in rows:
+        if previous_font and font != previous_font:
+            y += 6.0
+        previous_font = font
+        canvas.setFont(font, size)
+        canvas.drawCentredString(x + width / 2, PAGE_H - y - size, text)
+        y += leading
     canvas.restoreState()
 
 
@@ -477,6 +485,8 @@ def _layout_page(
     for h in heights:
         edges.append(edges[-1] + (bottom - top) * h / total)
     image_done = False
+    pull_done = False
+    writer.new_page()
     for band in range(bands):
         b_top, b_bottom = edges[band] + (6.0 if band else 0.0), edges[band + 1]
         if band:
@@ -492,16 +502,48 @@ def _layout_page(
             x, width = g_cols[0][0], g_cols[-1][0] + g_cols[-1][1] - g_cols[0][0]
             capacity = int(sum(c[1] for c in g_cols) * (b_bottom - b_top) / 52.0)
             jumps = issue.jump_target is not None and page == 1 and band == 0 and not started
+            if group == 1 and not writer.ad_done and not jumps and rng.random() < 0.4:
+                advert = write_advert(rng)
+                _advert(canvas, advert, x, b_top, width, b_bottom)
+                writer.inserts.append(
+                    {"page": page, "kind": "advert", "text": " / ".join(t for t, _ in advert.lines)}
+                )
+                writer.ad_done = True
+                continue
             article = writer.article(capacity + (160 if jumps else 40))
             size = rng.choice(HEAD_SIZES[-3:] if band == 0 and group >= 2 else HEAD_SIZES[:3])
-            y = _draw_headline(canvas, article, x, width, b_top, size, rng.choice(HEAD_FONTS))
+            font = rng.choice(HEAD_FONTS)
+            size = _headline_size(article.title, font, size, width, g_cols[-1][0] - x)
+            y = _draw_headline(canvas, article, x, width, b_top, size, font)
             y = _draw_deck_and_byline(canvas, article, x, width, y)
             frames = [_Frame(cx, y, cw, b_bottom) for cx, cw in g_cols]
             if not image_done and rng.random() < 0.5 and b_bottom - y > 220:
                 height = rng.uniform(70.0, 120.0)
                 _image_box(canvas, frames[0].x, y, frames[0].width, height)
-                frames[0] = _Frame(frames[0].x, y + height + 8.0, frames[0].width, b_bottom)
+                below = _caption(canvas, article.caption, frames[0].x, y + height, frames[0].width)
+                writer.inserts.append({"page": page, "kind": "caption", "text": article.caption})
+                frames[0] = _Frame(frames[0].x, below, frames[0].width, b_bottom)
                 image_done = True
+            last = frames[-1]
+            if (
+                not pull_done
+                and not jumps
+                and article.pull_quote
+                and last.bottom - last.top > 230
+                and rng.random() < 0.5
+            ):
+                quote_h = _pull_quote_height(article.pull_quote, last.width)
+                lines_above = int((last.bottom - last.top - quote_h) * rng.uniform(0.35, 0.55))
+                mid = last.top + (lines_above // int(BODY_LEADING)) * BODY_LEADING
+                _pull_quote(canvas, article.pull_quote, last.x, mid + 2.0, last.width)
+                writer.inserts.append(
+                    {"page": page, "kind": "pull_quote", "text": article.pull_quote}
+                )
+                frames[-1:] = [
+                    _Frame(last.x, last.top, last.width, mid),
+                    _Frame(last.x, mid + quote_h + 4.0, last.width, last.bottom),
+                ]
+                pull_done = True
             flow = _Flow(canvas, frames, reserve_last_line=jumps)
             article.printed = flow.place(article.paragraphs)
             if jumps and issue.jump_target is not None:
@@ -578,10 +620,10 @@ def _rasterise_pages(pdf_bytes: bytes, pages: list[int], dpi: float = 100.0) -> 
 def make_issue(seed: int, number: int, used_titles: set[str]) -> tuple[bytes, dict[str, Any]]:
     """One sample issue: the PDF bytes and its ground truth."""
     rng = random.Random(f"{seed}:{number}")
-    writer = _Writer(rng, used_titles)
     n_pages = rng.randint(3, 4)
     month, day = rng.randint(1, 12), rng.randint(1, 28)
     year = rng.randint(1990, 2024)
+    writer = _Writer(rng, used_titles, f"{year}-{month:02d}-{day:02d}")
     scanned = rng.choice([None, n_pages]) if number % 2 else n_pages
     jump_target = 2 if scanned != 2 else 3
     issue = _Issue(
@@ -622,7 +664,7 @@ def make_issue(seed: int, number: int, used_titles: set[str]) -> tuple[bytes, di
         "filename": filename,
         "issue_date": issue.issue_date,
         "pages": truth_pages,
-        "generator": {"seed": seed, "number": number},
+        "generator": {"seed": seed, "number": number, "inserts": writer.inserts},
     }
     return pdf, truth
 
