@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from taskflow_server.llm.offline import split_sentences, strip_boilerplate, summarize_text
+from taskflow_server.llm.offline import (
+    BYLINE,
+    FRAGMENT,
+    QUOTE,
+    SENTENCE,
+    sentence_kind,
+    split_sentences,
+    strip_boilerplate,
+    strip_dateline,
+    summarize_text,
+)
 
 NEWS = """City council approves new budget for public transport.
 
@@ -89,3 +99,104 @@ def test_language_agnostic_italian() -> None:
 
 def test_deterministic() -> None:
     assert summarize_text(NEWS * 5, 4) == summarize_text(NEWS * 5, 4)
+
+
+# Stories written for these tests in a newspaper style: a dateline and lead (who, what, where,
+# when), details with numbers, a quote with attribution, background.
+TRAM_STORY = """By Ana Ruiz
+
+HARBOR CITY — The Harbor City council approved a 40 million dollar tram line to the port on \
+Tuesday, ending a decade of debate over how to ease traffic on the waterfront.
+
+The tram line will run 6 kilometres from the central station to the container port, with 9 \
+stops and a tram every 8 minutes at peak hours. Construction of the tram line is due to start \
+in April and to finish in 2029, the council said.
+
+"We have talked about this for ten years, and today we stopped talking," said Mayor Lena Ortiz.
+
+The port handles 2 million containers a year, and most of its workers drive to the waterfront, \
+which the council blames for the traffic jams. Shop owners on the waterfront had opposed \
+earlier tram plans, fearing years of road works.
+
+The vote was 14 to 5."""
+
+FLOOD_STORY = """RIVERTON — Flood waters from the swollen Elm River forced 300 families from \
+their homes in Riverton on Sunday, after two days of heavy rain broke the river's banks.
+
+Rescue crews in boats carried 42 people from flooded streets near the river, and the town \
+opened two schools as shelters for the families. The Elm River rose 3 metres in 24 hours, its \
+highest level since 1998.
+
+"The water came up to the windows in less than an hour," said Tom Baker, a baker whose shop \
+stands near the bridge.
+
+Forecasters expect the river to fall by Wednesday. The town council will meet on Monday to \
+count the cost of the flood damage to homes and roads."""
+
+LIBRARY_STORY = """MILLBROOK — The Millbrook public library will stay open until midnight on \
+weekdays from next month, the library board decided on Thursday, after students asked for a \
+quiet place to study late.
+
+The library will hire 4 more staff for the late hours, at a cost of 180,000 dollars a year \
+paid from the town's education fund. Last year 52,000 people visited the library, a third of \
+them students.
+
+"Half my class studies in the car park because the library closes at six," said Priya Shah, \
+a student at Millbrook High School.
+
+The board will review the late opening hours of the library after a year."""
+
+_STORIES = [
+    (TRAM_STORY, "Harbor City council approved", "talked about this", {"tram", "council"}),
+    (FLOOD_STORY, "Flood waters", "came up to the windows", {"river", "flood"}),
+    (LIBRARY_STORY, "public library will stay open", "car park", {"library", "students"}),
+]
+
+
+@pytest.mark.parametrize(("story", "lead", "quote", "key_nouns"), _STORIES)
+def test_news_summary_is_lead_and_key_sentence_not_quote_or_byline(
+    story: str, lead: str, quote: str, key_nouns: set[str]
+) -> None:
+    for count in (1, 2, 3):
+        summary = summarize_text(story, count)
+        picked = split_sentences(summary)
+        lead_sentence = next(s for s in split_sentences(story) if lead in s)
+        assert picked[0] == lead_sentence, (count, summary)  # the dateline stays with it
+        assert quote not in summary and "By Ana" not in summary
+        assert len(picked) == count
+        words = {w.lower().strip(".,") for w in summary.split()}
+        assert key_nouns <= words, summary
+    sentences = split_sentences(strip_boilerplate(story))
+    positions = [sentences.index(s) for s in split_sentences(summarize_text(story, 3))]
+    assert positions == sorted(positions)
+
+
+def test_sentence_kinds_and_datelines() -> None:
+    assert sentence_kind("By Ana Ruiz") == BYLINE
+    assert sentence_kind("By ANA RUIZ, Staff Writer") == BYLINE
+    assert sentence_kind("By Friday, the council had voted on the new budget.") == SENTENCE
+    assert sentence_kind('"We waited ten years for this," said Mayor Lena Ortiz.') == QUOTE
+    assert sentence_kind("Photo: Crowds at the harbor on Tuesday.") == FRAGMENT
+    assert sentence_kind("ACTION: Final rule.") == FRAGMENT
+    assert sentence_kind("Council Approves Tram Line") == FRAGMENT
+    lead = "HARBOR CITY — The council voted 14 to 5 on Tuesday to build a tram line."
+    assert sentence_kind(lead) == SENTENCE
+    assert strip_dateline(lead).startswith("The council")
+    assert strip_dateline("WASHINGTON (AP) — The Senate met.") == "The Senate met."
+    assert split_sentences("RIVERTON —\n\nThe river rose. Schools closed.") == [
+        "RIVERTON — The river rose.",
+        "Schools closed.",
+    ]
+
+
+def test_lead_is_the_first_real_sentence_even_after_a_quote() -> None:
+    story = (
+        '"It is a sad day for the harbor," said the mayor. '
+        "The old lighthouse on the north pier was closed on Monday after an inspection found "
+        "cracks in its walls. Engineers said the lighthouse could fall in a storm. "
+        "The city will ask for bids to repair the lighthouse walls this spring. "
+        "Visitors can still walk on the pier."
+    )
+    summary = summarize_text(story, 2)
+    assert summary.startswith("The old lighthouse")
+    assert "sad day" not in summary
