@@ -25,7 +25,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
+import shutil
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +55,11 @@ EXIT_UNREACHABLE = 2
 """Exit status: the server could not be reached, or refused the token."""
 TABLE_WIDTH = 60
 """The widest a text column of a printed table gets."""
+TITLE_WIDTH = 40
+"""The widest the title column of a batch's article table gets."""
+SUMMARY_WIDTH = (40, TABLE_WIDTH)
+"""The narrowest and widest the one-line summary column of an article table gets (it takes
+what the terminal has left)."""
 
 
 class CliError(Exception):
@@ -283,12 +291,60 @@ def _budget_value(text: str) -> float | None:
     return value
 
 
-def _report_batch(frame: pd.DataFrame, out: str | None, failures: pd.DataFrame) -> None:
+_SENTENCE_END = re.compile(r"[.!?…][\"'”’)]*\s+(?=[\"“‘(]?[A-Z0-9])")  # noqa: RUF001
+_NOT_AN_END = re.compile(r"(?:\b[A-Z]|\b(?:Mr|Mrs|Ms|Dr|St|Jr|Sr|Prof|Gov|Sen|Rep|No|vs|U\.S))$")
+
+
+def first_sentence(text: Any) -> str:
+    """The first sentence of ``text`` on one line (all of it when it has no sentence end).
+
+    A full stop after an initial or a common title ("J.", "Dr.") does not end the sentence.
+    """
+    flat = "" if text is None or text != text else " ".join(str(text).split())  # NaN: empty
+    for match in _SENTENCE_END.finditer(flat):
+        if not _NOT_AN_END.search(flat[: match.start()]):
+            return flat[: match.end()].rstrip()
+    return flat
+
+
+def fit_words(text: Any, width: int) -> str:
+    """``text`` on one line, cut at a word boundary with an ellipsis to be at most ``width``.
+
+    A single word longer than ``width`` is cut inside the word.
+    """
+    flat = "" if text is None or text != text else " ".join(str(text).split())
+    if len(flat) <= width:
+        return flat
+    cut = flat[: width - 1]
+    if flat[width - 1] != " " and " " in cut:
+        cut = cut[: cut.rfind(" ")]
+    return cut.rstrip(" ,;:.-—–") + "…"  # noqa: RUF001
+
+
+def _article_table(frame: pd.DataFrame) -> str:
+    """The article rows as ``file page title summary``: whole words, one-line summaries."""
+    shown = frame[["file", "page", "title", "summary"]].copy()
+    shown["title"] = [fit_words(t, TITLE_WIDTH) for t in shown["title"]]
+    used = max([len(str(v)) for v in shown["file"]] + [4]) + max(
+        [len(str(v)) for v in shown["page"]] + [4]
+    )
+    used += max([len(t) for t in shown["title"]] + [5]) + 6
+    narrowest, widest = SUMMARY_WIDTH
+    room = shutil.get_terminal_size((used + widest, 24)).columns - used - 1
+    width = max(narrowest, min(widest, room))
+    shown["summary"] = [fit_words(first_sentence(v), width) for v in shown["summary"]]
+    return _table(shown, ["file", "page", "title", "summary"])
+
+
+def _report_batch(
+    frame: pd.DataFrame, out: str | None, failures: pd.DataFrame, *, count: bool = True
+) -> None:
     if "file" in frame.columns:
-        _out(_table(frame, ["file", "page", "title", "summary"]))
+        _out(_article_table(frame) if not frame.empty else "(none)")
     else:
         _out(_table(frame, ["index", "state", "summary"]))
-    _out(f"{len(frame)} row(s)")
+    if count:
+        _out(f"{len(frame)} row(s)")
     if not failures.empty:
         _out(f"{len(failures)} failed task(s):")
         _out(_table(failures, ["item", "state", "error_class", "message"]))
@@ -365,9 +421,45 @@ def _sample_folder() -> Path:
     raise CliError("this server build has no bundled sample archive")
 
 
+def _page_count(entries: Sequence[Any], frame: pd.DataFrame) -> int:
+    """Pages of the completed files (pages without articles too); else pages with articles."""
+    pages = 0
+    for entry in entries:
+        task = getattr(entry, "task", None)
+        result = getattr(task, "result", None) if task is not None and task.ok else None
+        if isinstance(result, dict) and isinstance(result.get("pages"), list):
+            pages += len(result["pages"])
+    if pages:
+        return pages
+    if frame.empty or "page" not in frame.columns:
+        return 0
+    return len(frame[["file", "page"]].drop_duplicates())
+
+
+def demo_closing(
+    *, files: int, pages: int, articles: int, seconds: float, csv_path: Path | None
+) -> list[str]:
+    """The lines that end ``taskflow demo``: what happened, and what to try next."""
+    lines = [
+        f"Done: {files} file(s), {pages} page(s), {articles} article(s) extracted and "
+        f"summarized in {seconds:.1f} seconds.",
+    ]
+    if csv_path is not None:
+        lines.append(f"Results: {csv_path}")
+    steps = [
+        ("notebooks/01_quickstart.ipynb", "the SDK step by step (then 02_ and 03_)"),
+        ("taskflow-server", "run a real server; then e.g. taskflow health"),
+        ("OPENROUTER_API_KEY=... taskflow-server", "summaries written by an LLM (OpenRouter)"),
+    ]
+    width = max(len(command) for command, _ in steps)
+    lines += ["", "Next:"] + [f"  {command.ljust(width)}  {what}" for command, what in steps]
+    return lines
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """``demo``: an in-process server (embedded store, offline summarizer) and a batch over
-    the bundled sample archive."""
+    the bundled sample archive; ends with what happened and what to try next."""
+    started = time.monotonic()
     folder = _sample_folder()
     _out("starting an in-process server (embedded store, offline summarizer)...")
     handle = _start_server()
@@ -376,10 +468,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
         with Client(handle.url, token=None, timeout=args.http_timeout) as client:
             run = client.batch(folder=str(folder), summarize=True)
             run.wait(timeout=args.timeout, progress=not args.quiet)
-            _report_batch(run.results(), args.output, run.failures())
-            return EXIT_OK if run.failures().empty else EXIT_ERROR
+            frame, failures = run.results(), run.failures()
+            _report_batch(frame, None, failures, count=False)
     finally:
         handle.stop()
+    csv_path: Path | None = None
+    if args.output:
+        csv_path = Path(args.output).resolve()
+        frame.to_csv(csv_path, index=False)
+    _out()
+    for line in demo_closing(
+        files=len(run.core.entries),
+        pages=_page_count(run.core.entries, frame),
+        articles=len(frame),
+        seconds=time.monotonic() - started,
+        csv_path=csv_path,
+    ):
+        _out(line)
+    return EXIT_OK if failures.empty else EXIT_ERROR
 
 
 # --------------------------------------------------------------------------- parser

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 from sdk_support import TOKEN, LiveServer
 
 from support import free_port
-from taskflow_sdk.cli import main
+from taskflow_sdk.cli import demo_closing, first_sentence, fit_words, main
 from taskflow_server.pdf import sample_dir
 
 
@@ -145,8 +146,46 @@ def test_demo_runs_offline_end_to_end(
     monkeypatch.delenv("TASKFLOW_REDIS_URL", raising=False)
     monkeypatch.delenv("OPENROUTER_API_KEY", raising=False)
     monkeypatch.chdir(tmp_path)
-    code, out, _ = run(capsys, "demo", "--quiet", "-o", str(tmp_path / "demo.csv"))
+    code, out, _ = run(capsys, "demo", "--quiet", "-o", "demo.csv")
     assert code == 0, out
     frame = pd.read_csv(tmp_path / "demo.csv")
     assert len(frame) > 10 and frame["summary"].notna().all()
-    assert "row(s)" in out
+    lines = out.splitlines()
+    rows = [line for line in lines if line.startswith("gazette-")]
+    assert len(rows) == len(frame)
+    for line in rows:  # one-line summaries cut at a word boundary
+        assert len(line) <= 200 and "\n" not in line
+        if line.endswith("…"):
+            assert not line[:-1].endswith(" ")
+    closing = lines[lines.index(next(x for x in lines if x.startswith("Done:"))) :]
+    assert len(closing) <= 10
+    files = len(list(sample_dir().glob("*.pdf")))
+    match = re.fullmatch(
+        r"Done: (\d+) file\(s\), (\d+) page\(s\), (\d+) article\(s\) extracted and "
+        r"summarized in (\d+\.\d) seconds\.",
+        closing[0],
+    )
+    assert match, closing[0]
+    assert int(match[1]) == files and int(match[2]) >= files and int(match[3]) == len(frame)
+    assert float(match[4]) > 0
+    assert closing[1] == f"Results: {(tmp_path / 'demo.csv').resolve()}"
+    rest = "\n".join(closing[2:])
+    assert "notebooks/01_quickstart.ipynb" in rest
+    assert re.search(r"^  taskflow-server ", rest, re.M)
+    assert "OPENROUTER_API_KEY=... taskflow-server" in rest
+
+
+def test_table_helpers_cut_at_word_boundaries() -> None:
+    assert fit_words("Council approves the new tram line", 20) == "Council approves…"
+    assert fit_words("short", 20) == "short"
+    assert fit_words("Supercalifragilistic", 8) == "Superca…"
+    assert len(fit_words("a b " * 40, 30)) <= 30
+    assert first_sentence("Dr. J. Ruiz spoke on Monday. The vote was 14 to 5.") == (
+        "Dr. J. Ruiz spoke on Monday."
+    )
+    assert first_sentence("No sentence end here") == "No sentence end here"
+    assert first_sentence(None) == "" and first_sentence(float("nan")) == ""
+    lines = demo_closing(files=2, pages=5, articles=9, seconds=1.25, csv_path=None)
+    assert lines[0].startswith("Done: 2 file(s), 5 page(s), 9 article(s)")
+    assert "1.2 seconds" in lines[0] or "1.3 seconds" in lines[0]
+    assert not any(line.startswith("Results:") for line in lines)
