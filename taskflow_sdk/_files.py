@@ -14,7 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["HASH_CHUNK", "FileChanged", "FileInput", "Upload", "hash_file", "read_upload"]
+from taskflow_sdk.errors import FileChangedError
+
+__all__ = ["HASH_CHUNK", "FileInput", "Upload", "hash_file", "read_upload"]
 
 FileInput = str | os.PathLike[str] | bytes | bytearray | memoryview | IO[bytes]
 """What ``extract_pdf`` accepts: a path, the bytes, or a binary file object."""
@@ -23,11 +25,6 @@ HASH_CHUNK = 1 << 20
 """Bytes read at a time when hashing a file (1 MiB)."""
 PDF = "application/pdf"
 """The content type uploads are sent with unless told otherwise."""
-
-
-class FileChanged(ValueError):
-    """A file no longer has the content it had when it was hashed (its sha256 names the task
-    and its idempotency key, so sending other bytes under it would be wrong)."""
 
 
 def hash_file(path: Path) -> tuple[str, int]:
@@ -61,14 +58,17 @@ class Upload:
             raise ValueError("an Upload needs exactly one of path= or data=")
 
     def read(self) -> bytes:
-        """The bytes to send: those held, or the file read now. Raises :class:`FileChanged`
-        when the file's content is no longer the one hashed."""
+        """The bytes to send: those held, or the file read now.
+
+        Raises :class:`~taskflow_sdk.errors.FileChangedError` when the file's content is no
+        longer the one hashed.
+        """
         if self.data is not None:
             return self.data
         assert self.path is not None
         data = self.path.read_bytes()
         if hashlib.sha256(data).hexdigest() != self.sha256:
-            raise FileChanged(f"{self.path} changed since it was hashed; submit it again")
+            raise FileChangedError(f"{self.path} changed since it was hashed; submit it again")
         return data
 
 

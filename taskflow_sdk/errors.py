@@ -17,7 +17,9 @@
     │   └── InternalServerError        5xx
     │       └── ServiceUnavailableError 503 (e.g. the server's Redis does not answer)
     ├── TaskTimeout                    ``wait()`` ran out of time; ``.pending`` lists the tasks
-    └── TaskFailed                     ``wait(raise_on_failure=True)`` saw a task end badly
+    ├── TaskFailed                     ``wait(raise_on_failure=True)`` saw a task end badly
+    └── FileChangedError               a batch's file changed between hashing and upload
+                                       (also a ``ValueError``)
 
 Transport and status errors carry ``request`` (and status errors ``response``, ``status_code``,
 ``body`` and ``detail``). :func:`error_for_response` is the one place that maps a status code to
@@ -231,3 +233,8 @@ class TaskFailed(TaskflowError):
             f"task {task.task_id} ended {task.state}" + (f" ({reason})" if reason else "")
         )
         self.task = task
+
+
+class FileChangedError(TaskflowError, ValueError):
+    """A file no longer has the content it had when it was hashed: its sha256 names the task
+    and its idempotency key, so sending other bytes under it would be wrong. Submit it again."""

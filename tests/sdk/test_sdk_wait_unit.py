@@ -28,10 +28,11 @@ from taskflow_sdk import (
     _files,
 )
 from taskflow_sdk._config import ClientConfig, resolve_config
-from taskflow_sdk._files import FileChanged, Upload, hash_file, read_upload
+from taskflow_sdk._files import Upload, hash_file, read_upload
 from taskflow_sdk._requests import LOOKUP_MAX, STATES_MAX, Requests
 from taskflow_sdk._wait import WaitState, stream_wait_flow, wait_flow
 from taskflow_sdk.batch import BATCH_RUNS_KEPT, BatchCore
+from taskflow_sdk.errors import FileChangedError
 
 URL = "http://taskflow.test"
 TERMINAL = {str(s) for s in TaskState if s.is_terminal}
@@ -387,7 +388,7 @@ def test_a_file_changed_after_hashing_is_not_uploaded(tmp_path: Path) -> None:
     upload = read_upload(path)
     assert hash_file(path) == (upload.sha256, upload.size)
     path.write_bytes(b"%PDF-1.4 something else")
-    with pytest.raises(FileChanged):
+    with pytest.raises(FileChangedError):
         upload.read()
     held = read_upload(b"%PDF-1.4 bytes", filename="given.pdf")
     assert held.data == b"%PDF-1.4 bytes" and held.path is None and held.read() == held.data

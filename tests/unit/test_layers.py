@@ -44,23 +44,23 @@ SERVER_RANKS: dict[str, int] = {
 SDK_RANKS: dict[str, int] = {
     "taskflow_sdk.models": 0,
     "taskflow_sdk._sse": 0,
-    "taskflow_sdk._files": 0,
     "taskflow_sdk._config": 0,
     "taskflow_sdk.errors": 1,
     "taskflow_sdk._params": 1,
     "taskflow_sdk.progress": 1,
-    "taskflow_sdk._flows": 2,
+    "taskflow_sdk._files": 2,
     "taskflow_sdk._parsers": 2,
-    "taskflow_sdk._requests": 3,
-    "taskflow_sdk._drivers": 4,
-    "taskflow_sdk._wait": 4,
-    "taskflow_sdk.events": 5,
-    "taskflow_sdk.batch": 5,
-    "taskflow_sdk.client": 6,
-    "taskflow_sdk.async_client": 6,
-    "taskflow_sdk.cli": 7,
-    "taskflow_sdk.widgets": 7,
-    "taskflow_sdk": 8,  # the public names
+    "taskflow_sdk._flows": 3,
+    "taskflow_sdk._requests": 4,
+    "taskflow_sdk._drivers": 5,
+    "taskflow_sdk._wait": 5,
+    "taskflow_sdk.events": 6,
+    "taskflow_sdk.batch": 6,
+    "taskflow_sdk.client": 7,
+    "taskflow_sdk.async_client": 7,
+    "taskflow_sdk.cli": 8,
+    "taskflow_sdk.widgets": 8,
+    "taskflow_sdk": 9,  # the public names
 }
 
 # Deliberate upward imports, each inside a function and each with its reason.
