@@ -1,29 +1,31 @@
-"""The panel's plotly charts: built once as ``FigureWidget`` s, then updated in place from state.
+"""The panel's charts as plotly JSON, built from :class:`~taskflow_sdk.widgets.state.PanelState`.
 
-Each ``update_*`` function writes a whole trace set inside one ``batch_update()``, so one redraw
-is one message to the front end however many events it covers.
+Each ``*_spec`` function is pure: it returns ``{"data": [...], "layout": {...}}`` made of
+plain lists, numbers and strings, which a :class:`~taskflow_sdk.widgets.plot.Chart` shows.
+Nothing here imports plotly (or anything that imports pandas), so the panel's feed thread can
+build a figure while the user's cell imports whatever it likes.
+
+Conventions every chart keeps: counts sit on integer axes from 0, a money axis starts at $0
+(and shows $0 at the bottom when nothing was spent), and the timeline follows the data instead
+of squeezing a short batch into a fixed window.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
-
-import numpy as np
-import plotly.graph_objects as go
-from plotly.subplots import make_subplots
+from typing import Any
 
 from taskflow_sdk.models import TaskState
 from taskflow_sdk.widgets.protocol import SERIES, STATES
 from taskflow_sdk.widgets.state import DayMetrics, PanelState
 
 __all__ = [
-    "counts_figure",
-    "metrics_figure",
-    "timeline_figure",
-    "update_counts",
-    "update_metrics",
-    "update_timeline",
+    "count_axis",
+    "counts_spec",
+    "metrics_spec",
+    "money_axis",
+    "timeline_range",
+    "timeline_spec",
 ]
 
 SERIES_LABELS = {
@@ -56,128 +58,128 @@ STATE_COLOURS: dict[str, str] = {
     TaskState.CANCELLED: "#9e9e9e",
 }
 """Bar colour of each task state (a state without one is drawn grey)."""
-_MARGIN = {"l": 45, "r": 15, "t": 35, "b": 30}
+
+MIN_SPAN_SECONDS = 30.0
+"""The timeline never shows less than this much time..."""
+IDLE_SPAN_SECONDS = 60.0
+"""...and shows this much when nothing was queued in its whole window."""
+_MARGIN = {"l": 50, "r": 15, "t": 35, "b": 30}
+_FONT = {"size": 11}
 
 
-def timeline_figure(height: int = 300, width: int = 760) -> go.FigureWidget:
-    """Queue depths over time: one step line per series (x: UTC time)."""
-    fig = go.FigureWidget(
-        data=[
-            go.Scatter(
-                x=[],
-                y=[],
-                name=SERIES_LABELS[s],
-                mode="lines",
-                line={"shape": "hv", "color": SERIES_COLOURS[s], "width": 2},
-            )
-            for s in SERIES
-        ],
-        layout=go.Layout(
-            title={"text": "Queue depths (UTC)", "font": {"size": 14}},
-            height=height,
-            width=width,
-            margin=_MARGIN,
-            xaxis={"type": "date", "title": None},
-            yaxis={"rangemode": "tozero", "title": "tasks"},
-            legend={"orientation": "h", "y": -0.2},
-            uirevision="keep",
-        ),
-    )
-    return fig
+def count_axis(top: float, **extra: Any) -> dict[str, Any]:
+    """A y axis for counts: integers only, from 0 (``top``: the largest value shown)."""
+    axis: dict[str, Any] = {"rangemode": "tozero", "tickformat": ",d", "zeroline": True}
+    if top <= 0:
+        axis["range"] = [0, 1]
+        axis["dtick"] = 1
+    elif top < 5:
+        axis["dtick"] = 1
+    axis.update(extra)
+    return axis
 
 
-def _utc(epoch: float) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC).replace(tzinfo=None)
+def money_axis(top: float, **extra: Any) -> dict[str, Any]:
+    """A y axis for US dollars from $0 (a $0-only series lies on the bottom line)."""
+    axis: dict[str, Any] = {"rangemode": "tozero", "tickprefix": "$", "zeroline": True}
+    axis["range"] = [0, top * 1.15] if top > 0 else [0, 1]
+    axis.update(extra)
+    return axis
 
 
-def update_timeline(fig: go.FigureWidget, state: PanelState, now: float) -> None:
-    """Write the timeline samples into ``fig``; scroll the x axis to ``[now - window, now]``.
+def timeline_range(
+    times: Sequence[float], busy: Sequence[bool], now: float, window: float
+) -> tuple[float, float]:
+    """The x range (epoch seconds) of the timeline: from a little before the first sample
+    with anything queued, within the window, to ``now``; at least :data:`MIN_SPAN_SECONDS`
+    wide, :data:`IDLE_SPAN_SECONDS` when nothing was queued."""
+    horizon = now - window
+    first = next((t for t, b in zip(times, busy, strict=True) if b and t >= horizon), None)
+    if first is None:
+        return max(horizon, now - IDLE_SPAN_SECONDS), now
+    span = max(MIN_SPAN_SECONDS, (now - first) * 1.1)
+    return max(horizon, now - span), now
 
-    The arrays go as numpy arrays: plotly sends them as binary buffers without checking every
-    element, which keeps a redraw near a millisecond.
+
+def timeline_spec(state: PanelState, now: float) -> dict[str, Any]:
+    """Queue depths over time: one step line per series, the x axis in UTC, following the data.
+
+    Every line is extended to ``now`` so a quiet queue still scrolls.
     """
     times, columns = state.series()
     if times:
-        # Extend every line to now, so a quiet queue still scrolls.
         times = [*times, now]
         columns = [(*c, c[-1]) for c in columns]
-    x = (np.asarray(times, dtype=np.float64) * 1000).astype("int64").astype("datetime64[ms]")
-    with fig.batch_update():
-        for i, trace in enumerate(fig.data):
-            trace.x = x
-            trace.y = np.asarray(columns[i] if columns else [], dtype=np.int64)
-        fig.layout.xaxis.range = [_utc(now - state.window_seconds), _utc(now)]
+    x = [round(t * 1000.0) for t in times]
+    busy = [any(c[i] for c in columns) for i in range(len(times))] if columns else []
+    start, end = timeline_range(times, busy, now, state.window_seconds)
+    top = max((max(c) for c in columns if c), default=0)
+    data = [
+        {
+            "type": "scatter",
+            "mode": "lines",
+            "name": SERIES_LABELS[s],
+            "x": x,
+            "y": list(columns[i]) if columns else [],
+            "line": {"shape": "hv", "color": SERIES_COLOURS[s], "width": 2},
+            "hovertemplate": "%{y:,d} tasks<extra>" + SERIES_LABELS[s] + "</extra>",
+        }
+        for i, s in enumerate(SERIES)
+    ]
+    layout = {
+        "title": {"text": "Queue depths (UTC)", "font": {"size": 14}},
+        "height": 300,
+        "width": 760,
+        "margin": _MARGIN,
+        "font": _FONT,
+        "xaxis": {"type": "date", "range": [round(start * 1000.0), round(end * 1000.0)]},
+        "yaxis": count_axis(top, title={"text": "tasks"}),
+        "legend": {"orientation": "h", "y": -0.2},
+        "uirevision": "keep",
+    }
+    return {"data": data, "layout": layout}
 
 
-def counts_figure(height: int = 300, width: int = 460) -> go.FigureWidget:
-    """Tasks per state as bars."""
-    return go.FigureWidget(
-        data=[
-            go.Bar(
-                x=list(STATES),
-                y=[0] * len(STATES),
-                marker={"color": [STATE_COLOURS.get(s, "#9e9e9e") for s in STATES]},
-                text=["0"] * len(STATES),
-                textposition="outside",
-                cliponaxis=False,
-            )
-        ],
-        layout=go.Layout(
-            title={"text": "Tasks per state", "font": {"size": 14}},
-            height=height,
-            width=width,
-            margin=_MARGIN,
-            yaxis={"rangemode": "tozero"},
-            showlegend=False,
-            uirevision="keep",
-        ),
-    )
+def counts_spec(state: PanelState) -> dict[str, Any]:
+    """Tasks per state as bars, each labelled with its count."""
+    values = [int(state.counts.get(s, 0)) for s in STATES]
+    data = [
+        {
+            "type": "bar",
+            "x": list(STATES),
+            "y": values,
+            "marker": {"color": [STATE_COLOURS.get(s, "#9e9e9e") for s in STATES]},
+            "text": [f"{v:,}" for v in values],
+            "textposition": "outside",
+            "cliponaxis": False,
+            "hovertemplate": "%{x}: %{y:,d}<extra></extra>",
+        }
+    ]
+    layout = {
+        "title": {"text": "Tasks per state", "font": {"size": 14}},
+        "height": 300,
+        "width": 460,
+        "margin": _MARGIN,
+        "font": _FONT,
+        "yaxis": count_axis(max(values, default=0)),
+        "showlegend": False,
+        "uirevision": "keep",
+    }
+    return {"data": data, "layout": layout}
 
 
-def update_counts(fig: go.FigureWidget, state: PanelState) -> None:
-    """Write the state counts into ``fig``."""
-    values = [state.counts.get(s, 0) for s in STATES]
-    with fig.batch_update():
-        fig.data[0].y = values
-        fig.data[0].text = [f"{v:,}" for v in values]
-
-
-def metrics_figure(height: int = 420, width: int = 760) -> go.FigureWidget:
-    """Daily upstream metrics: calls split into successes and failures by class (top), tokens
-    and cost (bottom, cost on the right axis)."""
-    base = make_subplots(
-        rows=2,
-        cols=1,
-        shared_xaxes=True,
-        vertical_spacing=0.12,
-        specs=[[{}], [{"secondary_y": True}]],
-        subplot_titles=("Calls per day", "Tokens and cost per day"),
-    )
-    fig = go.FigureWidget(base)
-    fig.update_layout(
-        height=height,
-        width=width,
-        margin={"l": 55, "r": 55, "t": 40, "b": 30},
-        barmode="stack",
-        legend={"orientation": "h", "y": -0.12},
-        uirevision="keep",
-    )
-    fig.update_yaxes(title_text="calls", row=1, col=1, rangemode="tozero")
-    fig.update_yaxes(title_text="tokens", row=2, col=1, secondary_y=False, rangemode="tozero")
-    fig.update_yaxes(title_text="cost", row=2, col=1, secondary_y=True, rangemode="tozero")
-    return fig
+_PALETTE = ("#c62828", "#ef6c00", "#8e24aa", "#6d4c41", "#546e7a", "#ad1457", "#f9a825")
 
 
 def _metric_traces(days: Sequence[DayMetrics]) -> list[tuple[str, str, list[float], str]]:
     """(name, kind, values, colour) per trace: successes, failures per class, tokens, cost."""
     classes = sorted({c for d in days for c in d.failures_by_class})
-    palette = ("#c62828", "#ef6c00", "#8e24aa", "#6d4c41", "#546e7a", "#ad1457", "#f9a825")
     traces: list[tuple[str, str, list[float], str]] = [
         ("successes", "calls", [float(d.successful_calls) for d in days], "#2e7d32"),
     ]
     for i, name in enumerate(classes):
         values = [float(d.failures_by_class.get(name, 0)) for d in days]
-        traces.append((f"failed: {name}", "calls", values, palette[i % len(palette)]))
+        traces.append((f"failed: {name}", "calls", values, _PALETTE[i % len(_PALETTE)]))
     traces.append(("prompt tokens", "tokens", [float(d.prompt_tokens) for d in days], "#42a5f5"))
     traces.append(
         ("completion tokens", "tokens", [float(d.completion_tokens) for d in days], "#1565c0")
@@ -186,26 +188,77 @@ def _metric_traces(days: Sequence[DayMetrics]) -> list[tuple[str, str, list[floa
     return traces
 
 
-def update_metrics(fig: go.FigureWidget, state: PanelState) -> None:
-    """Write the daily metrics into ``fig`` (traces are rebuilt when the failure classes
-    change, otherwise updated in place)."""
+def metrics_spec(state: PanelState) -> dict[str, Any]:
+    """Daily upstream metrics: calls (successes, failures by class) stacked on top; tokens
+    (bars, left axis) and cost (line, right axis in USD) below; one category per UTC day."""
     days = state.metrics
     x = [d.day for d in days]
-    traces = _metric_traces(days)
-    names = [t[0] for t in traces]
-    with fig.batch_update():
-        if [t.name for t in fig.data] != names:
-            fig.data = []
-            for name, kind, values, colour in traces:
-                if kind == "cost":
-                    trace = go.Scatter(
-                        x=x, y=values, name=name, mode="lines+markers", line={"color": colour}
-                    )
-                    fig.add_trace(trace, row=2, col=1, secondary_y=True)
-                else:
-                    trace = go.Bar(x=x, y=values, name=name, marker={"color": colour})
-                    fig.add_trace(trace, row=1 if kind == "calls" else 2, col=1)
-        else:
-            for trace, (_, _, values, _) in zip(fig.data, traces, strict=True):
-                trace.x = x
-                trace.y = values
+    data: list[dict[str, Any]] = []
+    tops = {"calls": 0.0, "tokens": 0.0, "cost": 0.0}
+    stacked = {"calls": [0.0] * len(days), "tokens": [0.0] * len(days)}
+    for name, kind, values, colour in _metric_traces(days):
+        if kind == "cost":
+            tops["cost"] = max(values, default=0.0)
+            data.append(
+                {
+                    "type": "scatter",
+                    "mode": "lines+markers",
+                    "name": name,
+                    "x": x,
+                    "y": values,
+                    "xaxis": "x2",
+                    "yaxis": "y3",
+                    "line": {"color": colour},
+                    "hovertemplate": "$%{y:,.4f}<extra>cost</extra>",
+                }
+            )
+            continue
+        stacked[kind] = [a + b for a, b in zip(stacked[kind], values, strict=True)]
+        data.append(
+            {
+                "type": "bar",
+                "name": name,
+                "x": x,
+                "y": [int(v) for v in values],
+                "xaxis": "x" if kind == "calls" else "x2",
+                "yaxis": "y" if kind == "calls" else "y2",
+                "marker": {"color": colour},
+                "hovertemplate": "%{y:,d}<extra>" + name + "</extra>",
+            }
+        )
+    tops["calls"] = max(stacked["calls"], default=0.0)
+    tops["tokens"] = max(stacked["tokens"], default=0.0)
+    layout: dict[str, Any] = {
+        "title": {"text": "Upstream calls, tokens and cost per day (UTC)", "font": {"size": 14}},
+        "height": 420,
+        "width": 760,
+        "margin": {"l": 60, "r": 60, "t": 40, "b": 30},
+        "font": _FONT,
+        "barmode": "stack",
+        "legend": {"orientation": "h", "y": -0.12},
+        "xaxis": {"type": "category", "anchor": "y", "showticklabels": False},
+        "xaxis2": {"type": "category", "anchor": "y2", "matches": "x"},
+        "yaxis": count_axis(tops["calls"], domain=[0.56, 1.0], title={"text": "calls"}),
+        "yaxis2": count_axis(tops["tokens"], domain=[0.0, 0.44], title={"text": "tokens"}),
+        "yaxis3": money_axis(
+            tops["cost"],
+            overlaying="y2",
+            side="right",
+            anchor="x2",
+            showgrid=False,
+            title={"text": "cost"},
+        ),
+        "uirevision": "keep",
+    }
+    if not days:
+        layout["annotations"] = [
+            {
+                "text": "no upstream calls recorded yet",
+                "showarrow": False,
+                "xref": "paper",
+                "yref": "paper",
+                "x": 0.5,
+                "y": 0.5,
+            }
+        ]
+    return {"data": data, "layout": layout}

@@ -92,7 +92,8 @@ class DataTable(_Widget):
     that identifies a row), ``row_actions`` and ``bulk_actions`` (``[{name, label}]``),
     ``total`` (rows that exist, when more than shown), ``empty_text``. A click calls
     ``on_action(action, ids)``; a bulk button sends the checked rows, or every row when none is
-    checked.
+    checked, and its text says which: ``Retry selected (2)`` or ``Retry all (7)`` (a bulk
+    action's ``label`` is the verb alone).
     """
 
     _esm = STATIC / "table.js"

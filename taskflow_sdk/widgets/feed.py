@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import inspect
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -25,7 +26,15 @@ from typing import Any, Protocol
 
 from taskflow_sdk.widgets.state import Want
 
-__all__ = ["AsyncFeed", "FeedSink", "RefreshPolicy", "ThreadFeed", "fetcher", "is_async_client"]
+__all__ = [
+    "AsyncFeed",
+    "FaultGuard",
+    "FeedSink",
+    "RefreshPolicy",
+    "ThreadFeed",
+    "fetcher",
+    "is_async_client",
+]
 
 KINDS: tuple[Want, ...] = (
     Want.QUEUES,
@@ -51,6 +60,12 @@ RECONNECT_MIN = 0.5
 """Seconds before starting a new event stream after one gave up (doubling each time)..."""
 RECONNECT_MAX = 5.0
 """...up to this many."""
+FAULT_RETRY = 0.5
+"""Seconds the pump waits after an error of its own before it goes on."""
+FAULT_SHOWN = 2.0
+"""A fault stays in the header at least this long after the pump works again."""
+
+logger = logging.getLogger("taskflow_sdk.widgets")
 
 
 @dataclass
@@ -124,6 +139,10 @@ class FeedSink(Protocol):
         """The stream failed (or ``None``: it connected)."""
         ...
 
+    def feed_fault(self, error: BaseException | None) -> None:
+        """Something inside the feed failed (``None``: it works again); the feed goes on."""
+        ...
+
     def due_snapshots(self, now: float) -> list[Want]:
         """Snapshots to read now (claimed: the sink will not return them again at once)."""
         ...
@@ -178,8 +197,12 @@ class ThreadFeed:
 
     @property
     def running(self) -> bool:
-        """True until :meth:`stop`."""
-        return bool(self._threads) and not self._stop.is_set()
+        """True until :meth:`stop`, while both threads are alive."""
+        return (
+            bool(self._threads)
+            and not self._stop.is_set()
+            and all(t.is_alive() for t in self._threads)
+        )
 
     @property
     def connected(self) -> bool:
@@ -235,7 +258,7 @@ class ThreadFeed:
                         break
             except Exception as exc:  # the stream gave up: the server is down or refused us
                 if not self._stop.is_set():
-                    self._sink.feed_error(exc)
+                    _tell(self._sink.feed_error, exc)
                     self._wake.set()
             finally:
                 stream, self._stream = self._stream, None
@@ -246,28 +269,38 @@ class ThreadFeed:
             backoff = min(backoff * 2, RECONNECT_MAX)
 
     def _pump(self) -> None:
-        sink = self._sink
+        guard = FaultGuard(self._sink)
         while not self._stop.is_set():
-            for kind in sink.due_snapshots(time.monotonic()):
-                if self._stop.is_set():
-                    return
-                read_at = time.time()
-                try:
-                    data = fetcher(self._client, kind, days=self._days, dlq_limit=self._dlq_limit)()
-                except Exception as exc:
-                    sink.snapshot_failed(kind, exc)
-                else:
-                    sink.apply_snapshot(kind, data, read_at)
-                sink.render_due(time.monotonic())  # a slow snapshot must not hold redraws
-            now = time.monotonic()
-            until_render = sink.render_due(now)
-            wait = sink.next_wake_in(time.monotonic())
-            if until_render is not None:
-                # A redraw is pending: sleep until it is due, not on every event's wake-up.
-                self._stop.wait(min(wait, until_render))
+            try:
+                self._pump_once()
+            except Exception as exc:  # a bug or a surprise: say so, wait a little, go on
+                guard.failed(exc)
+                self._stop.wait(FAULT_RETRY)
             else:
-                self._wake.wait(wait)
-            self._wake.clear()
+                guard.worked()
+
+    def _pump_once(self) -> None:
+        """Read the snapshots that are due, redraw, then sleep until there is work."""
+        sink = self._sink
+        for kind in sink.due_snapshots(time.monotonic()):
+            if self._stop.is_set():
+                return
+            read_at = time.time()
+            try:
+                data = fetcher(self._client, kind, days=self._days, dlq_limit=self._dlq_limit)()
+            except Exception as exc:
+                sink.snapshot_failed(kind, exc)
+            else:
+                sink.apply_snapshot(kind, data, read_at)
+            sink.render_due(time.monotonic())  # a slow snapshot must not hold redraws
+        until_render = sink.render_due(time.monotonic())
+        wait = sink.next_wake_in(time.monotonic())
+        if until_render is not None:
+            # A redraw is pending: sleep until it is due, not on every event's wake-up.
+            self._stop.wait(min(wait, until_render))
+        else:
+            self._wake.wait(wait)
+        self._wake.clear()
 
 
 class AsyncFeed:
@@ -289,8 +322,8 @@ class AsyncFeed:
 
     @property
     def running(self) -> bool:
-        """True until :meth:`stop`."""
-        return bool(self._tasks) and not self._stopped
+        """True until :meth:`stop`, while both tasks are alive."""
+        return bool(self._tasks) and not self._stopped and not any(t.done() for t in self._tasks)
 
     @property
     def connected(self) -> bool:
@@ -346,7 +379,7 @@ class AsyncFeed:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self._sink.feed_error(exc)
+                _tell(self._sink.feed_error, exc)
                 if self._wake is not None:
                     self._wake.set()
             finally:
@@ -357,30 +390,75 @@ class AsyncFeed:
             backoff = min(backoff * 2, RECONNECT_MAX)
 
     async def _pump(self) -> None:
+        guard = FaultGuard(self._sink)
+        while not self._stopped:
+            try:
+                await self._pump_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # a bug or a surprise: say so, wait a little, go on
+                guard.failed(exc)
+                await asyncio.sleep(FAULT_RETRY)
+            else:
+                guard.worked()
+
+    async def _pump_once(self) -> None:
+        """Read the snapshots that are due, redraw, then sleep until there is work."""
         sink = self._sink
         assert self._wake is not None
-        while not self._stopped:
-            for kind in sink.due_snapshots(time.monotonic()):
-                read_at = time.time()
-                try:
-                    call = fetcher(self._client, kind, days=self._days, dlq_limit=self._dlq_limit)
-                    data = await call()
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    sink.snapshot_failed(kind, exc)
-                else:
-                    sink.apply_snapshot(kind, data, read_at)
-                sink.render_due(time.monotonic())  # a slow snapshot must not hold redraws
-            now = time.monotonic()
-            until_render = sink.render_due(now)
-            wait = sink.next_wake_in(time.monotonic())
-            if until_render is not None:
-                await asyncio.sleep(min(wait, until_render))
+        for kind in sink.due_snapshots(time.monotonic()):
+            read_at = time.time()
+            try:
+                call = fetcher(self._client, kind, days=self._days, dlq_limit=self._dlq_limit)
+                data = await call()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                sink.snapshot_failed(kind, exc)
             else:
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=wait)
-            self._wake.clear()
+                sink.apply_snapshot(kind, data, read_at)
+            sink.render_due(time.monotonic())  # a slow snapshot must not hold redraws
+        until_render = sink.render_due(time.monotonic())
+        wait = sink.next_wake_in(time.monotonic())
+        if until_render is not None:
+            await asyncio.sleep(min(wait, until_render))
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=wait)
+        self._wake.clear()
+
+
+class FaultGuard:
+    """Tells the sink when the pump fails and, once it has worked again for
+    :data:`FAULT_SHOWN` seconds, that it recovered; logs each new kind of failure once."""
+
+    def __init__(self, sink: FeedSink) -> None:
+        self._sink = sink
+        self._since: float | None = None
+        self._logged: set[str] = set()
+
+    def failed(self, error: BaseException) -> None:
+        """The pump's last round raised ``error``."""
+        self._since = time.monotonic()
+        kind = type(error).__name__
+        if kind not in self._logged:
+            self._logged.add(kind)
+            logger.warning("control panel feed: %s (it goes on)", kind, exc_info=error)
+        _tell(self._sink.feed_fault, error)
+
+    def worked(self) -> None:
+        """The pump's last round went through."""
+        if self._since is not None and time.monotonic() - self._since >= FAULT_SHOWN:
+            self._since = None
+            _tell(self._sink.feed_fault, None)
+
+
+def _tell(call: Callable[[Any], None], value: Any) -> None:
+    """Report to the sink; a sink that fails here must not end the feed's thread."""
+    try:
+        call(value)
+    except Exception:
+        logger.exception("control panel: reporting to the panel failed")
 
 
 def _stream_connected(stream: Any) -> bool:

@@ -38,14 +38,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from taskflow_sdk.models import TaskState
-from taskflow_sdk.widgets.charts import (
-    counts_figure,
-    metrics_figure,
-    timeline_figure,
-    update_counts,
-    update_metrics,
-    update_timeline,
-)
+from taskflow_sdk.widgets.charts import counts_spec, metrics_spec, timeline_spec
 from taskflow_sdk.widgets.components import BreakerLamp, DataTable
 from taskflow_sdk.widgets.feed import (
     SNAPSHOT_NAMES,
@@ -54,6 +47,7 @@ from taskflow_sdk.widgets.feed import (
     ThreadFeed,
     is_async_client,
 )
+from taskflow_sdk.widgets.plot import Chart
 from taskflow_sdk.widgets.progress import BatchProgress
 from taskflow_sdk.widgets.protocol import ACTION_DELETE, ACTION_RETRY
 from taskflow_sdk.widgets.state import Dirty, PanelState, Want, budget_text, hold_text
@@ -69,7 +63,7 @@ WORKER_COLUMNS = (
     ("heartbeat", "Heartbeat age"),
     ("active", "Active"),
     ("completed", "Completed"),
-    ("failed", "Failed"),
+    ("failed", "Failed attempts"),
 )
 """(key, label) of the workers table's columns."""
 DLQ_COLUMNS = (
@@ -96,23 +90,41 @@ def _pill(label: str, value: str, tone: str | None = None) -> str:
 
 
 def header_html(state: PanelState) -> str:
-    """The header line: server, Redis, workers online, provider and the feed (pure)."""
+    """The header line: server, Redis, workers online, provider and the feed (pure).
+
+    It never claims more than it knows: while the server does not answer, Redis and the
+    workers are unknown; a stopped panel says it is stopped (not reconnecting); a fault inside
+    the feed is shown as such while the feed recovers from it.
+    """
     h, feed = state.health, state.feed
+    down = h.status == "down"
     redis = h.redis
     if h.redis_latency_ms is not None and redis == "healthy":
         redis = f"{redis} ({h.redis_latency_ms:.1f} ms)"
-    if feed.connected is None:
+    if feed.stopped:
+        feed_text, tone = "stopped", "none"
+    elif feed.fault:
+        feed_text, tone = "error, recovering", "bad"
+    elif feed.connected is None:
         feed_text, tone = "connecting", "warn"
     elif feed.connected:
         feed_text, tone = f"live · {feed.events:,} events", "good"
     else:
         feed_text, tone = "reconnecting", "bad"
-    workers_tone = "good" if h.workers_total and h.workers_healthy == h.workers_total else "warn"
+    redis_tone: str | None
+    if down:
+        redis, redis_tone, workers, workers_tone = "unknown", "none", "unknown", "none"
+    else:
+        redis_tone = "good" if h.redis == "healthy" else None
+        workers = f"{h.workers_healthy}/{h.workers_total}"
+        workers_tone = (
+            "good" if h.workers_total and h.workers_healthy == h.workers_total else "warn"
+        )
     provider_tone = "good" if h.provider == "openrouter" else "none"
     parts = [
-        _pill("Server", h.status),
-        _pill("Redis", redis, "good" if h.redis == "healthy" else None),
-        _pill("Workers online", f"{h.workers_healthy}/{h.workers_total}", workers_tone),
+        _pill("Server", "unreachable" if down else h.status, "bad" if down else None),
+        _pill("Redis", redis, redis_tone),
+        _pill("Workers online", workers, workers_tone),
         _pill("Provider", h.provider, provider_tone),
         _pill("Feed", feed_text, tone),
     ]
@@ -139,13 +151,27 @@ def budget_html(state: PanelState, now: float) -> str:
 
 def openrouter_html(state: PanelState) -> str:
     """OpenRouter's service state, key usage and limit, today's spend against the budget, and
-    the limiter's load (pure)."""
+    the limiter's load (pure).
+
+    Two sources meet here and the card says which is which: the key check (``/key``, cached by
+    the server, so it can say "key works" while calls fail) and the calls themselves (how many
+    failed in a row, the cost metered from their answers). Usage reported by OpenRouter lags
+    behind the calls, so when our metered cost is ahead the card says so.
+    """
     o = state.openrouter
+    service = o.status + (f" — {o.message}" if o.message else "")
+    failing = o.consecutive_failures
+    calls = "ok" if failing == 0 else f"failing: the last {failing:,} failed in a row"
+    usage = f"{_money(o.usage)} (today {_money(o.usage_today)}), as OpenRouter reports it"
+    metered = state.budget.spent_today_usd
+    if metered is not None and metered > (o.usage_today or 0.0) + 5e-5:
+        usage += f"; {_money(metered)} metered from today's calls (OpenRouter's figure lags)"
     rows = [
-        ("Service", o.status + (f" — {o.message}" if o.message else "")),
+        ("Key check", service),
+        ("Calls", calls),
         ("Spend", budget_text(state.budget)),
         ("Provider", o.provider),
-        ("Key usage", f"{_money(o.usage)} (today {_money(o.usage_today)})"),
+        ("Key usage", usage),
         (
             "Key limit",
             "none" if o.limit is None else f"{_money(o.limit)}, {_money(o.limit_remaining)} left",
@@ -156,7 +182,6 @@ def openrouter_html(state: PanelState) -> str:
             "—" if o.utilisation is None else f"{o.utilisation:.0%}",
         ),
         ("In flight", f"{o.in_flight}" + (f" / {o.max_in_flight}" if o.max_in_flight else "")),
-        ("Consecutive failures", str(o.consecutive_failures)),
     ]
     if o.cooldown_remaining > 0:
         rows.append(("Cool-down", f"{o.cooldown_remaining:.1f} s (429 from upstream)"))
@@ -245,6 +270,7 @@ class ControlPanel:
         self._executor: concurrent.futures.ThreadPoolExecutor | None = None
         self._pending: set[Any] = set()
         self._runs: dict[int, tuple[Any, str]] = {}
+        self._batch_seq = 0
         self._batch_views: dict[str, BatchProgress] = {}
         self._build()
         if autostart:
@@ -255,8 +281,9 @@ class ControlPanel:
     def _build(self) -> None:
         self.header = widgets.HTML(header_html(self.state))
         self.message = widgets.HTML("")
-        self.timeline = timeline_figure()
-        self.counts = counts_figure()
+        now = time.time()
+        self.timeline = Chart(timeline_spec(self.state, now))
+        self.counts = Chart(counts_spec(self.state))
         self.lamp = BreakerLamp(on_open=self._click_open, on_reset=self._click_reset)
         self.budget = widgets.HTML(budget_html(self.state, time.time()))
         self.openrouter = widgets.HTML(openrouter_html(self.state))
@@ -266,7 +293,7 @@ class ControlPanel:
         self.key_left = widgets.FloatProgress(
             value=1.0, min=0.0, max=1.0, description="Key left", bar_style="success"
         )
-        self.metrics = metrics_figure()
+        self.metrics = Chart(metrics_spec(self.state))
         self.workers_table = DataTable(
             WORKER_COLUMNS,
             key="worker_id",
@@ -279,10 +306,7 @@ class ControlPanel:
             title="Dead-letter queue",
             empty_text="the DLQ is empty",
             row_actions=((ACTION_RETRY, "Retry"), (ACTION_DELETE, "Delete")),
-            bulk_actions=(
-                (ACTION_RETRY, "Retry selected (all)"),
-                (ACTION_DELETE, "Delete selected (all)"),
-            ),
+            bulk_actions=((ACTION_RETRY, "Retry"), (ACTION_DELETE, "Delete")),
             on_action=self._click_dlq,
         )
         self.batches = widgets.VBox([])
@@ -327,6 +351,8 @@ class ControlPanel:
         AsyncClient). Does nothing when it already runs."""
         if self.running:
             return self
+        if self._feed is not None:  # a feed whose thread or task died: end what is left of it
+            self._feed.stop()
         feed: ThreadFeed | AsyncFeed
         if self.is_async:
             try:
@@ -341,6 +367,9 @@ class ControlPanel:
         else:
             feed = ThreadFeed(self.client, self, days=self.days, dlq_limit=self.dlq_limit)
         self._feed = feed
+        with self._lock:
+            self._dirty |= self.state.set_stopped(False)
+        self._render_now()
         feed.start()
         return self
 
@@ -353,10 +382,16 @@ class ControlPanel:
             self._executor.shutdown(wait=False)
             self._executor = None
         with self._lock:
-            self.state.set_connected(False, "stopped")
-            self.state.set_message("the panel is stopped (call start() to resume)")
-            self._dirty |= Dirty.FEED
-            self._render_locked(time.monotonic())
+            self._dirty |= self.state.set_stopped(True)
+            self._dirty |= self.state.set_message("the panel is stopped (call start() to resume)")
+        self._render_now()
+
+    def _render_now(self) -> None:
+        """Redraw at once (start, stop); a failure is shown like any fault of the feed."""
+        try:
+            self.refresh()
+        except Exception as exc:
+            self.feed_fault(exc)
 
     # FeedSink: called by the feed (any thread)
 
@@ -383,6 +418,20 @@ class ControlPanel:
                 self._dirty |= self.state.set_connected(True)
             else:
                 self._dirty |= self.state.set_connected(False, _error_text(error))
+
+    def feed_fault(self, error: BaseException | None) -> None:
+        """Something inside the feed failed (``None``: it works again); the feed goes on."""
+        with self._lock:
+            before = self.state.feed.fault
+            text = None if error is None else f"{type(error).__name__}: {_error_text(error)}"
+            self._dirty |= self.state.set_fault(text)
+            note: str | None
+            if text is not None:
+                note = f"the feed hit an error and goes on: {text}"
+            else:
+                note = f"the feed recovered from an error ({before})" if before else None
+            if note is not None:
+                self._dirty |= self.state.set_message(note)
 
     def due_snapshots(self, now: float) -> list[Want]:
         """Snapshots to read now (claimed)."""
@@ -411,9 +460,7 @@ class ControlPanel:
         """A snapshot call failed: a connection error marks the server unreachable."""
         with self._lock:
             if _is_connection_error(error):
-                self._dirty |= self.state.set_connected(False, _error_text(error))
-                self.state.health.status = "down"
-                self._dirty |= Dirty.HEALTH
+                self._dirty |= self.state.mark_unreachable(_error_text(error))
             elif kind is not Want.OPENROUTER and kind is not Want.METRICS:
                 name = SNAPSHOT_NAMES[kind]
                 self._dirty |= self.state.set_message(f"{name}: {_error_text(error)}")
@@ -444,13 +491,22 @@ class ControlPanel:
 
     def _render_locked(self, now: float) -> None:
         dirty, self._dirty = self._dirty, Dirty.NONE
+        try:
+            self._draw(dirty)
+        except BaseException:
+            self._dirty |= dirty  # drawn again next time: a failed redraw loses nothing
+            raise
+        self._last_render = now
+        self.renders += 1
+
+    def _draw(self, dirty: Dirty) -> None:
         state = self.state
         epoch = time.time()
         if dirty & Dirty.TIMELINE:
             state.sample(epoch)
-            update_timeline(self.timeline, state, epoch)
+            self.timeline.update(timeline_spec(state, epoch))
         if dirty & Dirty.COUNTS:
-            update_counts(self.counts, state)
+            self.counts.update(counts_spec(state))
         if dirty & (Dirty.HEALTH | Dirty.FEED):
             self._set(self.header, "value", header_html(state))
             message = state.feed.message or (
@@ -480,7 +536,7 @@ class ControlPanel:
                 left = min(1.0, max(0.0, o.limit_remaining / o.limit))
             self._set(self.key_left, "value", left)
         if dirty & Dirty.METRICS:
-            update_metrics(self.metrics, state)
+            self.metrics.update(metrics_spec(state))
         if dirty & Dirty.WORKERS:
             self.workers_table.rows = [
                 {
@@ -512,8 +568,6 @@ class ControlPanel:
                 self.dlq_table.total = max(state.depths.dlq, len(state.dlq))
         if dirty & Dirty.BATCHES:
             self._render_batches()
-        self._last_render = now
-        self.renders += 1
 
     @staticmethod
     def _set(widget: Any, name: str, value: Any) -> None:
@@ -522,16 +576,23 @@ class ControlPanel:
 
     def _render_batches(self) -> None:
         views = []
+        runs = {label: run for run, label in self._runs.values()}
         for name, info in self.state.batches.items():
+            run = runs.get(name)
             view = self._batch_views.get(name)
             if view is None:
-                view = self._batch_views[name] = BatchProgress(name, info.total)
+                started = _epoch_attr(run, "started_at")
+                # A batch first seen finished, with no start time of its own, has no honest
+                # elapsed time: show none rather than the time since the panel saw it.
+                timed = started is not None or not info.done
+                view = BatchProgress(name, info.total, started_at=started, timed=timed)
+                self._batch_views[name] = view
             counts: dict[str, int] = {}
             for s in info.states.values():
                 counts[s] = counts.get(s, 0) + 1
             view.update(counts, total=info.total)
             if info.done and view.finished_at is None:
-                view.close("done")
+                view.close("done", finished_at=_epoch_attr(run, "finished_at"))
             views.append(view.widget)
         if list(self.batches.children) != views:
             self.batches.children = views
@@ -539,19 +600,49 @@ class ControlPanel:
     # ----------------------------------------------------------------- batches
 
     def watch(self, run: Any, name: str | None = None) -> None:
-        """Show the progress of ``run`` (a ``BatchRun``: its ``tasks``, or ``task_ids``)."""
+        """Show the progress of ``run`` (a ``BatchRun``: its ``tasks``, or ``task_ids``).
+
+        The label is ``name``, else the run's own ``name`` (``client.batch(..., name=)``), else
+        ``batch N``. Watching a run the panel already shows (it picks up
+        ``client.batch_runs`` by itself) renames its row; it never adds a second one.
+        """
         with self._lock:
-            label = name or getattr(run, "name", None) or f"batch {len(self._runs) + 1}"
-            self._runs[id(run)] = (run, str(label))
+            self._register(run, name)
             self._poll_runs()
+
+    def _register(self, run: Any, name: str | None) -> None:
+        entry = self._runs.get(id(run))
+        wanted = name or getattr(run, "name", None)
+        if entry is not None and (wanted is None or wanted == entry[1]):
+            return
+        if wanted is None:
+            self._batch_seq += 1
+            wanted = f"batch {self._batch_seq}"
+        label = self._unique_label(str(wanted), run)
+        if entry is not None:
+            old = entry[1]
+            self._dirty |= self.state.rename_batch(old, label)
+            view = self._batch_views.pop(old, None)
+            if view is not None:
+                view.rename(label)
+                self._batch_views[label] = view
+        self._runs[id(run)] = (run, label)
+
+    def _unique_label(self, label: str, run: Any) -> str:
+        taken = {lab for r, lab in self._runs.values() if r is not run}
+        if label not in taken:
+            return label
+        n = 2
+        while f"{label} ({n})" in taken:
+            n += 1
+        return f"{label} ({n})"
 
     def _poll_runs(self) -> None:
         listed = getattr(self.client, "batch_runs", None)
         if listed:
             for run in list(listed):
                 if id(run) not in self._runs:
-                    label = getattr(run, "name", None) or f"batch {len(self._runs) + 1}"
-                    self._runs[id(run)] = (run, str(label))
+                    self._register(run, None)
         for run, label in self._runs.values():
             known = _run_states(run)
             if known is None:
@@ -728,6 +819,16 @@ class ControlPanel:
             f"<ControlPanel {getattr(self.client, 'base_url', '?')} "
             f"running={self.running} events={s.feed.events} breaker={s.breaker.state}>"
         )
+
+
+def _epoch_attr(run: Any, name: str) -> float | None:
+    """``run.<name>`` as epoch seconds, when the run has it (a ``BatchRun``'s start and end)."""
+    value = getattr(run, name, None)
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
 
 
 def _run_states(run: Any) -> dict[str, str] | None:

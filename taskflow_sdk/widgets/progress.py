@@ -97,17 +97,32 @@ def progress_html(
 class BatchProgress:
     """A batch's progress bar: :meth:`update` it with counts per state; display it directly.
 
+    Args:
+        name: the label shown.
+        total: tasks in the batch.
+        started_at: when the batch started (epoch seconds); ``None``: now. A batch whose start
+            is not known (``timed=False``) shows no elapsed time rather than a wrong one.
+        timed: show the elapsed time.
+
     Attributes:
         widget: the ``ipywidgets.HTML`` shown.
         counts: the last counts per state.
         total: tasks in the batch.
     """
 
-    def __init__(self, name: str = "batch", total: int = 0) -> None:
+    def __init__(
+        self,
+        name: str = "batch",
+        total: int = 0,
+        *,
+        started_at: float | None = None,
+        timed: bool = True,
+    ) -> None:
         self.name = name
         self.total = total
         self.counts: dict[str, int] = {}
-        self.started = time.monotonic()
+        self.started = time.time() if started_at is None else float(started_at)
+        self.timed = timed
         self.finished_at: float | None = None
         self.note: str | None = None
         self.cost: float | None = None
@@ -137,16 +152,24 @@ class BatchProgress:
         self.eta = eta
         self._draw()
 
-    def close(self, note: str | None = None) -> None:
-        """Freeze the clock (the batch ended); ``note`` is added to the caption."""
-        self.finished_at = time.monotonic()
+    def close(self, note: str | None = None, finished_at: float | None = None) -> None:
+        """Freeze the clock at ``finished_at`` (epoch seconds; ``None``: now): the batch
+        ended. ``note`` is added to the caption."""
+        self.finished_at = time.time() if finished_at is None else float(finished_at)
         self.note = note
         self._draw()
 
     @property
-    def elapsed(self) -> float:
-        """Seconds since the bar was made (until :meth:`close`)."""
-        return (self.finished_at or time.monotonic()) - self.started
+    def elapsed(self) -> float | None:
+        """Seconds from the start to now, or to the end once closed (``None``: not timed)."""
+        if not self.timed:
+            return None
+        return max(0.0, (self.finished_at or time.time()) - self.started)
+
+    def rename(self, name: str) -> None:
+        """Show the bar under a new label."""
+        self.name = name
+        self._draw()
 
     def _draw(self) -> None:
         eta = None if self.finished_at is not None else self.eta

@@ -423,6 +423,10 @@ class FeedInfo:
     reconnects: int = 0
     error: str | None = None
     message: str | None = None
+    stopped: bool = False
+    """True after ``stop()``: the panel no longer reads anything (not a connection problem)."""
+    fault: str | None = None
+    """An error inside the feed itself (not the server's): shown until a redraw succeeds."""
 
 
 # --------------------------------------------------------------------------- the reducer
@@ -967,6 +971,18 @@ class PanelState:
             self._batch_of[task_id] = name
         return Dirty.BATCHES
 
+    def rename_batch(self, old: str, new: str) -> Dirty:
+        """Show batch ``old`` under the label ``new`` (its tasks keep following it)."""
+        if old == new or old not in self.batches:
+            return Dirty.NONE
+        info = self.batches.pop(old)
+        info.name = new
+        merged = self.batches.setdefault(new, BatchInfo(new))
+        merged.states.update(info.states)
+        for task_id in info.states:
+            self._batch_of[task_id] = new
+        return Dirty.BATCHES
+
     # ----------------------------------------------------------------- feed
 
     def set_connected(self, connected: bool, error: str | None = None) -> Dirty:
@@ -980,6 +996,44 @@ class PanelState:
         feed.connected = connected
         feed.error = error
         return Dirty.FEED
+
+    def set_stopped(self, stopped: bool) -> Dirty:
+        """The feed was stopped (True) or started again (False: connecting, message cleared)."""
+        feed = self.feed
+        if feed.stopped == stopped:
+            return Dirty.NONE
+        feed.stopped = stopped
+        feed.fault = None
+        if stopped:
+            feed.connected = False
+            feed.error = None
+        else:
+            feed.connected = None
+            feed.message = None
+            self.wants |= Want.ALL
+        return Dirty.FEED | Dirty.HEALTH
+
+    def set_fault(self, fault: str | None) -> Dirty:
+        """An error inside the feed (``None``: it works again)."""
+        if fault == self.feed.fault:
+            return Dirty.NONE
+        self.feed.fault = fault
+        return Dirty.FEED
+
+    def mark_unreachable(self, error: str) -> Dirty:
+        """The server did not answer: nothing it said before about Redis or its workers is
+        known any more, so the header and the workers table stop claiming it."""
+        dirty = self.set_connected(False, error)
+        health = HealthInfo(status="down", provider=self.health.provider)
+        if health != self.health:
+            self.health = health
+            dirty |= Dirty.HEALTH
+        if any(w.status != "unknown" for w in self.workers):
+            for w in self.workers:
+                w.status = "unknown"
+                w.heartbeat_age = None
+            dirty |= Dirty.WORKERS
+        return dirty
 
     def set_message(self, message: str | None) -> Dirty:
         """The line shown under the header (action results, errors)."""

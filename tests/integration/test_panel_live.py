@@ -29,7 +29,7 @@ def test_panel_follows_a_server_and_survives_its_restart() -> None:
         _noops(client, 20)
         wait_until(lambda: panel.state.counts["COMPLETED"] == 20, "20 completions", 20)
         # the bar chart shows it
-        wait_until(lambda: panel.counts.data[0].y[3] == 20, "the bar of 20 completions", 20)
+        wait_until(lambda: panel.counts.data[0]["y"][3] == 20, "the bar of 20 completions", 20)
         panel.open_breaker()
         assert panel.lamp.state == "open"
         panel.reset_breaker()

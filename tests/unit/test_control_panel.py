@@ -179,11 +179,11 @@ def test_recorded_events_update_traits_and_figures() -> None:
     panel = ControlPanel(FakeClient(), autostart=False)
     panel.ingest_many(recorded())
     panel.refresh()
-    counts = dict(zip(STATES, panel.counts.data[0].y, strict=True))
+    counts = dict(zip(STATES, panel.counts.data[0]["y"], strict=True))
     assert counts["COMPLETED"] == 4 and counts["DLQ"] == 1
     dlq_series = panel.timeline.data[5]
-    assert dlq_series.name == "DLQ" and dlq_series.y[-1] == 1
-    assert len(panel.timeline.data[0].x) >= 2  # a sample, extended to now
+    assert dlq_series["name"] == "DLQ" and dlq_series["y"][-1] == 1
+    assert len(panel.timeline.data[0]["x"]) >= 2  # a sample, extended to now
     assert [r["task_id"] for r in panel.dlq_table.rows] == [DLQ_ID]
     assert panel.dlq_table.rows[0]["error_type"] == "invalid_input"
     assert "live · 22 events" in panel.header.value
@@ -203,8 +203,8 @@ def test_snapshots_update_workers_health_openrouter_metrics() -> None:
     assert "offline" in panel.header.value
     assert "api_key_missing" in panel.openrouter.value
     assert panel.lamp.state == "closed"
-    assert panel.metrics.data[0].name == "successes"
-    assert panel.metrics.data[0].y == (2.0,)
+    assert panel.metrics.data[0]["name"] == "successes"
+    assert panel.metrics.data[0]["y"] == [2]
     assert panel.dlq_table.rows[0]["task_type"] == "demo.fail"
 
 

@@ -1,5 +1,6 @@
 // A small table: rows from Python, optional row buttons, checkboxes and bulk buttons.
 // Clicking a button sends {type: table_action, action, ids}; Python does the work.
+// Bulk buttons say what they act on: "Retry selected (2)" or "Retry all (7)".
 
 function cell(value) {
   const td = document.createElement("td");
@@ -27,6 +28,13 @@ function render({ model, el }) {
     title.className = "tf-table-title";
     title.textContent = model.get("title");
     el.appendChild(title);
+    const bulkButtons = [];
+    // A bulk button names what it acts on: the checked rows, or every row shown.
+    const labelBulk = () => {
+      for (const [b, a] of bulkButtons) {
+        b.textContent = selected.size ? `${a.label} selected (${selected.size})` : `${a.label} all (${rows.length})`;
+      }
+    };
     if (bulkActions.length) {
       const bar = document.createElement("div");
       bar.className = "tf-table-bulk";
@@ -34,11 +42,12 @@ function render({ model, el }) {
         const b = document.createElement("button");
         b.type = "button";
         b.dataset.action = a.name;
-        b.textContent = a.label;
         b.disabled = rows.length === 0;
+        bulkButtons.push([b, a]);
         b.addEventListener("click", () => send(a.name, selected.size ? [...selected] : [...ids]));
         bar.appendChild(b);
       }
+      labelBulk();
       el.appendChild(bar);
     }
     if (!rows.length) {
@@ -67,7 +76,11 @@ function render({ model, el }) {
         const box = document.createElement("input");
         box.type = "checkbox";
         box.checked = selected.has(id);
-        box.addEventListener("change", () => (box.checked ? selected.add(id) : selected.delete(id)));
+        box.addEventListener("change", () => {
+          if (box.checked) selected.add(id);
+          else selected.delete(id);
+          labelBulk();
+        });
         td.appendChild(box);
         tr.appendChild(td);
       }
