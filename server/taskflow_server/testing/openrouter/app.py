@@ -335,6 +335,22 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "e.g. 502 or fixture:NAME",
     )
     parser.add_argument(
+        "--outage",
+        type=_positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="answer every chat request 503 (no provider available) for SECONDS from the start "
+        "(the outage mode, before any --fault), e.g. to show the circuit breaker opening",
+    )
+    parser.add_argument(
+        "--outage-after",
+        type=_positive_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="start the --outage (and the --fault modes after it) SECONDS after the start "
+        "instead of at once",
+    )
+    parser.add_argument(
         "--key-fixture", default=None, metavar="NAME", help="a /key fixture that answers /key"
     )
     parser.add_argument(
@@ -354,7 +370,22 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.modes = [parse_mode_flag(value) for value in args.fault]
     except ValueError as exc:
         parser.error(str(exc))
+    if args.outage is not None:
+        args.modes.insert(0, ("outage", args.outage))
+    if args.outage_after is not None and not args.modes:
+        parser.error("--outage-after needs --outage (or a --fault) to start")
     return args
+
+
+def _positive_seconds(value: str) -> float:
+    """A command-line number of seconds, > 0."""
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {value!r}") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise argparse.ArgumentTypeError(f"seconds must be a positive number, not {value!r}")
+    return seconds
 
 
 def config_from_args(args: argparse.Namespace) -> FakeConfig:
@@ -378,6 +409,7 @@ def config_from_args(args: argparse.Namespace) -> FakeConfig:
     for name, _ in args.modes:
         mode_fault(config, name)  # raises ValueError for a mode that cannot be served
     config.modes = list(args.modes)
+    config.modes_delay = getattr(args, "outage_after", None) or 0.0
     config.key_fixture = check_key_fixture(config, args.key_fixture)
     return config
 

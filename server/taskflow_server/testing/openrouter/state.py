@@ -179,6 +179,8 @@ class FakeConfig:
             answer); default :func:`fixtures_dir`.
         modes: fault modes to run one after the other from the start, ``(name, seconds)``
             (``seconds`` ``None`` = until cleared); see :data:`MODES`.
+        modes_delay: seconds after the start before the first of ``modes`` begins (``0``: at
+            once; ``--outage-after``).
         key_fixture: a fixture with ``"endpoint": "/key"`` that answers ``/key`` instead.
         report_rate_limit: ``/key`` reports the server-side bucket as ``rate_limit`` (the old
             behaviour) instead of OpenRouter's deprecated ``{"requests": -1, "interval": "10s"}``.
@@ -199,6 +201,7 @@ class FakeConfig:
     slow_seconds: float = 30.0
     fixtures: Path | None = field(default_factory=fixtures_dir)
     modes: list[tuple[str, float | None]] = field(default_factory=list)
+    modes_delay: float = 0.0
     key_fixture: str | None = None
     report_rate_limit: bool = False
 
@@ -356,10 +359,13 @@ class FakeState:
         self.generation = 0
         self.in_flight = 0
         self.modes: collections.deque[ActiveMode] = collections.deque()
+        self.modes_from: float | None = None
+        """``time.monotonic()`` at which the first mode of the schedule starts, while it waits
+        for it (``None``: the schedule runs, or is empty)."""
         self.stats: dict[str, Any] = {}
         self.reset_stats()
         if config.modes:
-            self.set_modes(config.modes)
+            self.set_modes(config.modes, delay=config.modes_delay)
 
     def reset_stats(self) -> None:
         """Zero every counter and empty the request log."""
@@ -388,23 +394,31 @@ class FakeState:
             name, {"answers": 0, "chat_requests": 0, "started": 0, "ended": 0, "on": False}
         )
 
-    def set_modes(self, modes: list[tuple[str, float | None]]) -> None:
-        """Replace the mode schedule: the first starts now, each next one when the one before
-        it ends (raises ``ValueError`` for a mode that cannot be served)."""
+    def set_modes(self, modes: list[tuple[str, float | None]], *, delay: float = 0.0) -> None:
+        """Replace the mode schedule: the first starts in ``delay`` seconds (now by default),
+        each next one when the one before it ends (raises ``ValueError`` for a mode that cannot
+        be served)."""
         for name, seconds in modes:
             mode_fault(self.config, name)
             if seconds is not None and seconds <= 0:
                 raise ValueError(f"mode {name!r}: seconds must be positive or null")
+        if delay < 0:
+            raise ValueError("the delay before the modes must be >= 0")
         self.clear_modes()
         self.modes.extend(ActiveMode(name, seconds) for name, seconds in modes)
-        if self.modes:
+        if not self.modes:
+            return
+        if delay > 0:
+            self.modes_from = time.monotonic() + delay
+        else:
             self._start(self.modes[0], time.monotonic())
 
     def clear_modes(self) -> None:
         """End the current mode and drop the schedule."""
-        if self.modes:
+        if self.modes and self.modes_from is None:
             self._end(self.modes[0])
         self.modes.clear()
+        self.modes_from = None
 
     def _start(self, mode: ActiveMode, at: float) -> None:
         mode.until = None if mode.seconds is None else at + mode.seconds
@@ -424,6 +438,12 @@ class FakeState:
         """The mode on now; modes whose time is up end here and the next one starts at the
         moment the one before it ended."""
         now = time.monotonic()
+        if self.modes_from is not None:
+            if now < self.modes_from:
+                return None
+            start, self.modes_from = self.modes_from, None
+            if self.modes:
+                self._start(self.modes[0], start)
         while self.modes:
             head = self.modes[0]
             if head.until is None or now < head.until:
