@@ -6,13 +6,13 @@ JSON raises :class:`~taskflow_sdk.TaskflowError` naming the request.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import httpx
 from pydantic import BaseModel, TypeAdapter
 
-from taskflow_sdk.errors import TaskflowError
+from taskflow_sdk.errors import TaskflowError, foreign_answer
 from taskflow_sdk.models import BreakerStatus, Task, TaskList, TaskStatus
 
 M = TypeVar("M", bound=BaseModel)
@@ -23,9 +23,14 @@ __all__ = [
     "parse_ids",
     "parse_lookup",
     "parse_states",
+    "parse_submitted",
     "parse_task_list",
     "parser",
 ]
+
+SUBMIT_FIELDS = ("task_type", "priority", "max_retries")
+"""What a submit answer says about the task beyond its id and state (an older server sends
+none of them: :func:`parse_submitted` then takes them from the request)."""
 
 _TASKS = TypeAdapter(list[Task])
 _STATUSES = TypeAdapter(list[TaskStatus])
@@ -33,7 +38,13 @@ _IDS = TypeAdapter(list[str])
 
 
 def json_body(response: httpx.Response) -> Any:
-    """The decoded JSON body."""
+    """The decoded JSON body; an answer that is not JSON raises
+    :class:`~taskflow_sdk.TaskflowError` (saying there is no AsyncTaskFlow server at the base
+    URL when its content type is not JSON either, see :func:`~taskflow_sdk.errors.foreign_answer`,
+    without the body)."""
+    foreign = foreign_answer(response)
+    if foreign is not None:
+        raise TaskflowError(foreign)
     try:
         return response.json()
     except ValueError as exc:
@@ -50,6 +61,20 @@ def parser(model: type[M]) -> Callable[[httpx.Response], M]:
         return model.model_validate(json_body(response))
 
     return parse
+
+
+def parse_submitted(response: httpx.Response, sent: Mapping[str, Any]) -> Task:
+    """A submit answer (``{task_id, state, created, task_type, priority, max_retries}``).
+
+    A field the server did not send is taken from ``sent`` (what the request said) when the
+    answer is a new task, so ``submit(max_retries=1)`` never shows the model's default
+    instead; for a matched idempotency key only the server knows the earlier task's fields.
+    """
+    data = json_body(response)
+    if isinstance(data, dict) and data.get("created") is not False:
+        missing = {k: sent[k] for k in SUBMIT_FIELDS if data.get(k) is None and k in sent}
+        data = {**data, **missing}
+    return Task.model_validate(data)
 
 
 def parse_ids(response: httpx.Response) -> list[str]:

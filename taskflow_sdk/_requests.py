@@ -31,6 +31,7 @@ from taskflow_sdk._parsers import (
     parse_ids,
     parse_lookup,
     parse_states,
+    parse_submitted,
     parse_task_list,
     parser,
 )
@@ -116,7 +117,8 @@ class Requests:
     ) -> Flow[Task]:
         """``POST /api/v1/tasks``; the idempotency key (given or new) makes it retriable."""
         body = submit_body(task_type, payload, priority, max_retries, idempotency_key, metadata)
-        return self._flow(RequestSpec("POST", f"{API}/tasks", json=body, timeout=timeout), _task)
+        spec = RequestSpec("POST", f"{API}/tasks", json=body, timeout=timeout)
+        return self._flow(spec, lambda r: parse_submitted(r, body))
 
     def submit_many(
         self, items: Iterable[Mapping[str, Any]], *, timeout: Timeout
@@ -209,7 +211,9 @@ class Requests:
         spec = RequestSpec(
             "POST", f"{API}/tasks/pdfxtract", data=form, files={"file": upload}, timeout=timeout
         )
-        return (yield from self._flow(spec, _task))
+        sent = {"task_type": "pdfxtract", "priority": priority, "max_retries": max_retries}
+        sent = {k: v for k, v in sent.items() if v is not None}
+        return (yield from self._flow(spec, lambda r: parse_submitted(r, sent)))
 
     # tasks ------------------------------------------------------------------------------
 

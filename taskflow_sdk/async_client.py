@@ -52,6 +52,7 @@ from taskflow_sdk.models import (
     RequeueReport,
     Task,
     TaskList,
+    Tasks,
     TaskState,
     WorkerList,
     tasks_frame,
@@ -251,7 +252,7 @@ class AsyncClient:
         stream: bool = ...,
         raise_on_failure: bool = ...,
         progress: bool = ...,
-    ) -> builtins.list[Task]: ...
+    ) -> Tasks: ...
 
     async def wait(
         self,
@@ -262,7 +263,7 @@ class AsyncClient:
         stream: bool = False,
         raise_on_failure: bool = False,
         progress: bool = False,
-    ) -> Task | builtins.list[Task]:
+    ) -> Task | Tasks:
         """Wait until the task (or every task of a list) has finished (see
         :meth:`Client.wait`)."""
         ids, single = wait_ids(tasks)
@@ -279,7 +280,7 @@ class AsyncClient:
         finally:
             if bar is not None:
                 bar.close()
-        return done[0] if single else done
+        return done[0] if single else Tasks(done)
 
     async def _wait_stream(
         self, state: WaitState, poll_interval: float, bar: Progress | None
@@ -368,10 +369,12 @@ class AsyncClient:
         folder: str | None = None,
         pattern: str = "*.pdf",
         summarize: bool = True,
+        name: str | None = None,
         **opts: Any,
     ) -> AsyncBatchRun:
         """Submit a batch idempotently and return its :class:`~taskflow_sdk.AsyncBatchRun` (see
-        :meth:`Client.batch`)."""
+        :meth:`Client.batch`). ``name``: the label the control panel and progress bars show
+        (``run.name``; not part of the idempotency keys)."""
         run = AsyncBatchRun(
             self._driver,
             texts=texts,
@@ -379,6 +382,7 @@ class AsyncClient:
             folder=folder,
             pattern=pattern,
             summarize=summarize,
+            name=name,
             **opts,
         )
         await run.submit()

@@ -8,6 +8,9 @@
     run.failures(); run.retry_failed(); run.to_csv("results.csv")
     run.cost()                                              # USD spent by its finished tasks
 
+    run = client.batch(texts=texts, name="June issues")     # a label for the control panel
+    run.started_at, run.finished_at                         # epoch seconds (None until done)
+
     run = client.batch(texts=texts, budget_usd=0.50)        # a cap for this run
     run.wait()                                              # returns once finished or held
     run.raise_budget(1.00); run.wait()                      # re-queues the held tasks
@@ -43,6 +46,7 @@ import fnmatch
 import hashlib
 import html
 import json
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -219,6 +223,8 @@ class BatchCore:
             ``issue_date`` (PDFs), ``tag`` (any string: a different tag makes a new batch),
             ``budget_usd`` (hold the run's waiting tasks once it has cost that much; not part
             of the idempotency keys).
+        name: the label the control panel and progress bars show (not part of the idempotency
+            keys: renaming a run resumes the same batch).
     """
 
     def __init__(
@@ -230,6 +236,7 @@ class BatchCore:
         folder: str | Path | None = None,
         pattern: str = "*.pdf",
         summarize: bool = True,
+        name: str | None = None,
         **opts: Any,
     ) -> None:
         given = sum(x is not None for x in (texts, paths, folder))
@@ -261,6 +268,12 @@ class BatchCore:
         self.articles: list[Entry] = []
         self.new_tasks = 0
         """Tasks the last submit actually created (0 when a re-run resumed the batch)."""
+        self.name: str | None = name
+        """The label the control panel and progress bars show (``None``: none)."""
+        self.started_at: float = time.time()
+        """When the run was created (epoch seconds)."""
+        self.finished_at: float | None = None
+        """When the run was first seen finished (epoch seconds; see :meth:`note_finished`)."""
 
     # ------------------------------------------------------------------ inputs
 
@@ -353,6 +366,24 @@ class BatchCore:
         self.new_tasks = created
         return created
 
+    def is_finished(self) -> bool:
+        """True when every task of the run is terminal, none is held by the budget and no
+        article summary is still to be submitted."""
+        entries = self.all_entries
+        if not entries or any(e.task is None or not e.task.is_terminal for e in entries):
+            return False
+        if self.is_held:
+            return False
+        return not (self.kind == "pdf" and self.summarize and self._article_entries())
+
+    def note_finished(self) -> None:
+        """Set :attr:`finished_at` the first time the run is seen finished; clear it when
+        tasks are back in the queue (a retry, a raised budget)."""
+        if not self.is_finished():
+            self.finished_at = None
+        elif self.finished_at is None:
+            self.finished_at = time.time()
+
     def _poll(
         self, entries: list[Entry], timeout: float | None, on_progress: Callable[[], None]
     ) -> Flow[None]:
@@ -361,6 +392,7 @@ class BatchCore:
         def after_round() -> Flow[None]:
             self._sync(entries, state)
             yield from self.budget_flow(state)
+            self.note_finished()
 
         yield from wait_flow(
             self.requests,
@@ -494,6 +526,7 @@ class BatchCore:
             self.held_ids.discard(task_id)
             self._set_task(result)
             requeued.append(result)
+        self.note_finished()
         if failure is not None:
             raise failure
         return requeued
@@ -524,6 +557,7 @@ class BatchCore:
                 self.articles_deferred = bool(self._article_entries())
                 on_progress()
                 if self.articles_deferred:
+                    self.note_finished()
                     return None
             extra = self._article_entries()
             if extra:
@@ -531,6 +565,7 @@ class BatchCore:
                 self.new_tasks += yield from self._submit_summaries(extra)
                 on_progress()
             yield from self._poll(self.articles, timeout, on_progress)
+        self.note_finished()
         return None
 
     def retry_flow(self) -> Flow[list[Task]]:
@@ -553,6 +588,7 @@ class BatchCore:
             for e in failed:
                 if e.task is not None and e.task.task_id == result.task_id:
                     e.task = result
+        self.note_finished()
         return retried
 
     # ------------------------------------------------------------------ views
@@ -654,6 +690,27 @@ class _RunViews:
     core: BatchCore
 
     @property
+    def name(self) -> str | None:
+        """The label the control panel and progress bars show (``client.batch(name=...)``;
+        ``None``: none). It may be changed; it is not part of the batch's idempotency keys."""
+        return self.core.name
+
+    @name.setter
+    def name(self, value: str | None) -> None:
+        self.core.name = value
+
+    @property
+    def started_at(self) -> float:
+        """When the run was created (epoch seconds)."""
+        return self.core.started_at
+
+    @property
+    def finished_at(self) -> float | None:
+        """When ``wait()`` first saw every task of the run finished (epoch seconds); ``None``
+        while some task is queued, running or held by the budget."""
+        return self.core.finished_at
+
+    @property
     def tasks(self) -> list[Task]:
         """Every task of the batch, as last seen (article summaries after the files)."""
         return [e.task for e in self.core.all_entries if e.task is not None]
@@ -716,8 +773,9 @@ class _RunViews:
 
     def __repr__(self) -> str:
         counts = ", ".join(f"{k}={v}" for k, v in sorted(self.counts().items()))
+        name = f" {self.core.name!r}" if self.core.name else ""
         return (
-            f"<{type(self).__name__} {self.core.kind} x{len(self.core.entries)}: {counts}; "
+            f"<{type(self).__name__}{name} {self.core.kind} x{len(self.core.entries)}: {counts}; "
             f"{self._status()}>"
         )
 
@@ -725,9 +783,10 @@ class _RunViews:
         counts = "".join(
             f"<tr><td>{k}</td><td>{v}</td></tr>" for k, v in sorted(self.counts().items())
         )
+        name = f" {html.escape(self.core.name)}" if self.core.name else ""
         return (
-            f"<b>{type(self).__name__}</b>: {len(self.core.entries)} {self.core.kind} item(s), "
-            f"{html.escape(self._status())}<table>{counts}</table>"
+            f"<b>{type(self).__name__}{name}</b>: {len(self.core.entries)} {self.core.kind} "
+            f"item(s), {html.escape(self._status())}<table>{counts}</table>"
         )
 
 
@@ -754,7 +813,7 @@ class BatchRun(_RunViews):
         budget (``is_held``; see :meth:`raise_budget`); raises
         :class:`~taskflow_sdk.TaskTimeout` after ``timeout`` seconds. The bar shows the cost
         so far and an ETA from the recent completion rate."""
-        bar = Progress(self.core, enabled=progress, name="batch")
+        bar = Progress(self.core, enabled=progress, name=self.core.name or "batch")
         try:
             self._driver.run(self.core.wait_flow(timeout, bar))
         finally:
@@ -791,7 +850,7 @@ class AsyncBatchRun(_RunViews):
     async def wait(self, timeout: float | None = None, progress: bool = True) -> AsyncBatchRun:
         """Wait until every task (and article summary) has finished or is held by the run's
         budget (see :meth:`BatchRun.wait`)."""
-        bar = Progress(self.core, enabled=progress, name="batch")
+        bar = Progress(self.core, enabled=progress, name=self.core.name or "batch")
         try:
             await self._driver.run(self.core.wait_flow(timeout, bar))
         finally:

@@ -50,6 +50,7 @@ from taskflow_sdk.models import (
     RequeueReport,
     Task,
     TaskList,
+    Tasks,
     TaskState,
     WorkerList,
     tasks_frame,
@@ -266,7 +267,7 @@ class Client:
         stream: bool = ...,
         raise_on_failure: bool = ...,
         progress: bool = ...,
-    ) -> builtins.list[Task]: ...
+    ) -> Tasks: ...
 
     def wait(
         self,
@@ -277,9 +278,10 @@ class Client:
         stream: bool = False,
         raise_on_failure: bool = False,
         progress: bool = False,
-    ) -> Task | builtins.list[Task]:
+    ) -> Task | Tasks:
         """Wait until the task (or every task of a list) has finished; returns it (them, in
-        order) with every field.
+        order, as :class:`~taskflow_sdk.models.Tasks`: a ``list`` that prints compactly) with
+        every field.
 
         Polling asks only where the unfinished tasks stand (state, progress, retry count) and
         fetches each task's full detail once, when it has finished. ``timeout``: seconds,
@@ -304,7 +306,7 @@ class Client:
         finally:
             if bar is not None:
                 bar.close()
-        return done[0] if single else done
+        return done[0] if single else Tasks(done)
 
     def _wait_stream(
         self, state: WaitState, poll_interval: float, bar: Progress | None
@@ -401,6 +403,7 @@ class Client:
         folder: str | None = None,
         pattern: str = "*.pdf",
         summarize: bool = True,
+        name: str | None = None,
         **opts: Any,
     ) -> BatchRun:
         """Submit a batch of texts or PDFs (a list of paths, or a folder and a glob pattern)
@@ -408,7 +411,10 @@ class Client:
         again resumes the same batch instead of submitting it twice. ``opts``: ``priority``,
         ``max_retries``, ``issue_date``, ``sentences``, ``language``, ``tag``, and
         ``budget_usd``: once the run's tasks have cost that much, its waiting tasks are held
-        (cancelled, to be re-queued by ``run.raise_budget()``)."""
+        (cancelled, to be re-queued by ``run.raise_budget()``). ``name``: the label the
+        control panel and progress bars show (``run.name``; not part of the idempotency keys,
+        so a renamed run resumes the same batch). ``run.started_at`` and ``run.finished_at``
+        (epoch seconds) give its real elapsed time."""
         run = BatchRun(
             self._driver,
             texts=texts,
@@ -416,6 +422,7 @@ class Client:
             folder=folder,
             pattern=pattern,
             summarize=summarize,
+            name=name,
             **opts,
         )
         run.submit()

@@ -23,7 +23,9 @@
 
 Transport and status errors carry ``request`` (and status errors ``response``, ``status_code``,
 ``body`` and ``detail``). :func:`error_for_response` is the one place that maps a status code to
-its class.
+its class. An answer that is not JSON comes from something else than an AsyncTaskFlow server (a
+wrong base URL, a proxy's error page): its error says so, without the page
+(:func:`foreign_answer`).
 """
 
 from __future__ import annotations
@@ -54,7 +56,11 @@ __all__ = [
     "TaskflowError",
     "UnprocessableEntityError",
     "error_for_response",
+    "foreign_answer",
 ]
+
+BODY_KEPT = 200
+"""How many characters of a foreign (non-JSON) error body an error keeps in ``body``."""
 
 
 class TaskflowError(Exception):
@@ -185,13 +191,61 @@ def _decode_body(response: httpx.Response) -> Any:
         return response.text
 
 
+def _media_type(response: httpx.Response) -> str:
+    """The response's media type, lower case, without parameters (``""`` when not said)."""
+    header: str = response.headers.get("content-type", "")
+    return header.split(";", 1)[0].strip().lower()
+
+
+def _base_url(request: httpx.Request) -> str:
+    """The base URL a request was sent under: its URL up to the API prefix (or ``/health``)."""
+    path = request.url.path
+    for marker in ("/api/", "/health"):
+        at = path.find(marker)
+        if at >= 0:
+            path = path[:at]
+            break
+    return str(request.url.copy_with(path=path or "/", query=None)).rstrip("/")
+
+
+def foreign_answer(response: httpx.Response) -> str | None:
+    """``no AsyncTaskFlow server at <base_url> (it answered <status> <type>)`` when the
+    response is not what an AsyncTaskFlow server sends (its answers with a body are always
+    JSON: ``application/json``, ``application/problem+json``); ``None`` when it is.
+
+    A body with no content type counts as foreign too; an empty body without one does not
+    (e.g. the answer to ``HEAD``)."""
+    media = _media_type(response)
+    if media == "application/json" or media.endswith("+json"):
+        return None
+    if not media:
+        try:
+            if not response.content:
+                return None
+        except httpx.ResponseNotRead:
+            return None
+    said = f"{response.status_code} {media}" if media else f"{response.status_code}"
+    return f"no AsyncTaskFlow server at {_base_url(response.request)} (it answered {said})"
+
+
 def error_for_response(response: httpx.Response) -> APIStatusError:
-    """The exception for an error ``response``: the one status -> class mapping of the SDK."""
-    body = _decode_body(response)
+    """The exception for an error ``response``: the one status -> class mapping of the SDK.
+
+    When the answer is not JSON (see :func:`foreign_answer`), the message says there is no
+    AsyncTaskFlow server at the base URL and leaves the body out of it (``body`` keeps its
+    first :data:`BODY_KEPT` characters; ``detail`` is ``None``)."""
     status = response.status_code
     cls = _BY_STATUS.get(status)
     if cls is None:
         cls = InternalServerError if status >= 500 else APIStatusError
+    foreign = foreign_answer(response)
+    if foreign is not None:
+        body = _decode_body(response)
+        kept = body[:BODY_KEPT] if isinstance(body, str) else None
+        error = cls(foreign, response=response, body=kept)
+        error.detail = None
+        return error
+    body = _decode_body(response)
     detail = _detail_text(body)
     request = response.request
     message = f"{request.method} {request.url.path} -> {status}"

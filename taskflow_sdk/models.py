@@ -2,7 +2,9 @@
 
 Every model accepts fields it does not know (a newer server may send more) and defaults the
 optional ones it misses (an older one may send fewer). Collections have ``to_pandas()``;
-:class:`Task` and :class:`TaskList` render as HTML tables in notebooks.
+:class:`Task` and :class:`TaskList` render as HTML tables in notebooks. What ``wait([...])``
+(:class:`Tasks`), ``queues()`` and ``workers()`` return print as a few compact lines and an HTML
+table of at most :data:`REPR_ROWS` rows, however much the server said.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ __all__ = [
     "TaskList",
     "TaskState",
     "TaskStatus",
+    "Tasks",
     "Worker",
     "WorkerList",
 ]
@@ -99,6 +102,39 @@ def _epoch_or_iso(value: Any) -> Any:
         except ValueError:
             return value
     return value
+
+
+REPR_ROWS = 20
+"""The most tasks or workers a compact repr lists (then ``… N more``)."""
+LINE_WIDTH = 80
+"""The longest line of a compact text repr."""
+NOTE_WIDTH = 40
+"""The longest error or summary excerpt in a compact HTML table."""
+
+
+def _clip(text: str, width: int) -> str:
+    """``text`` on one line, cut to ``width`` characters (an ellipsis marks the cut)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def _html_table(caption: str, header: list[str], rows: list[list[str]], more: int) -> str:
+    """A small HTML table (every cell escaped); ``more``: rows left out, said in a last row."""
+    th = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in row) + "</tr>" for row in rows
+    )
+    if more:
+        body += f"<tr><td colspan='{len(header)}'>… {more} more</td></tr>"
+    return f"<table><caption>{html.escape(caption)}</caption><tr>{th}</tr>{body}</table>"
+
+
+def _state_counts(states: list[str]) -> str:
+    """``COMPLETED=38, DLQ=2``: how many of each state, most frequent first."""
+    counts: dict[str, int] = {}
+    for state in states:
+        counts[state] = counts.get(state, 0) + 1
+    return ", ".join(f"{k}={v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
 class StateChange(_Model):
@@ -218,6 +254,26 @@ class Task(_Model):
             return (self.completed_at - self.created_at).total_seconds()
         return None
 
+    @property
+    def note(self) -> str:
+        """One line about the outcome: the error of a failed task, the summary (or progress
+        message) otherwise; empty when there is nothing to say."""
+        if self.state.is_failure:
+            return self.error_type or self.last_error or ""
+        if self.state is TaskState.ACTIVE:
+            return f"{self.progress:.0%} {self.progress_message or ''}".strip()
+        return self.summary or ""
+
+    def line(self) -> str:
+        """The task in one line of at most :data:`LINE_WIDTH` characters: id, state, type,
+        retries and :attr:`note`."""
+        text = (
+            f"{self.task_id} {self.state.value:<9} {self.task_type or '?'} "
+            f"retries {self.retry_count}/{self.max_retries}"
+        )
+        note = self.note
+        return _clip(f"{text}  {note}" if note else text, LINE_WIDTH)
+
     def row(self) -> dict[str, Any]:
         """The flat columns used by ``to_pandas()``."""
         data = {name: getattr(self, name) for name in _TASK_COLUMNS if name != "summary"}
@@ -300,6 +356,51 @@ def tasks_frame(tasks: list[Task]) -> pd.DataFrame:
     return _frame([t.row() for t in tasks], _TASK_COLUMNS)
 
 
+def tasks_text(title: str, tasks: list[Task]) -> str:
+    """A title with the tasks' state counts, then one :meth:`Task.line` per task (at most
+    :data:`REPR_ROWS`, then ``… N more``)."""
+    counts = _state_counts([t.state.value for t in tasks])
+    lines = [f"{title}" + (f": {counts}" if counts else "")]
+    lines += [f"  {t.line()}" for t in tasks[:REPR_ROWS]]
+    if len(tasks) > REPR_ROWS:
+        lines.append(f"  … {len(tasks) - REPR_ROWS} more")
+    return "\n".join(lines)
+
+
+def tasks_html(title: str, tasks: list[Task]) -> str:
+    """The tasks as a small HTML table (at most :data:`REPR_ROWS` rows)."""
+    counts = _state_counts([t.state.value for t in tasks])
+    rows = [
+        [
+            t.task_id,
+            t.state.value,
+            t.task_type or "",
+            f"{t.retry_count}/{t.max_retries}",
+            _clip(t.note, NOTE_WIDTH),
+        ]
+        for t in tasks[:REPR_ROWS]
+    ]
+    header = ["task_id", "state", "type", "retries", "note"]
+    caption = f"{title}: {counts}" if counts else title
+    return _html_table(caption, header, rows, max(0, len(tasks) - REPR_ROWS))
+
+
+class Tasks(list[Task]):
+    """The tasks ``wait([...])`` returns, in the order asked: a plain ``list`` of
+    :class:`Task` that prints compactly (a line per task, at most :data:`REPR_ROWS`) and has
+    ``to_pandas()``."""
+
+    def to_pandas(self) -> pd.DataFrame:
+        """One row per task."""
+        return tasks_frame(list(self))
+
+    def __repr__(self) -> str:
+        return tasks_text(f"{len(self)} task(s)", list(self))
+
+    def _repr_html_(self) -> str:
+        return tasks_html(f"{len(self)} task(s)", list(self))
+
+
 class TaskList(_Model):
     """One page of tasks (or the DLQ): iterable, sized, ``to_pandas()``."""
 
@@ -322,6 +423,10 @@ class TaskList(_Model):
     def to_pandas(self) -> pd.DataFrame:
         """One row per task."""
         return tasks_frame(self.tasks)
+
+    def __repr__(self) -> str:
+        title = f"{len(self.tasks)} of {self.total_items} task(s), page {self.page}"
+        return tasks_text(title, self.tasks)
 
     def _repr_html_(self) -> str:
         frame = self.to_pandas()
@@ -404,6 +509,33 @@ class QueueStatus(_Model):
         rows += [{"kind": "state", "name": str(s), "count": self.count(s)} for s in TaskState]
         return _frame(rows)
 
+    def _depths(self) -> list[tuple[str, str]]:
+        """``(queue, depth)`` pairs; the primary depth split by priority when it has tasks."""
+        depths = self.queues
+        split = ", ".join(f"{k} {v}" for k, v in depths.primary_by_priority.items() if v)
+        primary = f"{depths.primary} ({split})" if split else str(depths.primary)
+        pairs = [("primary", primary)]
+        pairs += [(n, str(getattr(depths, n))) for n in ("retry", "scheduled", "dlq", "active")]
+        return pairs
+
+    def _states(self) -> list[tuple[str, int]]:
+        """``(state, count)`` for every state that has tasks, in lifecycle order."""
+        return [(s.value, self.count(s)) for s in TaskState if self.count(s)]
+
+    def __repr__(self) -> str:
+        queues = ", ".join(f"{name} {depth}" for name, depth in self._depths())
+        states = ", ".join(f"{k}={v}" for k, v in self._states()) or "none"
+        return (
+            f"QueueStatus\n  queues: {queues}\n  tasks:  {states}\n"
+            f"  retry ratio: {self.retry_ratio:.1%}"
+        )
+
+    def _repr_html_(self) -> str:
+        rows = [["queue", name, depth] for name, depth in self._depths()]
+        rows += [["state", name, str(count)] for name, count in self._states()]
+        caption = f"Queues (retry ratio {self.retry_ratio:.1%})"
+        return _html_table(caption, ["kind", "name", "count"], rows, 0)
+
 
 class RequeueReport(_Model):
     """What ``POST /api/v1/tasks/requeue-orphaned`` repaired; a healthy system reports none."""
@@ -447,6 +579,27 @@ class Worker(_Model):
     def _epochs(cls, value: Any) -> Any:
         return _epoch_or_iso(value)
 
+    @property
+    def label(self) -> str:
+        """The worker's name (its id when it has none)."""
+        return self.worker_name or self.worker_id
+
+    @property
+    def heartbeat(self) -> str:
+        """How long ago its last heartbeat was, e.g. ``2.1s ago`` (``?`` when unknown)."""
+        if self.heartbeat_age is None:
+            return "?"
+        age = self.heartbeat_age
+        return f"{age:.1f}s ago" if age < 10 else f"{age:.0f}s ago"
+
+    def line(self) -> str:
+        """The worker in one line of at most :data:`LINE_WIDTH` characters."""
+        text = (
+            f"{self.label} {self.status} active {self.active}/{self.concurrency} "
+            f"done {self.completed} failed {self.failed} seen {self.heartbeat}"
+        )
+        return _clip(text, LINE_WIDTH)
+
 
 class WorkerList(_Model):
     """Every worker seen recently (``GET /api/v1/workers/``): iterable, ``to_pandas()``."""
@@ -477,6 +630,39 @@ class WorkerList(_Model):
             row["breaker"] = w.circuit_breaker.state
             rows.append(row)
         return _frame(rows, cols)
+
+    def _title(self) -> str:
+        breaker = ""
+        if isinstance(self.circuit_breaker, dict) and self.circuit_breaker.get("state"):
+            breaker = f", breaker {str(self.circuit_breaker['state']).lower()}"
+        return (
+            f"{self.total_workers} worker(s): {self.healthy_workers} healthy, "
+            f"{self.stale_workers} stale ({self.overall_status}{breaker})"
+        )
+
+    def __repr__(self) -> str:
+        lines = [self._title()] + [f"  {w.line()}" for w in self.workers[:REPR_ROWS]]
+        if len(self.workers) > REPR_ROWS:
+            lines.append(f"  … {len(self.workers) - REPR_ROWS} more")
+        if self.error:
+            lines.append(f"  error: {_clip(self.error, LINE_WIDTH)}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        header = ["worker", "status", "active", "done", "failed", "seen"]
+        rows = [
+            [
+                _clip(w.label, NOTE_WIDTH),
+                w.status,
+                f"{w.active}/{w.concurrency}",
+                str(w.completed),
+                str(w.failed),
+                w.heartbeat,
+            ]
+            for w in self.workers[:REPR_ROWS]
+        ]
+        more = max(0, len(self.workers) - REPR_ROWS)
+        return _html_table(self._title(), header, rows, more)
 
 
 class BreakerStatus(_Model):

@@ -64,8 +64,9 @@ class Api:
         self.is_async = isinstance(client, AsyncClient)
         self.kind = "async" if self.is_async else "sync"
 
-    async def __call__(self, name: str, *args: Any, **kwargs: Any) -> Any:
-        method = operator.attrgetter(name)(self.client)
+    async def __call__(self, method_name: str, *args: Any, **kwargs: Any) -> Any:
+        # (not ``name``: ``client.batch(name=...)`` passes a keyword of that name through)
+        method = operator.attrgetter(method_name)(self.client)
         if self.is_async:
             return await method(*args, **kwargs)
         return await asyncio.to_thread(method, *args, **kwargs)
@@ -88,9 +89,9 @@ class Api:
         """``client.batch(**kwargs)`` (awaited for the async client)."""
         return await self("batch", **kwargs)
 
-    async def run(self, run: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+    async def run(self, run: Any, method_name: str, *args: Any, **kwargs: Any) -> Any:
         """Call a method of a batch run of this client."""
-        method = getattr(run, name)
+        method = getattr(run, method_name)
         if self.is_async:
             return await method(*args, **kwargs)
         return await asyncio.to_thread(method, *args, **kwargs)

@@ -194,11 +194,13 @@ def test_every_status_maps_to_its_class(status: int, cls: type[APIStatusError]) 
 
 
 def test_error_for_a_non_json_body() -> None:
-    err = error_for_response(
-        httpx.Response(502, text="Bad gateway", request=httpx.Request("GET", URL + "/x"))
-    )
-    assert isinstance(err, InternalServerError) and err.body == "Bad gateway"
-    assert err.detail == "Bad gateway"
+    """A proxy's plain-text 502 is not an AsyncTaskFlow answer: the error says so, the body is
+    kept (cut) in ``body`` but stays out of the message and ``detail``."""
+    request = httpx.Request("GET", URL + "/api/v1/tasks/t")
+    err = error_for_response(httpx.Response(502, text="Bad gateway " * 40, request=request))
+    assert isinstance(err, InternalServerError) and err.body == ("Bad gateway " * 40)[:200]
+    assert err.detail is None
+    assert str(err) == f"no AsyncTaskFlow server at {URL} (it answered 502 text/plain)"
 
 
 def test_transport_errors_map_to_connection_errors() -> None:

@@ -90,11 +90,17 @@ class SubmitRequest(_Model):
 
 
 class TaskCreated(BaseModel):
-    """A submitted task: ``created`` is False when an idempotency key matched an earlier task."""
+    """A submitted task: ``created`` is False when an idempotency key matched an earlier task
+    (the other fields are then that task's)."""
 
     task_id: str
     state: TaskState
     created: bool = True
+    task_type: str | None = None
+    priority: str | None = None
+    max_retries: int | None = Field(
+        default=None, description="Retries the task is allowed (the server default if not given)."
+    )
 
 
 class BatchRequest(_Model):

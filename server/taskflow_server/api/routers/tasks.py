@@ -155,10 +155,20 @@ async def _submit(ctx: ApiContext, req: SubmitRequest, response: Response) -> Ta
         raise HTTPException(422, str(exc)) from None
     submitted = await ctx.queue.submit(task)
     response.status_code = 201 if submitted.created else 200
+    task_type, priority = task.task_type, task.priority
+    max_retries = ctx.settings.default_max_retries if task.max_retries is None else task.max_retries
+    if not submitted.created:  # the earlier task's own settings, not this request's
+        earlier = await ctx.queue.get(submitted.task_id)
+        if earlier is not None:
+            task_type, priority = earlier.task_type, earlier.priority
+            max_retries = earlier.max_retries
     return TaskCreated(
         task_id=submitted.task_id,
         state=submitted.state,  # type: ignore[arg-type]
         created=submitted.created,
+        task_type=task_type,
+        priority=priority,
+        max_retries=max_retries,
     )
 
 
