@@ -3,15 +3,24 @@
 Every logged URL has the value of its ``token`` query parameters replaced by ``***``
 (:class:`RedactTokens`): browsers must put the API token in the query string of EventSource and
 WebSocket URLs, and uvicorn's access log prints the full path.
+
+httpx logs every request it sends at INFO; those per-request lines are demoted to DEBUG
+(:func:`demote_request_logs`). An in-process server (:class:`~taskflow_server.serve.
+BackgroundServer`, used from notebooks) sends its logs to a handler of its own
+(:class:`ServerLogs`): WARNING and above on stderr by default, or everything from a level up into
+a file, so they do not land in whichever notebook cell happens to run.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
 
@@ -24,6 +33,12 @@ SECRET_PARAMS = frozenset({"token", "access_token", "api_token"})
 REDACTED_LOGGERS = ("uvicorn.access", "uvicorn.error", "uvicorn", "taskflow_server")
 """Loggers that get the filter themselves (records logged on them directly), for servers whose
 handlers are not set by :func:`setup_logging` (uvicorn's own log config)."""
+
+REQUEST_LOGGERS = ("httpx",)
+"""Loggers that log one INFO line per HTTP request (demoted to DEBUG)."""
+
+SERVER_LOGGERS = ("taskflow_server", "uvicorn")
+"""The loggers of an in-process server that :class:`ServerLogs` routes."""
 
 _QUERY_PARAM = re.compile(r"([?&])([^=&#\s\"'<>]*)=([^&#\s\"'<>]*)")
 
@@ -70,6 +85,32 @@ class RedactTokens(logging.Filter):
 
 
 _FILTER = RedactTokens()
+
+
+class DemoteToDebug(logging.Filter):
+    """A logger filter that turns INFO records into DEBUG ones: they are then dropped unless
+    the logger is enabled for DEBUG (``logging.getLogger("httpx").setLevel("DEBUG")`` shows
+    them again)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Demote an INFO record in place; keep it only when its logger logs DEBUG."""
+        if record.levelno != logging.INFO:
+            return True
+        record.levelno = logging.DEBUG
+        record.levelname = logging.getLevelName(logging.DEBUG)
+        return logging.getLogger(record.name).isEnabledFor(logging.DEBUG)
+
+
+_DEMOTE = DemoteToDebug()
+
+
+def demote_request_logs() -> None:
+    """Log httpx's per-request lines (``HTTP Request: POST ... 200 OK``) at DEBUG instead of
+    INFO (idempotent; it applies to the whole process)."""
+    for name in REQUEST_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, DemoteToDebug) for f in logger.filters):
+            logger.addFilter(_DEMOTE)
 
 
 def install_redaction() -> None:
@@ -125,3 +166,76 @@ def setup_logging(level: str = "INFO", as_json: bool = False) -> None:
         logging.getLogger(name).propagate = True
     logging.getLogger("uvicorn.access").setLevel("WARNING")
     install_redaction()
+    demote_request_logs()
+
+
+class ServerLogs:
+    """Where an in-process server's logs go while it runs: a handler of its own on the
+    :data:`SERVER_LOGGERS`, which stop propagating to the root logger (so a notebook's or an
+    application's logging setup does not print them).
+
+    Args:
+        level: the lowest level kept (``None``: INFO into a file, WARNING on stderr).
+        file: a file the records are appended to (``None``: stderr, except inside a notebook
+            kernel, where whatever a thread writes to stderr lands in the cell that happens to
+            run: there the logs go to ``taskflow-server-<pid>.log`` in the temporary folder).
+
+    :meth:`install` routes them; :meth:`restore` puts the loggers back as they were.
+    """
+
+    def __init__(self, level: str | int | None = None, file: str | Path | None = None) -> None:
+        if file is None and _in_kernel():
+            file = Path(tempfile.gettempdir()) / f"taskflow-server-{os.getpid()}.log"
+        self.file = Path(file) if file is not None else None
+        default = "INFO" if self.file is not None else "WARNING"
+        chosen = default if level is None else level
+        self.level = chosen if isinstance(chosen, int) else logging.getLevelName(chosen.upper())
+        if not isinstance(self.level, int):
+            raise ValueError(f"not a log level: {level!r}")
+        self.handler: logging.Handler | None = None
+        self._saved: list[tuple[logging.Logger, int, bool, list[logging.Handler]]] = []
+
+    def install(self) -> ServerLogs:
+        """Route the server's loggers to this handler (again: replaces the previous one)."""
+        self.restore()
+        handler: logging.Handler
+        if self.file is not None:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            handler = logging.FileHandler(self.file, encoding="utf-8")
+        else:
+            handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(_Formatter(as_json=False))
+        handler.addFilter(_FILTER)
+        handler.setLevel(self.level)
+        self.handler = handler
+        for name in SERVER_LOGGERS:
+            logger = logging.getLogger(name)
+            self._saved.append((logger, logger.level, logger.propagate, list(logger.handlers)))
+            logger.handlers[:] = [handler]
+            logger.propagate = False
+            logger.setLevel(self.level)
+        install_redaction()
+        demote_request_logs()
+        return self
+
+    def restore(self) -> None:
+        """Put the loggers back as they were before :meth:`install` (idempotent)."""
+        for logger, level, propagate, handlers in reversed(self._saved):
+            logger.handlers[:] = handlers
+            logger.propagate = propagate
+            logger.setLevel(level)
+        self._saved.clear()
+        if self.handler is not None:
+            self.handler.close()
+            self.handler = None
+
+
+def _in_kernel() -> bool:
+    """True inside a Jupyter kernel (its stderr is the running cell's output)."""
+    shell = sys.modules.get("IPython")
+    get = getattr(shell, "get_ipython", None)
+    try:
+        kernel = get() if callable(get) else None
+    except Exception:
+        return False
+    return kernel is not None and hasattr(kernel, "kernel")

@@ -2,7 +2,9 @@
 
 ``taskflow-server`` calls :func:`run_server`; tests, the demo and notebooks use
 :class:`BackgroundServer`, which runs the same thing on a thread of its own and gives back the
-URL.
+URL. A background server keeps its logs out of the caller's output: WARNING and above on stderr
+by default, more with ``log_level=``, or into ``log_file=`` (see
+:class:`~taskflow_server.logs.ServerLogs`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 import threading
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import uvicorn
@@ -26,6 +29,7 @@ from taskflow_server.api.deps import ApiContext
 from taskflow_server.config import Settings
 from taskflow_server.cpu import shutdown_all_pools
 from taskflow_server.errors import ConfigError
+from taskflow_server.logs import ServerLogs
 from taskflow_server.runtime import Runtime, new_embedded_store
 
 if TYPE_CHECKING:
@@ -167,14 +171,32 @@ class BackgroundServer:
 
         with BackgroundServer(Settings(port=0)) as srv:
             client = Client(srv.url)
+
+    Its logs do not reach the root logger (a notebook cell, an application's log): by default
+    only WARNING and above are printed, on stderr. ``log_level="INFO"`` (or ``"DEBUG"``) shows
+    more; ``log_file="server.log"`` writes them to a file instead (from INFO unless
+    ``log_level`` says otherwise). The loggers are put back as they were by :meth:`stop`.
     """
 
-    def __init__(self, settings: Settings | None = None) -> None:
-        base = settings or Settings()
-        port = base.port or free_port(base.host)
-        self.settings, self._embedded = prepare(base.model_copy(update={"port": port}))
-        self.url = f"http://{self.settings.host}:{port}"
-        self._server = ApiServer(_uvicorn_config(build_app(self.settings), self.settings, port))
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        log_level: str | None = None,
+        log_file: str | Path | None = None,
+    ) -> None:
+        self.logs = ServerLogs(log_level, log_file).install()
+        """Where the server's logs go while it runs."""
+        try:
+            base = settings or Settings()
+            port = base.port or free_port(base.host)
+            self.settings, self._embedded = prepare(base.model_copy(update={"port": port}))
+            self.url = f"http://{self.settings.host}:{port}"
+            app = build_app(self.settings)
+            self._server = ApiServer(_uvicorn_config(app, self.settings, port))
+        except BaseException:
+            self.logs.restore()
+            raise
         self._thread: threading.Thread | None = None
 
     def start(self, timeout: float = 30.0) -> BackgroundServer:
@@ -195,10 +217,13 @@ class BackgroundServer:
     def stop(self) -> None:
         """Drain the workers, stop the server and the embedded store."""
         self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=self.settings.grace_seconds + 30)
-        if self._embedded is not None:
-            self._embedded.stop()
+        try:
+            if self._thread is not None:
+                self._thread.join(timeout=self.settings.grace_seconds + 30)
+            if self._embedded is not None:
+                self._embedded.stop()
+        finally:
+            self.logs.restore()
 
     def __enter__(self) -> BackgroundServer:
         return self.start()

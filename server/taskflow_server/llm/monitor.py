@@ -57,6 +57,12 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+CREDITS_HIDDEN = (
+    "openrouter credits are not visible with this key (/credits answers 403: it is not a "
+    "management key); the balance shown is what the key's own limit leaves"
+)
+"""What the monitor logs (once) when ``/credits`` refuses the key."""
+
 _STATUS_FOR_ERROR = {
     ErrorClass.AUTH: "api_key_invalid",
     ErrorClass.CREDITS: "credits_exhausted",
@@ -151,6 +157,17 @@ class OpenRouterMonitor:
         self._failures_key = keys.openrouter("consecutive_failures")
         self._budget_key = keys.openrouter("budget")
         self._note = redis.register_script(_script_text())
+        self._credits_said: str | None = None
+        """What was last logged about ``/credits`` (a repeat goes to DEBUG, not every check to
+        INFO)."""
+
+    def _say_credits(self, note: str | None) -> None:
+        """Log ``note`` about ``/credits`` at INFO the first time, at DEBUG while it repeats;
+        ``None`` (credits readable again) forgets it."""
+        level = logging.DEBUG if note is not None and note == self._credits_said else logging.INFO
+        self._credits_said = note
+        if note is not None:
+            log.log(level, "%s", note)
 
     def _metrics_key(self, day: str) -> str:
         return self.keys.openrouter(f"metrics:{day}")
@@ -375,7 +392,9 @@ class OpenRouterMonitor:
         try:
             credits = await client.credits()
         except TaskError as exc:
-            log.info("openrouter /credits unavailable: %s", exc.message)
+            self._say_credits(f"openrouter /credits unavailable: {exc.message}")
+        else:
+            self._say_credits(CREDITS_HIDDEN if credits is None else None)
         limit = _number(key.get("limit"))
         limit_remaining = _number(key.get("limit_remaining"))
         balance: float | None = limit_remaining

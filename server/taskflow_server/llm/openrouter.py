@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import httpx
 
 from taskflow_server.config import Settings
+from taskflow_server.logs import demote_request_logs
 from taskflow_server.resilience.errors import (
     ErrorClass,
     NotSentError,
@@ -490,6 +491,7 @@ class OpenRouterClient:
         self.breaker = breaker
         self.metrics = metrics
         self.base_url = settings.openrouter_base_url.rstrip("/")
+        demote_request_logs()  # httpx logs each request at INFO: one line per upstream call
         self._owns_http = http is None
         self.http = http or httpx.AsyncClient(
             timeout=httpx.Timeout(
