@@ -4,6 +4,8 @@ with the fake's own flags given directly (the README's line), on a loopback port
 from __future__ import annotations
 
 import contextlib
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -15,7 +17,17 @@ import httpx
 
 from support import free_port, wait_until
 
-README_FLAGS = ["--rate-limit", "230/10s", "--latency", "0.5", "--fail-rate", "0.1"]
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _readme_flags() -> list[str]:
+    """The flags of the README's ``taskflow fake-openrouter`` line, read from the README."""
+    match = re.search(r"`taskflow fake-openrouter ([^`]+)`", README.read_text(encoding="utf-8"))
+    assert match, "the README shows no `taskflow fake-openrouter ...` line"
+    return shlex.split(match.group(1))
+
+
+README_FLAGS = _readme_flags()
 """The flags of the README's ``taskflow fake-openrouter`` line."""
 CHAT = {"model": "test/model", "messages": [{"role": "user", "content": "Say hi."}]}
 KEY = {"Authorization": "Bearer sk-test"}
