@@ -24,6 +24,7 @@ SERVER_RANKS: dict[str, int] = {
     "taskflow_server.logs": 0,
     "taskflow_server.config": 0,
     "taskflow_server.cancellation": 0,
+    "taskflow_server.pdf.geometry": 0,  # page boxes and the user-to-display map, under reader
     # state and pure work
     "taskflow_server.store": 1,  # where a task's state changes (Lua + queue.py)
     "taskflow_server.cpu": 1,  # the process pool for CPU-bound work

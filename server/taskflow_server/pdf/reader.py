@@ -7,6 +7,12 @@ in top-left coordinates (points, y grows downwards), each with its font size, a 
 italic flag, plus whether the page has a text layer at all (a scanned page has none). It also
 renders a page to PNG for the vision path.
 
+Coordinates are those of the page as a viewer shows it (:mod:`taskflow_server.pdf.geometry`):
+the effective box (crop box clipped to media box, inherited from the page tree when the page
+omits them) turned by the page's ``/Rotate``, origin at its top-left corner. Text outside that
+box (bleed, trimmed adverts, lines running off the edge) is dropped character by character, so
+every line lies within ``0..width`` by ``0..height``; the PNG shows exactly the same box.
+
 Lines are built from PDFium's per-character boxes, not from PDFium's own line breaks: a run of
 characters is one line while it stays on one baseline and no gap wider than about an em
 separates two characters. That splits lines that a content stream writes across columns in one
@@ -24,7 +30,7 @@ import logging
 import math
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, NamedTuple
@@ -33,12 +39,15 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
 from taskflow_server.errors import TaskflowError
+from taskflow_server.pdf.geometry import PageBox, page_box
 
 logger = logging.getLogger(__name__)
 
 _HEADER_WINDOW = 1024
 _HYPHEN_CODES = {"\ufffe", "\u00ad", "\x02"}
 _MIN_TEXT_CHARS = 10
+_EDGE_SLACK = 1.0
+"""How far (points) a character's centre may lie outside the page and still count as on it."""
 
 
 def _max_gap(height: float) -> float:
@@ -136,8 +145,8 @@ class PageText:
 
     Attributes:
         number: 1-based page number.
-        width, height: the visible page size (crop box) in points.
-        lines: the text lines in content-stream order.
+        width, height: the visible page size in points, as displayed (effective box, rotated).
+        lines: the text lines in content-stream order, all within ``0..width``/``0..height``.
         char_count: visible non-space characters.
         has_text_layer: False for a page that shows content but carries (almost) no text,
             i.e. a scanned page or text drawn as outlines.
@@ -153,14 +162,17 @@ class PageText:
 
 @dataclass
 class _Run:
-    """A line being built from words: its text pieces, a few character indices, its box."""
+    """A line being built from words: its text pieces, a few character indices, its box.
+
+    The box is in display space (top-left origin, y down): ``top < bottom``.
+    """
 
     parts: list[str]
     indices: list[int]
     x0: float
     x1: float
-    bottom: float
     top: float
+    bottom: float
 
 
 def check_header(data: bytes) -> None:
@@ -224,12 +236,40 @@ def _check_limits(doc: pdfium.PdfDocument, limits: Limits) -> None:
         width, height = float(size.width), float(size.height)
         if not (math.isfinite(width) and math.isfinite(height)):
             raise CorruptPdfError(f"page {index + 1} of the PDF has an invalid size")
+        if width < 1.0 or height < 1.0:
+            width, height = _widen_empty_crop(doc, index)
         area = abs(width * height)
         if area > limits.max_page_area_pt2:
             raise PdfLimitError(
                 f"page {index + 1} is {width:.0f} x {height:.0f} pt; pages up to "
                 f"{limits.max_page_area_pt2:.0f} square points are accepted"
             )
+
+
+def _widen_empty_crop(doc: pdfium.PdfDocument, index: int) -> tuple[float, float]:
+    """Show the whole media box of a page whose crop box misses it; return the new size.
+
+    PDFium clips the crop box to the media box, so a crop box outside the media box leaves a
+    page of size 0 x 0, which cannot be read or rendered. Viewers show the media box then, and
+    so do we: the in-memory page gets a crop box equal to its (possibly inherited) media box,
+    which every later read, render and copy of the page sees. The file itself is untouched.
+    """
+    try:
+        page = doc[index]
+    except pdfium.PdfiumError:
+        raise CorruptPdfError(f"page {index + 1} of the PDF cannot be read") from None
+    try:
+        if page_box(page).is_empty:
+            # A crop box around everything leaves PDFium's clip with the media box alone.
+            page.set_cropbox(-1e7, -1e7, 1e7, 1e7)
+            media = page_box(page)
+            page.set_cropbox(media.left, media.bottom, media.right, media.top)
+        box = page_box(page)
+    finally:
+        page.close()
+    if box.is_empty:
+        raise CorruptPdfError(f"page {index + 1} of the PDF has no visible area")
+    return box.width, box.height
 
 
 class PdfFile:
@@ -287,15 +327,21 @@ class PdfFile:
             single.close()
 
     def render_png(self, index: int, dpi: int | None = None) -> bytes:
-        """Page ``index`` (0-based) as a PNG at ``dpi`` (lowered to stay under the pixel cap)."""
+        """Page ``index`` (0-based) as a PNG at ``dpi`` (lowered to stay under the pixel cap).
+
+        The image shows the page as :meth:`read_page` measures it: the effective box, upright
+        after ``/Rotate``, so pixel (x, y) is the line coordinate (x, y) times the scale.
+        """
         page = self._doc[index]
         try:
-            width, height = page.get_size()
+            # PDFium renders the effective box turned by /Rotate (rotation=0 adds no turn of
+            # its own): the box the reader measures lines in.
+            box = page_box(page)
             scale = (dpi or self.limits.render_dpi) / 72.0
-            pixels = width * height * scale * scale
+            pixels = box.width * box.height * scale * scale
             if pixels > self.limits.render_max_pixels:
                 scale *= math.sqrt(self.limits.render_max_pixels / pixels)
-            bitmap = page.render(scale=scale, rev_byteorder=True)
+            bitmap = page.render(scale=scale, rotation=0, rev_byteorder=True)
             try:
                 return _encode_png(
                     bytes(bitmap.buffer),
@@ -349,19 +395,18 @@ def _page_text(textpage: pdfium.PdfTextPage, count: int) -> str:
 
 
 def _read_page(page: pdfium.PdfPage, number: int) -> PageText:
-    left, bottom, right, top = (float(v) for v in page.get_cropbox())
-    width, height = right - left, top - bottom
+    box = page_box(page)
+    width, height = box.width, box.height
     textpage = page.get_textpage()
     try:
         count = textpage.count_chars()
         text = _page_text(textpage, count) if count > 0 else ""
-        runs, visible = _build_runs(textpage, text, (left, bottom, right, top))
+        runs, visible = _build_runs(textpage, text, box)
         cache: dict[int, _FontInfo] = {}
         lines = [
             line
             for run in runs
-            if (line := _finish_run(textpage, run, left, top, cache)) is not None
-            and line.text.strip()
+            if (line := _finish_run(textpage, run, box, cache)) is not None and line.text.strip()
         ]
     finally:
         textpage.close()
@@ -401,16 +446,18 @@ def _clean_word(word: str) -> str:
     return word.translate(_CLEAN_TABLE)
 
 
-def _build_runs(
-    textpage: pdfium.PdfTextPage, text: str, crop: tuple[float, float, float, float]
-) -> tuple[list[_Run], int]:
-    """Group words into runs on one baseline without wide gaps.
+def _build_runs(textpage: pdfium.PdfTextPage, text: str, box: PageBox) -> tuple[list[_Run], int]:
+    """Group words into runs on one baseline (in display space) without wide gaps.
 
     Boxes are fetched for the first and last character of each word only (a word whose ends
-    lie implausibly far apart is measured character by character): a ctypes call per
-    character is what an extraction spends most of its time on.
+    lie implausibly far apart, or that crosses the page's edge, is measured character by
+    character): a ctypes call per character is what an extraction spends most of its time on.
+    A piece whose centre lies outside the page (beyond a point of slack) is dropped.
     """
-    c_left, c_bottom, c_right, c_top = crop
+    lo_x, hi_x = -_EDGE_SLACK, box.width + _EDGE_SLACK
+    lo_y, hi_y = -_EDGE_SLACK, box.height + _EDGE_SLACK
+    limits = (lo_x, hi_x, lo_y, hi_y)
+    to_display = box.rect_to_display
     rect = pdfium_c.FS_RECTF()
     rect_ref = ctypes.byref(rect)
     get_box = pdfium_c.FPDFText_GetLooseCharBox
@@ -421,16 +468,16 @@ def _build_runs(
     cur_h = cur_cy = 0.0
     pending_space = False
     for start, end in _words(text):
-        pieces = _measure_word(get_box, raw, rect, rect_ref, text, start, end)
-        for first, last, x0, x1, y0, y1 in pieces:
+        pieces = _measure_word(get_box, raw, rect, rect_ref, text, start, end, to_display, limits)
+        for first, last, x0, x1, top, bottom in pieces:
             word = _clean_word(text[first : last + 1])
             if not word:
                 continue
-            cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
-            if not (c_left - 1 <= cx <= c_right + 1 and c_bottom - 1 <= cy <= c_top + 1):
+            cx, cy = (x0 + x1) / 2.0, (top + bottom) / 2.0
+            if not (lo_x <= cx <= hi_x and lo_y <= cy <= hi_y):
                 continue
             visible += len(word)
-            h = max(y1 - y0, 0.1)
+            h = max(bottom - top, 0.1)
             if cur is not None:
                 ref = h if h > cur_h else cur_h
                 gap = x0 - cur.x1
@@ -440,14 +487,14 @@ def _build_runs(
                     cur.parts.append(word)
                     cur.indices.append((first + last) // 2)
                     cur.x1 = max(cur.x1, x1)
-                    cur.bottom = min(cur.bottom, y0)
-                    cur.top = max(cur.top, y1)
-                    cur_h = cur.top - cur.bottom
+                    cur.top = min(cur.top, top)
+                    cur.bottom = max(cur.bottom, bottom)
+                    cur_h = cur.bottom - cur.top
                     pending_space = False
                     continue
                 runs.append(cur)
-            cur = _Run([word], [(first + last) // 2], x0, x1, y0, y1)
-            cur_h, cur_cy = y1 - y0, cy
+            cur = _Run([word], [(first + last) // 2], x0, x1, top, bottom)
+            cur_h, cur_cy = bottom - top, cy
             pending_space = False
         pending_space = True
     if cur is not None:
@@ -455,31 +502,56 @@ def _build_runs(
     return runs, visible
 
 
+_Piece = tuple[int, int, float, float, float, float]
+"""(first, last, x0, x1, top, bottom): characters ``first..last`` and their display-space box."""
+
+
 def _measure_word(
-    get_box: Any, raw: Any, rect: Any, rect_ref: Any, text: str, start: int, end: int
-) -> list[tuple[int, int, float, float, float, float]]:
-    """Boxes of a word: one (first, last, x0, x1, bottom, top) piece, or one per character."""
+    get_box: Any,
+    raw: Any,
+    rect: Any,
+    rect_ref: Any,
+    text: str,
+    start: int,
+    end: int,
+    to_display: Callable[[float, float, float, float], tuple[float, float, float, float]],
+    limits: tuple[float, float, float, float],
+) -> list[_Piece]:
+    """Boxes of a word in display space: one piece, or one per character.
+
+    A word is measured character by character when its two ends do not look like one word on
+    one baseline, or when it crosses an edge of the page (so the caller keeps just the
+    characters that are on the page). A word wholly off the page yields nothing.
+    ``to_display`` is the page's :meth:`PageBox.rect_to_display`; ``limits`` the page's
+    (x low, x high, y low, y high) in display space, slack included.
+    """
     if not get_box(raw, start, rect_ref):
         return []
-    x0, x1, y0, y1 = rect.left, rect.right, rect.bottom, rect.top
+    x0, top, x1, bottom = to_display(rect.left, rect.bottom, rect.right, rect.top)
     last = end - 1
     if last == start:
-        return [(start, start, x0, x1, y0, y1)]
+        return [(start, start, x0, x1, top, bottom)]
     if not get_box(raw, last, rect_ref):
         return []
-    h = max(y1 - y0, rect.top - rect.bottom, 0.1)
-    lx0, lx1, ly0, ly1 = rect.left, rect.right, rect.bottom, rect.top
+    lx0, ltop, lx1, lbottom = to_display(rect.left, rect.bottom, rect.right, rect.top)
+    h = max(bottom - top, lbottom - ltop, 0.1)
     plausible = (
-        abs((ly0 + ly1) - (y0 + y1)) <= 0.7 * h
+        abs((ltop + lbottom) - (top + bottom)) <= 0.7 * h
         and x0 - 0.5 * h <= lx0
         and lx1 - x0 <= (end - start) * 1.3 * h
     )
     if plausible:
-        return [(start, last, x0, max(x1, lx1), min(y0, ly0), max(y1, ly1))]
+        x1, top, bottom = max(x1, lx1), min(top, ltop), max(bottom, lbottom)
+        lo_x, hi_x, lo_y, hi_y = limits
+        if lo_x <= x0 and x1 <= hi_x and lo_y <= top and bottom <= hi_y:
+            return [(start, last, x0, x1, top, bottom)]
+        if x1 < lo_x or x0 > hi_x or bottom < lo_y or top > hi_y:
+            return []
     pieces = []
     for i in range(start, end):
         if get_box(raw, i, rect_ref):
-            pieces.append((i, i, rect.left, rect.right, rect.bottom, rect.top))
+            cx0, ctop, cx1, cbottom = to_display(rect.left, rect.bottom, rect.right, rect.top)
+            pieces.append((i, i, cx0, cx1, ctop, cbottom))
     return pieces
 
 
@@ -515,40 +587,49 @@ def _font_info(textpage: pdfium.PdfTextPage, index: int, cache: dict[int, _FontI
 
 
 def _char_style(
-    textpage: pdfium.PdfTextPage, index: int, cache: dict[int, _FontInfo]
+    textpage: pdfium.PdfTextPage, index: int, box: PageBox, cache: dict[int, _FontInfo]
 ) -> tuple[float, bool, bool, bool]:
-    """(size, bold, italic, rotated) of one character."""
+    """(size, bold, italic, rotated) of one character; rotated means not upright on screen."""
     matrix = pdfium_c.FS_MATRIX()
     size = float(pdfium_c.FPDFText_GetFontSize(textpage.raw, index))
     rotated = False
     if pdfium_c.FPDFText_GetMatrix(textpage.raw, index, ctypes.byref(matrix)):
         a, b, c, d = matrix.a, matrix.b, matrix.c, matrix.d
         size *= math.hypot(c, d)
-        rotated = abs(b) > 0.2 * abs(a) + 1e-9 or a <= 0
+        # The baseline direction (a, b) as the page is displayed: upright text runs along +x.
+        along, across = box.vector_to_display(a, b)
+        rotated = abs(across) > 0.2 * abs(along) + 1e-9 or along <= 0
     info = _font_info(textpage, index, cache)
     return size, info.bold, info.italic, rotated
 
 
+def _clamp(value: float, high: float) -> float:
+    """``value`` limited to ``0..high``."""
+    return 0.0 if value < 0.0 else high if value > high else value
+
+
 def _finish_run(
-    textpage: pdfium.PdfTextPage, run: _Run, left: float, top: float, cache: dict[int, _FontInfo]
+    textpage: pdfium.PdfTextPage, run: _Run, box: PageBox, cache: dict[int, _FontInfo]
 ) -> Line | None:
+    """The :class:`Line` of a run (its box clamped to the page), or None for rotated text."""
     count = len(run.indices)
     picks = [count // 2] if count < 3 else [0, count // 2, count - 1]
-    styles = [_char_style(textpage, run.indices[p], cache) for p in picks]
+    styles = [_char_style(textpage, run.indices[p], box, cache) for p in picks]
     if sum(1 for s in styles if s[3]) * 2 > len(styles):
         return None  # rotated text: margin notes, stamps, vertical labels
     sizes = sorted(s[0] for s in styles)
     size = sizes[len(sizes) // 2]
     if size <= 0.5:
-        size = (run.top - run.bottom) / 1.15
+        size = (run.bottom - run.top) / 1.15
     bold = sum(1 for s in styles if s[1]) * 2 > len(styles)
     italic = sum(1 for s in styles if s[2]) * 2 > len(styles)
+    width, height = box.width, box.height
     return Line(
         text="".join(run.parts),
-        x0=run.x0 - left,
-        top=top - run.top,
-        x1=run.x1 - left,
-        bottom=top - run.bottom,
+        x0=_clamp(run.x0, width),
+        top=_clamp(run.top, height),
+        x1=_clamp(run.x1, width),
+        bottom=_clamp(run.bottom, height),
         size=round(size, 2),
         bold=bold,
         italic=italic,
