@@ -54,6 +54,7 @@ from taskflow_sdk.models import (
     TaskList,
     Tasks,
     TaskState,
+    TaskStatus,
     WorkerList,
     tasks_frame,
 )
@@ -322,6 +323,14 @@ class AsyncClient:
     async def dlq(self, limit: int = 100, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> TaskList:
         """The dead-lettered tasks, oldest first (at most ``limit``, up to 1000)."""
         return await self._run(self._requests.dlq(limit, timeout=timeout))
+
+    async def statuses(
+        self, task_ids: Sequence[str], *, timeout: Timeout = USE_CLIENT_DEFAULT
+    ) -> builtins.list[TaskStatus]:
+        """Where many tasks stand (state, ``updated_at``, retry count, progress), without
+        their input or result: the cheap way to follow thousands of tasks. Ids the server does
+        not know are left out."""
+        return await self._run(self._requests.statuses(task_ids, timeout=timeout))
 
     async def queues(self, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> QueueStatus:
         """Queue depths and tasks per state."""

@@ -81,7 +81,12 @@ def count_axis(top: float, **extra: Any) -> dict[str, Any]:
 
 def money_axis(top: float, **extra: Any) -> dict[str, Any]:
     """A y axis for US dollars from $0 (a $0-only series lies on the bottom line)."""
-    axis: dict[str, Any] = {"rangemode": "tozero", "tickprefix": "$", "zeroline": True}
+    axis: dict[str, Any] = {
+        "rangemode": "tozero",
+        "tickprefix": "$",
+        "zeroline": True,
+        "tickmode": "auto",
+    }
     axis["range"] = [0, top * 1.15] if top > 0 else [0, 1]
     axis.update(extra)
     return axis

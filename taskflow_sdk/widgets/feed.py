@@ -43,6 +43,7 @@ KINDS: tuple[Want, ...] = (
     Want.HEALTH,
     Want.OPENROUTER,
     Want.METRICS,
+    Want.BATCHES,
 )
 """Every snapshot the pump reads, in the order it reads them."""
 
@@ -53,6 +54,7 @@ SNAPSHOT_NAMES: dict[Want, str] = {
     Want.HEALTH: "health",
     Want.OPENROUTER: "openrouter",
     Want.METRICS: "metrics",
+    Want.BATCHES: "batches",
 }
 """The :meth:`~taskflow_sdk.widgets.state.PanelState.apply_snapshot` kind of each snapshot."""
 
@@ -85,6 +87,7 @@ class RefreshPolicy:
             Want.HEALTH: 5.0,
             Want.OPENROUTER: 2.0,
             Want.METRICS: 5.0,
+            Want.BATCHES: 1.0,
         }
     )
     idle_every: dict[Want, float] = field(
@@ -95,6 +98,7 @@ class RefreshPolicy:
             Want.HEALTH: 5.0,
             Want.OPENROUTER: 5.0,
             Want.METRICS: 30.0,
+            Want.BATCHES: 3.0,
         }
     )
     last: dict[Want, float] = field(default_factory=dict)
@@ -147,6 +151,10 @@ class FeedSink(Protocol):
         """Snapshots to read now (claimed: the sink will not return them again at once)."""
         ...
 
+    def batch_task_ids(self) -> list[str]:
+        """Ids of the watched batches' unfinished tasks (what a BATCHES snapshot reads)."""
+        ...
+
     def apply_snapshot(self, kind: Want, data: Any, read_at: float) -> None:
         """A snapshot arrived; ``read_at`` is the epoch time its request was sent."""
         ...
@@ -169,9 +177,18 @@ def is_async_client(client: Any) -> bool:
     return inspect.iscoroutinefunction(getattr(client, "queues", None))
 
 
-def fetcher(client: Any, kind: Want, *, days: int, dlq_limit: int) -> Callable[[], Any]:
-    """The SDK call that reads snapshot ``kind`` (a coroutine function for an AsyncClient)."""
+def fetcher(
+    client: Any,
+    kind: Want,
+    *,
+    days: int,
+    dlq_limit: int,
+    batch_ids: Callable[[], list[str]] = list,
+) -> Callable[[], Any]:
+    """The SDK call that reads snapshot ``kind`` (a coroutine function for an AsyncClient);
+    ``batch_ids`` gives the task ids a BATCHES snapshot asks about."""
     calls: dict[Want, Callable[[], Any]] = {
+        Want.BATCHES: lambda: client.statuses(batch_ids()),
         Want.QUEUES: lambda: client.queues(),
         Want.WORKERS: lambda: client.workers(),
         Want.DLQ: lambda: client.dlq(dlq_limit),
@@ -224,6 +241,15 @@ class ThreadFeed:
             if isinstance(connected, threading.Event) and connected.wait(0.05):
                 return
             time.sleep(0.01)
+
+    def _fetch(self, kind: Want) -> Callable[[], Any]:
+        return fetcher(
+            self._client,
+            kind,
+            days=self._days,
+            dlq_limit=self._dlq_limit,
+            batch_ids=self._sink.batch_task_ids,
+        )
 
     def wake(self) -> None:
         """Ask the pump to look again now (after an action)."""
@@ -287,7 +313,7 @@ class ThreadFeed:
                 return
             read_at = time.time()
             try:
-                data = fetcher(self._client, kind, days=self._days, dlq_limit=self._dlq_limit)()
+                data = self._fetch(kind)()
             except Exception as exc:
                 sink.snapshot_failed(kind, exc)
             else:
@@ -338,6 +364,15 @@ class AsyncFeed:
             self.loop.create_task(self._read(), name="taskflow-panel-events"),
             self.loop.create_task(self._pump(), name="taskflow-panel-pump"),
         ]
+
+    def _fetch(self, kind: Want) -> Callable[[], Any]:
+        return fetcher(
+            self._client,
+            kind,
+            days=self._days,
+            dlq_limit=self._dlq_limit,
+            batch_ids=self._sink.batch_task_ids,
+        )
 
     def wake(self) -> None:
         """Ask the pump to look again now (safe from any thread)."""
@@ -409,8 +444,7 @@ class AsyncFeed:
         for kind in sink.due_snapshots(time.monotonic()):
             read_at = time.time()
             try:
-                call = fetcher(self._client, kind, days=self._days, dlq_limit=self._dlq_limit)
-                data = await call()
+                data = await self._fetch(kind)()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:

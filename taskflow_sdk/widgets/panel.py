@@ -433,6 +433,11 @@ class ControlPanel:
             if note is not None:
                 self._dirty |= self.state.set_message(note)
 
+    def batch_task_ids(self) -> list[str]:
+        """Ids of the watched batches' unfinished tasks (a BATCHES snapshot reads them)."""
+        with self._lock:
+            return self.state.unfinished_batch_tasks()
+
     def due_snapshots(self, now: float) -> list[Want]:
         """Snapshots to read now (claimed)."""
         with self._lock:
@@ -440,6 +445,8 @@ class ControlPanel:
             for kind in due:
                 self.state.claim(kind)
                 self.policy.mark(kind, now)
+            if not self.state.unfinished_batch_tasks(limit=1):
+                due = [kind for kind in due if kind is not Want.BATCHES]  # nothing to ask
             return due
 
     def next_wake_in(self, now: float) -> float:

@@ -109,7 +109,10 @@ class Want(enum.Flag):
     """``client.openrouter.status()``."""
     METRICS = enum.auto()
     """``client.openrouter.metrics(days)``."""
-    ALL = QUEUES | WORKERS | DLQ | HEALTH | OPENROUTER | METRICS
+    BATCHES = enum.auto()
+    """``client.statuses(ids)``: where the unfinished tasks of watched batches stand (events
+    a batch missed, e.g. from before the panel watched it, cannot leave its row behind)."""
+    ALL = QUEUES | WORKERS | DLQ | HEALTH | OPENROUTER | METRICS | BATCHES
     """Everything (at start and after a reconnect)."""
 
 
@@ -705,6 +708,8 @@ class PanelState:
             return self.apply_metrics(data)
         if kind == "breaker":
             return self.apply_breaker(data, now)
+        if kind == "batches":
+            return self.apply_batch_statuses(data)
         raise ValueError(f"unknown snapshot kind {kind!r}")
 
     def apply_queues(self, status: Any, read_at: float | None = None) -> Dirty:
@@ -970,6 +975,34 @@ class PanelState:
             )
             self._batch_of[task_id] = name
         return Dirty.BATCHES
+
+    def unfinished_batch_tasks(self, limit: int = 1000) -> list[str]:
+        """Ids of watched batches' tasks that have not finished (at most ``limit``)."""
+        out: list[str] = []
+        for info in self.batches.values():
+            for task_id, state in info.states.items():
+                if state not in FINISHED_STATES:
+                    out.append(task_id)
+                    if len(out) >= limit:
+                        return out
+        return out
+
+    def apply_batch_statuses(self, statuses: Any) -> Dirty:
+        """``client.statuses(ids)`` for watched tasks: where each stands. A status read before
+        an event that finished the task arrives after it: it never takes a finished task back."""
+        dirty = Dirty.NONE
+        for status in statuses or []:
+            task_id = _text(_get(status, "task_id"))
+            state = _state(_get(status, "state"))
+            name = self._batch_of.get(task_id or "")
+            if task_id is None or state is None or name is None:
+                continue
+            states = self.batches[name].states
+            if states.get(task_id) in FINISHED_STATES or states.get(task_id) == state:
+                continue
+            states[task_id] = state
+            dirty |= Dirty.BATCHES
+        return dirty | self._connected()
 
     def rename_batch(self, old: str, new: str) -> Dirty:
         """Show batch ``old`` under the label ``new`` (its tasks keep following it)."""

@@ -215,6 +215,18 @@ async def test_wait_many_stream_and_timeout(api: Api) -> None:
     await api("cancel", slow)
 
 
+async def test_statuses_answer_where_many_tasks_stand(api: Api) -> None:
+    subs = [await api("submit", "demo.noop", {}) for _ in range(3)]
+    await api("wait", subs, timeout=20)
+    sleeper = await api("submit", "demo.sleep", {"seconds": 30})
+    ids = [s.task_id for s in subs] + [sleeper.task_id, "no-such-task"]
+    found = {s.task_id: s for s in await api("statuses", ids)}
+    assert set(found) == set(ids) - {"no-such-task"}
+    assert all(found[s.task_id].state is TaskState.COMPLETED for s in subs)
+    assert found[sleeper.task_id].state in (TaskState.PENDING, TaskState.ACTIVE)
+    await api("cancel", sleeper)
+
+
 async def test_wait_raise_on_failure(api: Api) -> None:
     bad = await api("submit", "demo.fail", {"error_class": "invalid_input", "message": "nope"})
     with pytest.raises(TaskFailed) as info:

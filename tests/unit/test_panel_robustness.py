@@ -334,3 +334,34 @@ def test_the_timeline_follows_a_short_batch() -> None:
     assert now - start <= 30.0  # the batch began 25 s ago
     assert start <= t0 + 100
     assert timeline_range([], [], now, 300) == (now - 60, now)
+
+
+class StatusClient(QuietClient):
+    """Answers ``statuses`` as the server would: every asked task COMPLETED."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[list[str]] = []
+
+    def statuses(self, task_ids: list[str]) -> list[dict[str, Any]]:
+        self.asked.append(list(task_ids))
+        return [{"task_id": t, "state": "COMPLETED"} for t in task_ids]
+
+
+def test_a_batch_whose_events_were_missed_catches_up_from_the_server() -> None:
+    """A run picked up after its tasks finished (no events will come for them) still ends
+    finished: the feed asks the server where the watched, unfinished tasks stand."""
+    client = StatusClient()
+    run = FinishedRun(0, started_at=None, finished_at=None)
+    run.tasks = [_Task(f"t{i}", "PENDING") for i in range(40)]
+    client.batch_runs = [run]
+    panel = ControlPanel(client, refresh_hz=20)
+    try:
+        wait_until(
+            lambda: panel.batches.children and "40/40 finished" in panel.batches.children[0].value,
+            "the batch row to catch up",
+        )
+        assert sorted(client.asked[0]) == sorted(f"t{i}" for i in range(40))
+        assert panel.batch_task_ids() == []  # a finished batch is not asked about again
+    finally:
+        panel.stop()

@@ -318,6 +318,7 @@ def test_refresh_policy_throttles_wanted_and_schedules_idle_reads() -> None:
         Want.HEALTH,
         Want.OPENROUTER,
         Want.METRICS,
+        Want.BATCHES,
     }
     for kind in policy.due(Want.NONE, 0.0):
         policy.mark(kind, 0.0)
