@@ -12,7 +12,7 @@
     breaker open [--reason R] | reset | status
     budget [USD | none]           today's LLM cost against the daily budget; set or remove it
     batch DIR [--pattern GLOB] [--summarize] [-o results.csv]
-    samples make DIR [--count N] [--seed S]       (needs the server extra)
+    samples make DIR [--count N] [--seed S] [--scanned]   (needs the server extra)
     fake-openrouter [ARGS...]                     (needs the server extra)
     demo [-o results.csv]                         (needs the server extra)
 
@@ -382,7 +382,9 @@ def _server_import(what: str) -> Any:
 def cmd_samples(args: argparse.Namespace) -> int:
     """``samples make DIR``: write sample newspaper PDFs with ground truth."""
     samples = _server_import("taskflow_server.pdf.samples")
-    paths = samples.make_samples(args.out_dir, count=args.count, seed=args.seed)
+    paths = samples.make_samples(
+        args.out_dir, count=args.count, seed=args.seed, scanned=args.scanned
+    )
     for path in paths:
         _out(str(path))
     return EXIT_OK
@@ -579,6 +581,11 @@ def build_parser() -> argparse.ArgumentParser:
     make.add_argument("out_dir")
     make.add_argument("--count", type=int, default=4)
     make.add_argument("--seed", type=int, default=0)
+    make.add_argument(
+        "--scanned",
+        action="store_true",
+        help="also write image-only copies (grey, slightly skewed, noisy 150-dpi scans)",
+    )
     make.set_defaults(func=cmd_samples)
 
     p = sub.add_parser(

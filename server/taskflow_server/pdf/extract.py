@@ -4,61 +4,111 @@ Both take the PDF's bytes and plain, picklable arguments, and return plain data,
 run in a worker process (:class:`taskflow_server.cpu.CpuPool`). Unusable files raise a
 :class:`~taskflow_server.pdf.reader.PdfError` whose message is meant for the user.
 
+Pages without a text layer (scans) are OCR'd (:mod:`.ocr`) when :func:`extract_offline` is
+given :class:`~taskflow_server.pdf.ocr.OcrOptions` (or the OCR results of a caller that ran each
+page in the CPU pool itself); their lines go through the same layout analysis as born-digital
+pages. Otherwise they are ``skipped`` with :data:`NO_TEXT_LAYER_REASON`.
+
 The result shape is AsyncTaskFlow's::
 
     {"filename": ..., "issue_date": ... | "unknown",
      "pages": [{"page_number": 1, "status": "processed" | "skipped", "reason": None | "...",
                 "articles": [{"title", "subtitle", "author", "body", "topics", "summary"}]}]}
+
+An OCR'd page also has ``"ocr": True``, ``"confidence"`` (the engine's mean word confidence,
+0..1) and ``"ocr_engine"`` (the engine's name).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from taskflow_server.pdf.layout import analyse_document, join_lines, vocabulary
 from taskflow_server.pdf.layout import order_blocks as _order_blocks
+from taskflow_server.pdf.ocr import OcrError, OcrOptions, OcrPage, ocr_page
 from taskflow_server.pdf.reader import Limits, PageText, open_pdf
 
 logger = logging.getLogger(__name__)
 
 NO_TEXT_LAYER_REASON = "no text layer (scanned page): needs the OpenRouter vision path"
-"""The ``reason`` of a page the offline path cannot read."""
+"""The ``reason`` of a page the offline path cannot read (OCR off)."""
 
 
 def extract_offline(
-    pdf_bytes: bytes, filename: str, issue_date: str | None, limits: Limits | None = None
+    pdf_bytes: bytes,
+    filename: str,
+    issue_date: str | None,
+    limits: Limits | None = None,
+    ocr: OcrOptions | None = None,
+    ocr_pages: Mapping[int, OcrPage | str] | None = None,
 ) -> dict[str, Any]:
-    """Split a newspaper PDF into articles without any model (the offline provider's path)."""
+    """Split a newspaper PDF into articles without any model (the offline provider's path).
+
+    Args:
+        pdf_bytes, filename, issue_date: the file and what the result reports.
+        limits: the reader's caps.
+        ocr: OCR pages without a text layer here, with these options (None: skip them).
+        ocr_pages: OCR already done, by page number: the page read, or the reason it was
+            skipped. Used before ``ocr``; the CPU-pool caller OCRs each page as its own call
+            (with its own time limit) and passes the results here.
+    """
+    done = dict(ocr_pages or {})
     with open_pdf(pdf_bytes, limits) as pdf:
         pages = list(pdf.pages())
-    per_page = analyse_document(pages)
+    if ocr is not None:
+        for page in pages:
+            if not page.has_text_layer and page.number not in done:
+                done[page.number] = _ocr_here(pdf_bytes, page.number, ocr)
+    read: list[PageText] = []
+    skip: dict[int, str] = {}
+    for page in pages:
+        found = done.get(page.number) if not page.has_text_layer else None
+        if isinstance(found, OcrPage):
+            read.append(found.text)
+        else:
+            read.append(page)
+            if not page.has_text_layer:
+                skip[page.number] = found if isinstance(found, str) else NO_TEXT_LAYER_REASON
+    per_page = analyse_document(read)
     result_pages: list[dict[str, Any]] = []
-    for page, articles in zip(pages, per_page, strict=True):
-        if not page.has_text_layer:
+    for page, articles in zip(read, per_page, strict=True):
+        if page.number in skip:
             result_pages.append(
                 {
                     "page_number": page.number,
                     "status": "skipped",
-                    "reason": NO_TEXT_LAYER_REASON,
+                    "reason": skip[page.number],
                     "articles": [],
                 }
             )
             continue
-        result_pages.append(
-            {
-                "page_number": page.number,
-                "status": "processed",
-                "reason": None,
-                "articles": [article.to_dict() for article in articles],
-            }
-        )
+        entry: dict[str, Any] = {
+            "page_number": page.number,
+            "status": "processed",
+            "reason": None,
+            "articles": [article.to_dict() for article in articles],
+        }
+        found = done.get(page.number)
+        if isinstance(found, OcrPage):
+            entry.update(ocr=True, confidence=found.confidence, ocr_engine=found.engine)
+        result_pages.append(entry)
     return {
         "filename": filename,
         "issue_date": issue_date or "unknown",
         "pages": result_pages,
     }
+
+
+def _ocr_here(pdf_bytes: bytes, number: int, options: OcrOptions) -> OcrPage | str:
+    """OCR one page in this process; a failure becomes the page's skip reason."""
+    try:
+        return ocr_page(pdf_bytes, number, options)
+    except OcrError as exc:
+        logger.info("page %d not OCR'd: %s", number, exc)
+        return str(exc)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,10 @@ pull quotes and advertisements are in no article (not as titles, not in a body);
 without a text layer is ``skipped`` with the offline reason and still lists the articles drawn
 on it (what the vision path should find).
 
-Run as ``python -m taskflow_server.pdf.samples OUT_DIR [--count N] [--seed S]``.
+With ``scanned=True`` every issue also gets an image-only copy (``gazette-XX-scan.pdf``, a grey,
+slightly skewed, noisy 150-dpi scan of every page) for the offline OCR path.
+
+Run as ``python -m taskflow_server.pdf.samples OUT_DIR [--count N] [--seed S] [--scanned]``.
 """
 
 from __future__ import annotations
@@ -617,6 +620,85 @@ def _rasterise_pages(pdf_bytes: bytes, pages: list[int], dpi: float = 100.0) -> 
     return _ID_RE.sub(lambda m: b"/ID[<" + m[1] + b"><" + m[1] + b">]", out.getvalue())
 
 
+SCAN_DPI = 150
+"""Resolution of the image-only ("scanned") copies of the samples."""
+SCAN_SKEW = 0.6
+"""The largest rotation (degrees, either way) of a scanned copy's page."""
+SCAN_NOISE = 12.0
+"""Standard deviation of the grey noise added to a scanned copy (0-255 scale)."""
+
+
+def scan_image(
+    pdf_bytes: bytes,
+    page_number: int,
+    rng: random.Random,
+    dpi: int = SCAN_DPI,
+    max_skew: float = SCAN_SKEW,
+    noise: float = SCAN_NOISE,
+) -> Any:
+    """Page ``page_number`` (1-based) as a scanner would give it: a grey PIL image at ``dpi``,
+    rotated by up to ``max_skew`` degrees, with light noise and a slightly grey paper."""
+    import numpy as np
+    import pypdfium2 as pdfium
+    from PIL import Image
+
+    doc = pdfium.PdfDocument(pdf_bytes)
+    try:
+        page = doc[page_number - 1]
+        bitmap = page.render(scale=dpi / 72.0, grayscale=True)
+        image = bitmap.to_pil().convert("L")
+        bitmap.close()
+        page.close()
+    finally:
+        doc.close()
+    angle = rng.uniform(-max_skew, max_skew)
+    image = image.rotate(angle, resample=Image.Resampling.BICUBIC, fillcolor=255)
+    pixels = np.asarray(image, dtype=np.float32) * 0.88 + 18.0  # paper tone, ink not quite black
+    seeded = np.random.default_rng(rng.randrange(2**32))
+    pixels += seeded.normal(0.0, noise, size=pixels.shape).astype(np.float32)
+    result = Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), mode="L")
+    result.info["dpi"] = (dpi, dpi)
+    result.info["skew"] = angle
+    return result
+
+
+def scanned_copy(pdf_bytes: bytes, seed: int | str = 0, dpi: int = SCAN_DPI) -> bytes:
+    """An image-only copy of a PDF: every page replaced by :func:`scan_image` of itself (a grey
+    JPEG, no text layer), page sizes unchanged. Deterministic for a seed."""
+    import pypdfium2 as pdfium
+
+    rng = random.Random(f"scan:{seed}")
+    doc = pdfium.PdfDocument(pdf_bytes)
+    out_doc = pdfium.PdfDocument.new()
+    try:
+        for index in range(len(doc)):
+            width, height = doc[index].get_size()
+            image = scan_image(pdf_bytes, index + 1, rng, dpi)
+            jpeg = io.BytesIO()
+            image.save(jpeg, format="JPEG", quality=80)
+            page = out_doc.new_page(width, height)
+            obj = pdfium.PdfImage.new(out_doc)
+            obj.load_jpeg(io.BytesIO(jpeg.getvalue()), inline=True)
+            obj.set_matrix(pdfium.PdfMatrix().scale(width, height))
+            page.insert_obj(obj)
+            page.gen_content()
+            page.close()
+        out = io.BytesIO()
+        out_doc.save(out)
+    finally:
+        out_doc.close()
+        doc.close()
+    return _ID_RE.sub(lambda m: b"/ID[<" + m[1] + b"><" + m[1] + b">]", out.getvalue())
+
+
+def scanned_truth(truth: dict[str, Any], filename: str) -> dict[str, Any]:
+    """The ground truth of a scanned copy: the same articles, every page ``processed`` (what
+    OCR should read), the file name changed."""
+    pages = [{**page, "status": "processed", "reason": None} for page in truth.get("pages", [])]
+    generator = {**truth.get("generator", {}), "scanned_copy": True}
+    return {**truth, "filename": filename, "pages": pages, "generator": generator}
+
+
 def make_issue(seed: int, number: int, used_titles: set[str]) -> tuple[bytes, dict[str, Any]]:
     """One sample issue: the PDF bytes and its ground truth."""
     rng = random.Random(f"{seed}:{number}")
@@ -669,8 +751,15 @@ def make_issue(seed: int, number: int, used_titles: set[str]) -> tuple[bytes, di
     return pdf, truth
 
 
-def make_samples(out_dir: str | Path, count: int = 4, seed: int = 0) -> list[Path]:
-    """Write ``count`` issues (PDF + ground-truth JSON) into ``out_dir``; returns the PDFs."""
+def make_samples(
+    out_dir: str | Path, count: int = 4, seed: int = 0, scanned: bool = False
+) -> list[Path]:
+    """Write ``count`` issues (PDF + ground-truth JSON) into ``out_dir``; returns the PDFs.
+
+    With ``scanned``, each issue also gets an image-only copy, ``gazette-XX-scan.pdf`` (every
+    page a grey, slightly skewed, noisy 150-dpi image; :func:`scanned_copy`) with its
+    ground truth ``gazette-XX-scan.json`` (:func:`scanned_truth`); the returned list holds both.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     used: set[str] = set()
@@ -684,6 +773,17 @@ def make_samples(out_dir: str | Path, count: int = 4, seed: int = 0) -> list[Pat
         )
         written.append(path)
         logger.info("wrote %s (%d bytes)", path, len(pdf))
+        if scanned:
+            scan_path = path.with_name(f"{path.stem}-scan.pdf")
+            scan = scanned_copy(pdf, seed=f"{seed}:{number}")
+            scan_path.write_bytes(scan)
+            scan_path.with_suffix(".json").write_text(
+                json.dumps(scanned_truth(truth, scan_path.name), indent=2, ensure_ascii=False)
+                + "\n",
+                encoding="utf-8",
+            )
+            written.append(scan_path)
+            logger.info("wrote %s (%d bytes)", scan_path, len(scan))
     return written
 
 
@@ -693,9 +793,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out_dir")
     parser.add_argument("--count", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--scanned", action="store_true", help="also write image-only copies (*-scan.pdf)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    make_samples(args.out_dir, count=args.count, seed=args.seed)
+    make_samples(args.out_dir, count=args.count, seed=args.seed, scanned=args.scanned)
     return 0
 
 

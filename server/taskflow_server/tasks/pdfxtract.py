@@ -4,13 +4,21 @@ The payload names the upload by its sha256 (``blob``); a task never holds a PDF 
 a path on the server. Two paths, chosen by the process's LLM provider (``services.openrouter``):
 
 - **offline**: our layout splitter (:mod:`taskflow_server.pdf.layout`) runs in the CPU pool
-  under ``pdf_time_limit``. Pages without a text layer are ``skipped`` with the reason
-  :data:`~taskflow_server.pdf.extract.NO_TEXT_LAYER_REASON`.
+  under ``pdf_time_limit``. Pages without a text layer are OCR'd (:mod:`taskflow_server.pdf.ocr`,
+  ``pdf_ocr``), each page as its own CPU-pool call under ``pdf_time_limit`` and the pool's memory
+  cap, then analysed by the same layout splitter; such a page says ``ocr: true`` and its mean
+  ``confidence``. A page whose OCR runs past the limit, or fails, or finds no OCR engine
+  installed, is ``skipped`` with the reason (never a failed task). With OCR off (or the engine
+  ``vision``) they are ``skipped`` with :data:`~taskflow_server.pdf.extract.NO_TEXT_LAYER_REASON`.
 - **openrouter**: every page's image (and its text layer, as a hint) goes to the vision model
   with a strict JSON schema; the answer is validated with pydantic. A page whose answer is
   unusable is asked again twice, then ``skipped`` with the reason; a page the model refuses
   (content filter, invalid request) is ``skipped`` at once. Pages without a text layer go as an
   image, or as a one-page PDF to the file-parser plugin with ``pdf_use_file_parser``.
+  Which pages without a text layer go to the model depends on the engine (the payload's
+  ``engine``, else ``pdf_engine``): ``vision`` all of them, ``ocr`` none (they are OCR'd as on
+  the offline path), ``auto`` those whose OCR confidence is under ``pdf_ocr_min_confidence``
+  or whose OCR failed.
   Failures of the upstream itself (rate limit, outage, credits, auth) end the attempt so the
   worker retries it on the class's schedule: skipping pages would make a temporary outage a
   permanent hole in the result. If every page fails, the task fails with ``bad_output``.
@@ -38,7 +46,7 @@ import base64
 import hashlib
 import json
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -52,6 +60,16 @@ from taskflow_server.pdf.extract import (
     prepare_pages,
 )
 from taskflow_server.pdf.layout import Article, join_continuations
+from taskflow_server.pdf.ocr import (
+    DEFAULT_ENGINE,
+    OcrError,
+    OcrOptions,
+    OcrPage,
+    get_engine,
+    ocr_page,
+    timeout_reason,
+    unavailable_reason,
+)
 from taskflow_server.pdf.reader import Limits, PdfError
 from taskflow_server.resilience.errors import ErrorClass, TaskError
 from taskflow_server.tasks._fanout import FanOut
@@ -91,6 +109,8 @@ class PdfxtractPayload(BaseModel):
         filename: the original file name (for the result).
         issue_date: the issue's date, if known.
         summarize: rewrite each article's summary with the LLM provider.
+        engine: who reads pages without a text layer (``auto``, ``ocr`` or ``vision``; see
+            ``pdf_engine`` in the settings, which applies when this is not given).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -99,6 +119,9 @@ class PdfxtractPayload(BaseModel):
     filename: str = Field(default="upload.pdf", max_length=255)
     issue_date: str | None = Field(default=None, max_length=40)
     summarize: bool = False
+    engine: Literal["auto", "ocr", "vision"] | None = Field(
+        default=None, description="who reads scanned pages; default: the server's pdf_engine"
+    )
 
 
 class VisionArticle(BaseModel):
@@ -222,12 +245,77 @@ async def _in_pool(ctx: TaskContext, fn: Any, *args: Any) -> Any:
         ) from None
 
 
+def ocr_options(settings: Settings) -> OcrOptions:
+    """How scanned pages are OCR'd, from the settings."""
+    return OcrOptions(
+        engine=DEFAULT_ENGINE,
+        dpi=settings.pdf_ocr_dpi,
+        max_pixels=settings.pdf_render_max_pixels,
+        time_limit=settings.pdf_time_limit,
+    )
+
+
+def uses_ocr(settings: Settings, payload: PdfxtractPayload) -> bool:
+    """Whether pages without a text layer are OCR'd (OCR on and the engine not ``vision``)."""
+    return settings.pdf_ocr and (payload.engine or settings.pdf_engine) != "vision"
+
+
+async def _ocr_pages(ctx: TaskContext, data: bytes, numbers: list[int]) -> dict[int, OcrPage | str]:
+    """OCR each page in the CPU pool (one call per page, ``pdf_time_limit`` each, in parallel
+    up to the pool's size): the page read, or the reason it is skipped."""
+    settings = ctx.services.settings
+    engine = get_engine(DEFAULT_ENGINE)
+    if not engine.available():
+        return dict.fromkeys(numbers, unavailable_reason(engine))
+    options = ocr_options(settings)
+    limit = settings.pdf_time_limit
+    finished = 0
+
+    async def one(number: int) -> OcrPage | str:
+        nonlocal finished
+        try:
+            page: OcrPage = await ctx.services.cpu.run(
+                ocr_page, data, number, options, timeout=limit
+            )
+            return page
+        except OcrError as exc:
+            return str(exc)
+        except CpuTimeoutError:
+            return timeout_reason(limit)
+        except (CpuOutOfMemoryError, CpuWorkerCrashedError):
+            return (
+                f"OCR of this page needed more than {settings.pdf_memory_limit_mb} MB "
+                "(TASKFLOW_PDF_MEMORY_LIMIT_MB) or its process died"
+            )
+        except PdfError as exc:
+            return str(exc)
+        finally:
+            finished += 1
+            await ctx.progress(0.0, f"OCR page {finished}/{len(numbers)}")
+
+    results = await asyncio.gather(*(one(n) for n in numbers))
+    for number, found in zip(numbers, results, strict=True):
+        if isinstance(found, str):
+            logger.warning("pdfxtract page %d not OCR'd: %s", number, found)
+    return dict(zip(numbers, results, strict=True))
+
+
 async def _offline(ctx: TaskContext, payload: PdfxtractPayload, data: bytes) -> dict[str, Any]:
     await ctx.progress(0.0, "reading the PDF")
     limits = limits_from(ctx.services.settings)
     result: dict[str, Any] = await _in_pool(
         ctx, extract_offline, data, payload.filename, payload.issue_date, limits
     )
+    scanned = [
+        p["page_number"]
+        for p in result["pages"]
+        if p["status"] == "skipped" and p["reason"] == NO_TEXT_LAYER_REASON
+    ]
+    if scanned and uses_ocr(ctx.services.settings, payload):
+        done = await _ocr_pages(ctx, data, scanned)
+        result = await _in_pool(
+            ctx, extract_offline, data, payload.filename, payload.issue_date, limits, None, done
+        )
     pages = result["pages"]
     for i, _ in enumerate(pages, start=1):
         await ctx.progress(i / len(pages), f"page {i}/{len(pages)}")
@@ -331,11 +419,13 @@ async def _vision(
         settings.pdf_render_dpi,
         settings.pdf_use_file_parser,
     )
+    ocr_entries = await _ocr_for_vision(ctx, payload, data, pages)
+    to_send = [page for page in pages if page.page_number not in ocr_entries]
     total = len(pages)
     usage: dict[str, Any] = {}
     models: list[str] = []
     outcome: dict[int, VisionPage | str] = {}
-    done = 0
+    done = len(ocr_entries)
     saved = await ctx.saved_parts()
     fingerprint = page_fingerprint(payload, settings, default_model)
     fan = FanOut(settings.pdf_page_concurrency)
@@ -415,13 +505,48 @@ async def _vision(
 
     # One page's upstream failure ends the attempt: pages still waiting for a slot are not
     # sent, pages already sending finish (and are saved), then the first error is raised.
-    await fan.gather(one(page) for page in pages)
+    await fan.gather(one(page) for page in to_send)
     failures = [v for v in outcome.values() if isinstance(v, str)]
-    if failures and len(failures) == total:
+    ocr_read = any(entry["status"] == "processed" for entry in ocr_entries.values())
+    if failures and len(failures) == len(to_send) and not ocr_read:
         raise TaskError(
             ErrorClass.BAD_OUTPUT, f"no page of the PDF could be extracted: {failures[0]}"
         )
-    return _assemble(payload, pages, outcome, usage, models, default_model)
+    return _assemble(payload, pages, outcome, usage, models, default_model, ocr_entries)
+
+
+async def _ocr_for_vision(
+    ctx: TaskContext, payload: PdfxtractPayload, data: bytes, pages: list[PageData]
+) -> dict[int, dict[str, Any]]:
+    """The result entries of the scanned pages OCR settles (engine ``ocr`` or ``auto``); the
+    other pages go to the vision model. ``auto`` keeps a page only when it was read with a
+    confidence of at least ``pdf_ocr_min_confidence``; ``ocr`` keeps every page, skipped ones
+    with their reason."""
+    settings = ctx.services.settings
+    scanned = [page.page_number for page in pages if not page.has_text_layer]
+    if not scanned or not uses_ocr(settings, payload):
+        return {}
+    engine = payload.engine or settings.pdf_engine
+    done = await _ocr_pages(ctx, data, scanned)
+    offline: dict[str, Any] = await _in_pool(
+        ctx,
+        extract_offline,
+        data,
+        payload.filename,
+        payload.issue_date,
+        limits_from(settings),
+        None,
+        done,
+    )
+    entries: dict[int, dict[str, Any]] = {}
+    for entry in offline["pages"]:
+        found = done.get(entry["page_number"])
+        if found is None:
+            continue
+        good = isinstance(found, OcrPage) and found.confidence >= settings.pdf_ocr_min_confidence
+        if engine == "ocr" or good:
+            entries[entry["page_number"]] = entry
+    return entries
 
 
 def _assemble(
@@ -431,7 +556,9 @@ def _assemble(
     usage: dict[str, Any],
     models: list[str],
     default_model: str,
+    ocr_entries: dict[int, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
+    ocr_entries = ocr_entries or {}
     per_page: list[list[Article]] = []
     for page in pages:
         found = outcome.get(page.page_number)
@@ -455,6 +582,9 @@ def _assemble(
     join_continuations(per_page, frozenset(), [p.page_number for p in pages])
     result_pages: list[dict[str, Any]] = []
     for page, articles in zip(pages, per_page, strict=True):
+        if page.page_number in ocr_entries:
+            result_pages.append(ocr_entries[page.page_number])
+            continue
         found = outcome.get(page.page_number)
         if isinstance(found, str):
             result_pages.append(
@@ -524,8 +654,10 @@ __all__ = [
     "PdfxtractPayload",
     "VisionArticle",
     "VisionPage",
+    "ocr_options",
     "page_messages",
     "page_schema",
     "parse_page",
     "pdfxtract",
+    "uses_ocr",
 ]
