@@ -52,8 +52,6 @@ assert depths.primary + depths.retry + depths.scheduled + depths.active + depths
 assert len(client.workers().to_pandas()) == 1
 """,
     "02_batch_pdf_archive": """
-from taskflow_server.pdf.extract import NO_TEXT_LAYER_REASON
-
 pdf_names = sorted(p.name for p in archive.glob("*.pdf"))
 assert run.counts() == {"COMPLETED": len(pdf_names)}, run.counts()
 assert run.new_tasks == len(pdf_names) and again.new_tasks == 0, (run.new_tasks, again.new_tasks)
@@ -62,19 +60,11 @@ assert [t.task_id for t in again.tasks][: len(pdf_names)] == \\
 assert len(df) > 0 and sorted(df["file"].unique()) == pdf_names, df["file"].unique()
 assert df["title"].str.len().gt(0).all() and df["summary"].fillna("").str.len().gt(0).all()
 assert (quality[["title precision", "title recall"]] >= 0.8).all().all(), quality
-assert len(skipped) >= 1, pages
-assert (skipped["reason"] == NO_TEXT_LAYER_REASON).all(), skipped
-assert (pages.loc[pages["status"] == "processed", "articles"] > 0).all(), pages
-assert vision_run.counts() == {"COMPLETED": len(scanned_files)}, vision_run.counts()
-vision_pages = {
-    (task.result["filename"], page["page_number"]): page["status"]
-    for task in vision_run.tasks
-    if task.task_type == "pdfxtract"
-    for page in task.result["pages"]
-}
-assert all(status == "processed" for status in vision_pages.values()), vision_pages
-read = set(zip(scanned_articles["file"], scanned_articles["page"]))
-assert read == set(zip(skipped["file"], skipped["page"])), (read, skipped)
+assert (pages["status"] == "processed").all(), pages
+assert len(scanned) >= 1 and (scanned["confidence"] > 0.5).all(), scanned
+assert (pages.loc[pages["read by"] == "OCR", "articles"] > 0).all(), pages
+assert set(zip(scanned_articles["file"], scanned_articles["page"])) == \\
+    set(zip(scanned["file"], scanned["page"])), scanned_articles
 assert run.failures().empty, run.failures()
 assert len(back) == len(df) and list(back.columns) == list(df.columns), (back.shape, df.shape)
 assert back["title"].tolist() == df["title"].tolist()
