@@ -16,7 +16,8 @@ The result shape is AsyncTaskFlow's::
                 "articles": [{"title", "subtitle", "author", "body", "topics", "summary"}]}]}
 
 An OCR'd page also has ``"ocr": True``, ``"confidence"`` (the engine's mean word confidence,
-0..1) and ``"ocr_engine"`` (the engine's name).
+0..1), ``"ocr_engine"`` (the engine's name) and ``"skew"`` (the rotation undone before reading,
+in degrees).
 """
 
 from __future__ import annotations
@@ -93,7 +94,12 @@ def extract_offline(
         }
         found = done.get(page.number)
         if isinstance(found, OcrPage):
-            entry.update(ocr=True, confidence=found.confidence, ocr_engine=found.engine)
+            entry.update(
+                ocr=True,
+                confidence=found.confidence,
+                ocr_engine=found.engine,
+                skew=round(found.skew, 2),
+            )
         result_pages.append(entry)
     return {
         "filename": filename,
