@@ -21,7 +21,7 @@ pytest.importorskip("plotly")
 from support import eventually, wait_until
 from taskflow_sdk.models import Event
 from taskflow_sdk.widgets import ControlPanel
-from taskflow_sdk.widgets.panel import header_html, openrouter_html
+from taskflow_sdk.widgets.cards import header_html, openrouter_html
 from taskflow_sdk.widgets.progress import batch_progress_widget, progress_html
 from taskflow_sdk.widgets.protocol import (
     MSG_BREAKER_OPEN,
@@ -530,7 +530,7 @@ async def test_async_feed_runs_on_the_loop_and_buttons_schedule_tasks() -> None:
 
 
 def test_panel_shows_spend_budget_and_the_hold_next_to_the_lamp() -> None:
-    from taskflow_sdk.widgets.panel import budget_html
+    from taskflow_sdk.widgets.cards import budget_html
 
     panel = ControlPanel(FakeClient(), autostart=False)
     now = time.time()
