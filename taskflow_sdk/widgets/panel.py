@@ -21,6 +21,12 @@ progress bar per watched batch.
 Events drive the state (:class:`~taskflow_sdk.widgets.state.PanelState`); the feed
 (:mod:`~taskflow_sdk.widgets.feed`) reads them on threads for a ``Client`` and as tasks on the
 kernel's loop for an ``AsyncClient``, and redraws at most ``refresh_hz`` times a second.
+
+What is shown comes from pure modules, :mod:`~taskflow_sdk.widgets.charts` (figures as plotly
+JSON) and :mod:`~taskflow_sdk.widgets.cards` (header, cards, table rows), and each chart's model
+holds its whole figure (:class:`~taskflow_sdk.widgets.plot.Chart`), so a page reload or a second
+``display(panel)`` draws the current state at once. An error inside the feed is shown in the
+header while the feed goes on; :meth:`ControlPanel.start` revives a feed whose thread died.
 """
 
 from __future__ import annotations
