@@ -23,8 +23,8 @@ pytest.importorskip("anywidget")
 from support import free_port, wait_until
 from taskflow_sdk import Client
 from taskflow_sdk.widgets import ControlPanel
-from taskflow_sdk.widgets.charts import counts_spec, metrics_spec, timeline_range, timeline_spec
 from taskflow_sdk.widgets.cards import WORKER_COLUMNS, openrouter_html
+from taskflow_sdk.widgets.charts import counts_spec, metrics_spec, timeline_range, timeline_spec
 from taskflow_sdk.widgets.state import PanelState, Want
 
 HERE = Path(__file__).resolve().parent
