@@ -170,6 +170,10 @@ class Settings(BaseSettings):
             and ``ocr`` mean OCR and ``vision`` skips such pages. A task's payload may override
             it (``engine``). Each OCR'd page runs in the CPU pool under ``pdf_time_limit`` and
             ``pdf_memory_limit_mb``; a page over the limit is skipped with the reason.
+        pdf_text_min_quality: on the offline path (with ``pdf_ocr`` on), a page whose text
+            layer scores below this (0..1, ``taskflow_server.pdf.textscore``: share of
+            word-like tokens; born-digital pages score 0.9-1.0, a noisy 1898 OCR layer 0.79)
+            is OCR'd too and the reading that scores better is kept. 0 trusts every text layer.
     """
 
     model_config = SettingsConfigDict(
@@ -281,6 +285,7 @@ class Settings(BaseSettings):
     pdf_ocr_dpi: int = Field(default=150, ge=72, le=400)
     pdf_ocr_min_confidence: float = Field(default=0.6, ge=0.0, le=1.0)
     pdf_engine: Literal["auto", "ocr", "vision"] = "auto"
+    pdf_text_min_quality: float = Field(default=0.85, ge=0.0, le=1.0)  # textscore's default
 
     @field_validator("cors_origins", "allowed_hosts", mode="before")
     @classmethod

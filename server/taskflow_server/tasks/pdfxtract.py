@@ -10,6 +10,11 @@ a path on the server. Two paths, chosen by the process's LLM provider (``service
   ``confidence``. A page whose OCR runs past the limit, or fails, or finds no OCR engine
   installed, is ``skipped`` with the reason (never a failed task). With OCR off (or the engine
   ``vision``) they are ``skipped`` with :data:`~taskflow_server.pdf.extract.NO_TEXT_LAYER_REASON`.
+  A page whose text layer scores under ``pdf_text_min_quality``
+  (:mod:`taskflow_server.pdf.textscore`: a scan with a poor hidden OCR layer) is OCR'd the same
+  way (same pool, same limit) and the reading that scores better is kept; every processed page
+  says ``reader`` (``text`` or ``ocr``), ``text_quality``, ``ocr_quality`` when OCR read it,
+  and ``reader_reason``. A failed or timed-out OCR of such a page keeps its text layer.
 - **openrouter**: every page's image (and its text layer, as a hint) goes to the vision model
   with a strict JSON schema; the answer is validated with pydantic. A page whose answer is
   unusable is asked again twice, then ``skipped`` with the reason; a page the model refuses
@@ -300,21 +305,62 @@ async def _ocr_pages(ctx: TaskContext, data: bytes, numbers: list[int]) -> dict[
     return dict(zip(numbers, results, strict=True))
 
 
+def min_quality(settings: Settings, payload: PdfxtractPayload) -> float | None:
+    """The lowest trusted text-layer score, or None when poor text layers are not re-read
+    (OCR off, or ``pdf_text_min_quality`` 0)."""
+    if not uses_ocr(settings, payload) or settings.pdf_text_min_quality <= 0:
+        return None
+    return settings.pdf_text_min_quality
+
+
+def pages_to_ocr(result: dict[str, Any], threshold: float | None) -> list[int]:
+    """Pages of a first offline reading that OCR should read: those without a text layer, and
+    those whose text layer scored under ``threshold``."""
+    numbers: list[int] = []
+    for page in result["pages"]:
+        scanned = page["status"] == "skipped" and page["reason"] == NO_TEXT_LAYER_REASON
+        quality = page.get("text_quality")
+        poor = (
+            threshold is not None
+            and page["status"] == "processed"
+            and page.get("reader") == "text"
+            and quality is not None
+            and quality < threshold
+        )
+        if scanned or poor:
+            numbers.append(page["page_number"])
+    return numbers
+
+
 async def _offline(ctx: TaskContext, payload: PdfxtractPayload, data: bytes) -> dict[str, Any]:
     await ctx.progress(0.0, "reading the PDF")
-    limits = limits_from(ctx.services.settings)
+    settings = ctx.services.settings
+    limits = limits_from(settings)
+    threshold = min_quality(settings, payload)
     result: dict[str, Any] = await _in_pool(
-        ctx, extract_offline, data, payload.filename, payload.issue_date, limits
+        ctx,
+        extract_offline,
+        data,
+        payload.filename,
+        payload.issue_date,
+        limits,
+        None,
+        None,
+        threshold,
     )
-    scanned = [
-        p["page_number"]
-        for p in result["pages"]
-        if p["status"] == "skipped" and p["reason"] == NO_TEXT_LAYER_REASON
-    ]
-    if scanned and uses_ocr(ctx.services.settings, payload):
-        done = await _ocr_pages(ctx, data, scanned)
+    wanted = pages_to_ocr(result, threshold) if uses_ocr(settings, payload) else []
+    if wanted:
+        done = await _ocr_pages(ctx, data, wanted)
         result = await _in_pool(
-            ctx, extract_offline, data, payload.filename, payload.issue_date, limits, None, done
+            ctx,
+            extract_offline,
+            data,
+            payload.filename,
+            payload.issue_date,
+            limits,
+            None,
+            done,
+            threshold,
         )
     pages = result["pages"]
     for i, _ in enumerate(pages, start=1):
@@ -654,9 +700,11 @@ __all__ = [
     "PdfxtractPayload",
     "VisionArticle",
     "VisionPage",
+    "min_quality",
     "ocr_options",
     "page_messages",
     "page_schema",
+    "pages_to_ocr",
     "parse_page",
     "pdfxtract",
     "uses_ocr",
