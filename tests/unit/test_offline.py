@@ -9,6 +9,7 @@ from taskflow_server.llm.offline import (
     FRAGMENT,
     QUOTE,
     SENTENCE,
+    STANDING,
     sentence_kind,
     split_sentences,
     strip_boilerplate,
@@ -177,7 +178,7 @@ def test_sentence_kinds_and_datelines() -> None:
     assert sentence_kind("By Friday, the council had voted on the new budget.") == SENTENCE
     assert sentence_kind('"We waited ten years for this," said Mayor Lena Ortiz.') == QUOTE
     assert sentence_kind("Photo: Crowds at the harbor on Tuesday.") == FRAGMENT
-    assert sentence_kind("ACTION: Final rule.") == FRAGMENT
+    assert sentence_kind("ACTION: Final rule.") == STANDING  # an administrative label
     assert sentence_kind("Council Approves Tram Line") == FRAGMENT
     lead = "HARBOR CITY — The council voted 14 to 5 on Tuesday to build a tram line."
     assert sentence_kind(lead) == SENTENCE

@@ -8,9 +8,17 @@ anything and works in any language that separates words with spaces or punctuati
 2. **Split** into sentences with a regular expression that knows common abbreviations, initials
    and decimal numbers, and also breaks at paragraph ends and CJK full stops.
 3. **Classify** each sentence: a byline ("By Ana Ruiz"), a quote ('"...," said X.'), a
-   fragment (a caption, a headline, a form label like "ACTION: Final rule.") or a real sentence.
-   The **lead** is the first real sentence; a news dateline before it ("HARBOR CITY —") stays
-   with it but does not count as a word of it.
+   fragment (a caption, a headline, a form label like "ACTION: Final rule."), standing matter
+   (see below) or a real sentence. The **lead** is the paragraph a document labels as its own
+   summary ("SUMMARY:", "Abstract:"; the label is dropped) when there is one, else the first
+   real sentence; a news dateline before it ("HARBOR CITY —") stays with it but does not count
+   as a word of it.
+   **Standing matter** is what a publication prints around every document and says nothing
+   about this one: notices about the section itself ("This section of ... contains notices to
+   the public"), administrative labels (contacts, addresses, dates, agency, docket and billing
+   lines: "FOR FURTHER INFORMATION CONTACT:", "BILLING CODE 1234-56-P") and references made of
+   numbers and codes ("page 12, column 3", "[Docket No. ABC-2020-0001]"). It is never chosen
+   while anything else is left.
 4. **Score** each sentence: its cosine similarity to the document's subject, the centroid of
    word weights (term frequency x inverse sentence frequency, so words in every sentence, the
    function words of any language, weigh little) leaning towards the lead's words, plus a lead
@@ -72,6 +80,40 @@ _ATTRIBUTION = re.compile(
     r"\b(?:said|says|told|added|asked|noted|explained|recalled|warned|according to)\b", re.I
 )
 _TERMINAL = re.compile(r"[.!?…。！？][\"'”’»)\]]*$")
+_CAPS_LABEL = re.compile(r"(?<=\S)\s+(?=[A-Z][A-Z ,]{2,40}:\s)")
+"""An all-caps label ("AGENCY: ") after other text on a line: it starts a sentence."""
+_LEAD_LABEL = re.compile(
+    r"^(?:summary|abstract|synopsis|overview|in brief|at a glance)\s*[:.—–-]\s+(?=\S)", re.I
+)
+"""A label introducing the document's own summary of itself."""
+_STANDING_LABEL = re.compile(
+    r"^(?:for (?:further|more|additional) information(?: contact)?|further information|"
+    r"supplementary information|additional information|contacts?|addresses|address|dates?|"
+    r"effective dates?|comment dates?|agency|agencies|action|docket(?: no\.?| number)?|"
+    r"billing code|rin|fr doc\.?|filed|file no\.?|reference|ref\.?|distribution|"
+    r"copyright)\b\s*[:.]",
+    re.I,
+)
+"""Administrative labels of official and legal documents: contacts, dates, docket lines."""
+_STANDING_PATTERNS = (
+    # a notice about the section, page or publication itself
+    re.compile(
+        r"^(?:this|the) (?:section|part|page|column|supplement|issue|edition|publication|"
+        r"category|list|listing)\b[^.]{0,80}?\b(?:contains?|lists?|includes?|publish(?:es)?|"
+        r"prints?|carries|is reserved|is published)\b",
+        re.I,
+    ),
+    re.compile(
+        r"^the purpose of (?:these|this|the) (?:notices?|sections?|pages?|listings?|columns?)\b",
+        re.I,
+    ),
+    # codes and references: billing codes, dockets, page and column references
+    re.compile(r"\bbilling code\b\s*[\w-]*\d", re.I),
+    re.compile(r"^\[?\s*(?:docket|file|case|reference)\s+(?:no\.?|number)\s*\S*\d", re.I),
+    re.compile(r"\b(?:page|p\.)\s*\d+\s*,\s*(?:column|col\.)\s*\d+", re.I),
+    re.compile(r"^(?:continued|see|turn to) (?:on |from )?(?:page|p\.) ?[A-Z]?\d+\b", re.I),
+)
+_CODE_TOKEN = re.compile(r"\d")
 
 
 def _normalise_line(line: str) -> str:
@@ -174,17 +216,35 @@ QUOTE = "quote"
 """Kind of a sentence that opens with a quote, or quotes someone with attribution."""
 FRAGMENT = "fragment"
 """Kind of a caption, headline, form label ("ACTION: Final rule.") or other short piece."""
+STANDING = "standing"
+"""Kind of standing matter: a notice about the section, an administrative label (contact,
+dates, docket, billing code) or a reference made of numbers and codes."""
 SENTENCE = "sentence"
 """Kind of a real sentence: the lead is the first one."""
 
 
+def is_standing_matter(sentence: str) -> bool:
+    """True for standing matter (see :data:`STANDING`): the publication's furniture, not what
+    the document says."""
+    body = sentence.strip().lstrip("[(").strip()
+    if _STANDING_LABEL.match(body) or any(p.search(body) for p in _STANDING_PATTERNS):
+        return True
+    tokens = body.split()
+    coded = sum(1 for t in tokens if _CODE_TOKEN.search(t))
+    return 0 < len(tokens) <= 12 and coded * 2 >= len(tokens)  # "RIN 2120-AA64"
+
+
 def sentence_kind(sentence: str) -> str:
-    """Classify ``sentence`` as :data:`BYLINE`, :data:`QUOTE`, :data:`FRAGMENT` or
-    :data:`SENTENCE` (a leading dateline is ignored)."""
+    """Classify ``sentence`` as :data:`BYLINE`, :data:`QUOTE`, :data:`FRAGMENT`,
+    :data:`STANDING` or :data:`SENTENCE` (a leading dateline is ignored)."""
     body = strip_dateline(sentence.strip())
     words = body.split()
     if not words:
         return FRAGMENT
+    if _LEAD_LABEL.match(body):
+        return SENTENCE
+    if is_standing_matter(body):
+        return STANDING
     byline = _BYLINE.match(body)
     if byline and len(words) <= 12:
         rest = _WORD.findall(body[byline.end() :])
@@ -208,7 +268,7 @@ def _words(sentence: str) -> list[str]:
     return [w.lower() for w in _WORD.findall(sentence)]
 
 
-_KIND_WEIGHT = {SENTENCE: 1.0, QUOTE: 0.6, FRAGMENT: 0.3, BYLINE: 0.05}
+_KIND_WEIGHT = {SENTENCE: 1.0, QUOTE: 0.6, FRAGMENT: 0.3, BYLINE: 0.05, STANDING: 0.0}
 _LEAD_PULL = 0.5
 """How far the subject leans from the document's centroid towards the lead's words."""
 
@@ -251,17 +311,24 @@ def _overlap(a: set[str], b: set[str]) -> float:
 def summarize_text(text: str, sentences: int = 3) -> str:
     """Pick the lead and the most central other sentences of ``text``, joined in input order.
 
-    The lead (the first real sentence, see :func:`sentence_kind`) is always picked when there
-    is one. Returns every sentence when the text has no more than asked, and ``""`` for empty
-    text.
+    The lead (the document's own labelled summary, else the first real sentence, see
+    :func:`sentence_kind`) is always picked when there is one; standing matter only when
+    nothing else is left. Returns every sentence when the text has no more than asked (standing
+    matter left out when anything else remains), and ``""`` for empty text.
     """
     if sentences < 1:
         raise ValueError("sentences must be at least 1")
-    candidates = split_sentences(strip_boilerplate(text))
+    candidates = split_sentences(_CAPS_LABEL.sub("\n\n", strip_boilerplate(text)))
+    kinds = [sentence_kind(s) for s in candidates]
+    if any(kind != STANDING for kind in kinds):
+        candidates = [s for s, kind in zip(candidates, kinds, strict=True) if kind != STANDING]
+        kinds = [kind for kind in kinds if kind != STANDING]
+    labelled = next((i for i, s in enumerate(candidates) if _LEAD_LABEL.match(s)), None)
+    candidates = [_LEAD_LABEL.sub("", s, count=1) for s in candidates]
     if len(candidates) <= sentences:
         return " ".join(candidates)
-    kinds = [sentence_kind(s) for s in candidates]
-    lead = next((i for i, kind in enumerate(kinds) if kind == SENTENCE), None)
+    first = next((i for i, kind in enumerate(kinds) if kind == SENTENCE), None)
+    lead = labelled if labelled is not None else first
     tokenised = [_words(strip_dateline(s)) for s in candidates]
     scores = _score(tokenised, kinds, lead)
     ranked = sorted(range(len(candidates)), key=lambda i: (-scores[i], i))
