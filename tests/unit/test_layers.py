@@ -30,6 +30,7 @@ SERVER_RANKS: dict[str, int] = {
     "taskflow_server.cpu": 1,  # the process pool for CPU-bound work
     "taskflow_server.pdf": 1,  # PDF reading and layout, no I/O beyond the bytes given
     "taskflow_server.testing": 1,  # the fake OpenRouter (a test double, shipped as a command)
+    "taskflow_server.testing.broadsheet": 1,  # 2nd newspaper generator (fpdf2), imports nothing
     "taskflow_server.resilience": 2,  # retry policy, breaker, rate limiter
     "taskflow_server.embedded": 2,  # the in-process Redis
     "taskflow_server.llm": 3,  # providers, OpenRouter client, monitor

@@ -5,9 +5,13 @@ The steps, all pure functions over :class:`~taskflow_server.pdf.reader.PageText`
 1. **Page furniture** (:func:`find_furniture`): lines in the top or bottom margin whose text,
    with digits masked, recurs at about the same height on several pages (running heads, dated
    folios) and bare page numbers ("4", "-4-", "Page 4 of 48") are dropped.
-2. **Columns** (:func:`find_gutters`): vertical white stripes that body-size lines never cross,
-   found from a coverage profile of line x-extents. Each line gets the span of columns it
-   covers, so a headline across three columns is never glued to the text of one of them.
+2. **Columns** (:func:`find_gutters`): vertical white stripes that body-size lines never cross
+   (a few short lines may: a date line, a two-column caption), found from a coverage profile
+   of line x-extents clamped to the page. Each line gets the span of columns it covers, so a
+   headline across three columns is never glued to the text of one of them. Display lines
+   the reader split at a wide word space are joined again (:func:`merge_spaced_words`), and a
+   line holding two side-by-side headlines is cut at the gutter
+   (:func:`split_joined_headlines`).
 3. **Blocks** (:func:`build_blocks`): lines stacked with body leading, overlapping horizontally,
    same size, boldness and column span.
 4. **Reading order** (:func:`order_blocks`): a topological sort of Breuel's partial order:
@@ -15,9 +19,13 @@ The steps, all pure functions over :class:`~taskflow_server.pdf.reader.PageText`
    wholly left of ``b`` and no block between them vertically overlaps both. This reads columns
    top to bottom, left to right, and puts a spanning headline before the columns under it.
 5. **Articles** (:func:`split_articles`): a block set noticeably larger than the body text is
-   a headline; a smaller headline right after it is the subtitle; a "By ..." line the author;
-   the rest up to the next headline is the body. Hyphenation at line ends is repaired
-   ("infor-" + "mation" -> "information", unless the hyphenated form occurs elsewhere).
+   a headline. A short label directly above a larger headline and aligned with it is its
+   kicker (neither a title nor body text); a smaller or italic block directly under it, flush
+   with it or centred under it, is the deck (the subtitle); a "By ..." line the author; the
+   rest up to the next headline is the body. A head whose whole compact region is centred on
+   one axis in several sizes of type is an advertisement and is dropped. Hyphenation at line
+   ends is repaired ("infor-" + "mation" -> "information", unless the hyphenated form occurs
+   elsewhere).
 6. **Jumps** (:func:`join_continuations`): "Continued on page N" / "Continued from page M"
    lines are removed and the two parts joined on the page where the article starts; text at
    the top of a page before any headline continues the previous page's last article.
@@ -55,6 +63,10 @@ PULL_QUOTE_WORDS = 5
 """Large type repeating at least this many words of the page's text verbatim is a pull quote."""
 CAPTION_RATIO = 0.9
 """Italic text this much smaller than the body under an empty stretch of column is a caption."""
+KICKER_WORDS = 6
+"""A kicker (the label set over a headline) has at most this many words."""
+KICKER_RATIO = 0.75
+"""A kicker's type is at most this fraction of its headline's size."""
 
 _WORD_RE = re.compile(r"[^\W\d_][\w'\u2019-]*", re.UNICODE)
 _PAGE_NUMBER_RE = re.compile(
@@ -107,6 +119,7 @@ class Block:
     x1: float = 0.0
     top: float = 0.0
     bottom: float = 0.0
+    _size: float | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         self.x0 = min(line.x0 for line in self.lines)
@@ -117,6 +130,7 @@ class Block:
     def add(self, line: Line) -> None:
         """Append a line below the others and widen the extents."""
         self.lines.append(line)
+        self._size = None
         self.x0 = min(self.x0, line.x0)
         self.x1 = max(self.x1, line.x1)
         self.top = min(self.top, line.top)
@@ -130,10 +144,12 @@ class Block:
     @property
     def size(self) -> float:
         """Font size of most of the block's characters."""
-        weights: Counter[float] = Counter()
-        for line in self.lines:
-            weights[line.size] += len(line.text)
-        return weights.most_common(1)[0][0]
+        if self._size is None:
+            weights: Counter[float] = Counter()
+            for line in self.lines:
+                weights[line.size] += len(line.text)
+            self._size = weights.most_common(1)[0][0]
+        return self._size
 
     @property
     def bold(self) -> bool:
@@ -160,6 +176,7 @@ class Article:
     title: str = ""
     subtitle: str = ""
     author: str = ""
+    kicker: str = ""
     paragraphs: list[str] = field(default_factory=list)
     page: int = 0
     jump_to: int | None = None
@@ -281,6 +298,7 @@ def find_furniture(pages: Sequence[PageText]) -> set[tuple[int, int]]:
     found: set[tuple[int, int]] = set()
     occurrences: dict[tuple[str, int], set[int]] = defaultdict(set)
     margin_lines: list[tuple[int, int, str, int]] = []
+    headline_size = HEADLINE_RATIO * body_font_size(pages)
     for p, page in enumerate(pages):
         zone = MARGIN_FRACTION * page.height
         for i, line in enumerate(page.lines):
@@ -289,6 +307,8 @@ def find_furniture(pages: Sequence[PageText]) -> set[tuple[int, int]]:
             if is_page_number(line.text):
                 found.add((p, i))
                 continue
+            if line.size >= headline_size:
+                continue  # running heads are small type; two headlines may start alike
             key = _furniture_key(line.text)
             bucket = round(line.cy / 8.0)
             margin_lines.append((p, i, key, bucket))
@@ -339,9 +359,35 @@ def find_gutters(
     for k in range(bins):
         running += diff[k]
         cover.append(running)
-    left = min(int(ln.x0) for ln in body)
-    right = max(int(ln.x1) for ln in body)
-    threshold = max(0, int(0.02 * len(body)))
+    # Lines may lie partly outside the page box (a wrong or inherited page size, text bleeding
+    # off the edge): every index into the profile is clamped to it.
+    left = max(0, min(bins - 1, min(int(ln.x0) for ln in body)))
+    right = max(0, min(bins - 1, max(int(ln.x1) for ln in body)))
+    # Running text never crosses a gutter, but a few short lines may: a date line centred
+    # under the masthead, the caption of a photo set across two columns, an advert's small
+    # print. On a small page those few are more than 2 % of the body lines, so stripes crossed
+    # by up to two lines are added where they do not overlap the strict ones (a looser scan
+    # alone would let a sparse column, an advert's, merge with the gutter beside it).
+    strict = max(0, int(0.02 * len(body)))
+    gutters = _stripes(cover, body, left, right, strict, body_size)
+    if strict < 2:
+        for extra in _stripes(cover, body, left, right, 2, body_size):
+            if all(extra[1] <= a or b <= extra[0] for a, b in gutters):
+                gutters.append(extra)
+        gutters.sort()
+    return gutters
+
+
+def _stripes(
+    cover: Sequence[int],
+    body: Sequence[Line],
+    left: int,
+    right: int,
+    threshold: int,
+    body_size: float,
+) -> list[tuple[float, float]]:
+    """Stripes of the coverage profile crossed by at most ``threshold`` lines, with at least
+    three lines wholly on each side."""
     min_width = 0.6 * body_size
     gutters: list[tuple[float, float]] = []
     k = left + 1
@@ -357,6 +403,133 @@ def find_gutters(
                     gutters.append((float(start), float(k)))
         k += 1
     return gutters
+
+
+def merge_spaced_words(
+    lines: Sequence[Line], gutters: Sequence[tuple[float, float]], body_size: float
+) -> list[Line]:
+    """Join display-type pieces of one line that the reader split at a wide word space.
+
+    Monospaced or letter-spaced display type puts more white between words than the reader
+    allows inside a line; two pieces on one baseline, in the same type, closer than about
+    three quarters of an em and with no column gutter between them, are one line again.
+    """
+    big = sorted(
+        (ln for ln in lines if ln.size >= HEADLINE_RATIO * body_size),
+        key=lambda ln: (round(ln.cy / 2.0), ln.x0),
+    )
+    if len(big) < 2:
+        return list(lines)
+    merged: dict[int, Line] = {}
+    replaced: set[int] = set()
+    previous: Line | None = None
+    for line in big:
+        if previous is not None:
+            gap = line.x0 - previous.x1
+            if (
+                abs(previous.cy - line.cy) <= 0.2 * line.size
+                and abs(previous.size - line.size) <= 0.05 * line.size
+                and (previous.bold, previous.italic) == (line.bold, line.italic)
+                and 0.0 <= gap <= 0.75 * line.size
+                and not any(a >= previous.x1 - 1.0 and b <= line.x0 + 1.0 for a, b in gutters)
+            ):
+                joined = Line(
+                    f"{previous.text} {line.text}",
+                    previous.x0,
+                    min(previous.top, line.top),
+                    line.x1,
+                    max(previous.bottom, line.bottom),
+                    previous.size,
+                    previous.bold,
+                    previous.italic,
+                )
+                first = next(k for k, v in merged.items() if v is previous)
+                merged[first] = joined
+                replaced.add(id(line))
+                previous = joined
+                continue
+        merged[id(line)] = line
+        previous = line
+    out: list[Line] = []
+    for line in lines:
+        if id(line) in replaced:
+            continue
+        out.append(merged.get(id(line), line))
+    return out
+
+
+def split_joined_headlines(
+    lines: Sequence[Line], gutters: Sequence[tuple[float, float]], body_size: float
+) -> list[Line]:
+    """Split a headline line that the reader joined with its neighbour across a gutter.
+
+    Two stories side by side often set their headlines at the same height, and a gutter is
+    narrower than a large word space, so one line can hold the end of one headline and the
+    start of the next. It is two lines when, next to it, same-size headline lines stand on
+    both sides of the gutter without crossing it: one flush with the line's start, one flush
+    with the next column's left edge. The cut goes at the word boundary whose position,
+    estimated from the character counts, is nearest the gutter.
+    """
+    big = [ln for ln in lines if ln.size >= HEADLINE_RATIO * body_size]
+    if not gutters or len(big) < 3:
+        return list(lines)
+    headline_ids = {id(ln) for ln in big}
+    out: list[Line] = []
+    for line in lines:
+        pieces = [line]
+        if id(line) in headline_ids:
+            for a, b in gutters:
+                last = pieces[-1]
+                if not (last.x0 < a and b < last.x1):
+                    continue
+                if _neighbours_apart(last, big, a, b):
+                    cut = _cut_at_gutter(last, a, b)
+                    if cut is not None:
+                        pieces[-1:] = list(cut)
+        out.extend(pieces)
+    return out
+
+
+def _neighbours_apart(line: Line, big: Sequence[Line], a: float, b: float) -> bool:
+    """True when headline lines of about its size stand near ``line`` on each side of the
+    gutter (a, b) without crossing it."""
+    reach = 1.6 * line.height
+    left = right = False
+    for other in big:
+        if other is line or abs(other.size - line.size) > 0.2 * line.size:
+            continue
+        if abs(other.cy - line.cy) > reach:
+            continue
+        if other.x1 <= a + 1.0 and abs(other.x0 - line.x0) <= 0.5 * line.size:
+            left = True
+        elif other.x0 >= b - 1.0 and other.x0 <= b + 0.5 * line.size:
+            right = True
+    return left and right
+
+
+def _cut_at_gutter(line: Line, a: float, b: float) -> tuple[Line, Line] | None:
+    """``line`` cut in two at the word boundary estimated nearest the gutter (a, b)."""
+    words = line.text.split()
+    if len(words) < 2:
+        return None
+    chars = sum(len(w) for w in words) + len(words) - 2  # the spaces, less the gutter's
+    inked = (line.x1 - line.x0) - (b - a)
+    best: tuple[float, int] | None = None
+    count = 0
+    for i in range(1, len(words)):
+        count += len(words[i - 1]) + (1 if i > 1 else 0)
+        where = line.x0 + inked * count / max(chars, 1)
+        distance = abs(where - a)
+        if best is None or distance < best[0]:
+            best = (distance, i)
+    assert best is not None
+    i = best[1]
+    left = " ".join(words[:i])
+    right = " ".join(words[i:])
+    return (
+        Line(left, line.x0, line.top, a, line.bottom, line.size, line.bold, line.italic),
+        Line(right, b, line.top, line.x1, line.bottom, line.size, line.bold, line.italic),
+    )
 
 
 def column_span(line: Line, gutters: Sequence[tuple[float, float]]) -> tuple[int, int]:
@@ -592,14 +765,49 @@ def _article_heads(blocks: Sequence[Block], body_size: float) -> dict[int, int]:
             above = blocks[j]
             if j == k or above.bottom > block.top + 2.0:
                 continue
-            if block.top - above.bottom > 1.5 * body_size:
+            # The white under a headline grows with its type: a deck sits about half the
+            # headline's size below it.
+            if block.top - above.bottom > max(1.5 * body_size, 0.4 * above.size):
                 continue
             if _x_overlap(above, block) < 0.5 * min(above.x1 - above.x0, block.x1 - block.x0):
                 continue
+            if _between(blocks, j, k) or not _aligned_under(block, above):
+                continue  # a masthead over a headline, or a neighbouring story's headline
             if block.size <= above.size * 1.1:
                 parent = j
         head_of[k] = head_of.get(parent, parent) if parent is not None else k
     return head_of
+
+
+def _aligned_under(block: Block, above: Block) -> bool:
+    """True when ``block`` starts at ``above``'s left edge or is centred under it."""
+    em = max(block.size, 0.5 * above.size)
+    if abs(block.x0 - above.x0) <= em:
+        return True
+    if abs((block.x0 + block.x1) - (above.x0 + above.x1)) <= 2.0 * em:
+        return True
+    # A deck set flush left in the story's columns under a centred headline: it starts a
+    # little left of the headline and is a fair share of its width (a headline in the first
+    # column under a masthead is neither).
+    width = block.x1 - block.x0
+    return (
+        block.x0 < above.x0
+        and width >= 0.4 * (above.x1 - above.x0)
+        and _x_overlap(block, above) >= 0.5 * width
+    )
+
+
+def _between(blocks: Sequence[Block], upper: int, lower: int) -> bool:
+    """True when some block lies between ``upper`` and ``lower`` (a date line under a masthead)."""
+    a, b = blocks[upper], blocks[lower]
+    for k, other in enumerate(blocks):
+        if k in (upper, lower) or not a.cy < other.cy < b.cy:
+            continue
+        if other.top < a.top or other.bottom > b.bottom:
+            continue
+        if _x_overlap(other, a) > 0 or _x_overlap(other, b) > 0:
+            return True
+    return False
 
 
 def _owners(
@@ -698,14 +906,19 @@ def split_articles(
     every region continues whichever article the reading order last touched.
     """
     blocks = _drop_inserts(blocks, body_size, vocab)
+    blocks, kickers = _take_kickers(blocks, body_size, vocab)
     head_of = _article_heads(blocks, body_size)
     owners = _owners(blocks, head_of, gutters, body_size)
+    display = _display_matter(blocks, head_of, owners, body_size)
+    head_bottom: dict[int, float] = {}
     articles: list[Article] = []
     by_head: dict[int, Article] = {}
     stage: dict[int, str] = {}
     current: Article | None = None
     pending_from: int | None = None
     for k, block in enumerate(blocks):
+        if k in display:
+            continue
         kept: list[Line] = []
         target = by_head.get(owners[k]) if k in owners else current
         for line in block.lines:
@@ -726,13 +939,17 @@ def split_articles(
             head = head_of[k]
             if head != k and head in by_head:
                 article = by_head[head]
-                if block.size > 0.9 * article.title_size and not article.subtitle:
+                same_type = block.italic == blocks[head].italic
+                if same_type and block.size > 0.9 * article.title_size and not article.subtitle:
                     article.title = f"{article.title} {text}".strip()
-                else:
+                else:  # smaller or in another type: the deck
                     article.subtitle = f"{article.subtitle} {text}".strip()
+                head_bottom[id(article)] = max(head_bottom[id(article)], block.bottom)
                 current = article
                 continue
             current = Article(title=text, page=page, title_size=block.size)
+            current.kicker = kickers.get(id(block), "")
+            head_bottom[id(current)] = block.bottom
             if pending_from is not None:
                 current.jump_from, pending_from = pending_from, None
             by_head[k] = current
@@ -758,12 +975,179 @@ def split_articles(
                 if len(kept) == 1:
                     continue
                 block = Block(kept[1:], block.span, block.page)
-            elif not article.subtitle and block.size >= 1.08 * body_size and block.word_count <= 40:
+            elif (
+                not article.subtitle
+                and block.word_count <= 40
+                and _is_deck(block, head_bottom.get(id(article)), body_size)
+            ):
                 article.subtitle = text
                 continue
         stage[id(article)] = "body"
         _append_paragraphs(article, _paragraphs(block, vocab, body_size), vocab)
     return articles
+
+
+def _is_deck(block: Block, head_bottom: float | None, body_size: float) -> bool:
+    """The first text under a headline is its deck when set larger than the body, or in
+    italics right under the headline (a caption under a photo is dropped before this)."""
+    if block.size >= 1.08 * body_size:
+        return True
+    if not block.italic or head_bottom is None:
+        return False
+    text = " ".join(ln.text for ln in block.lines)
+    if _jump(text) or _BYLINE_RE.match(text.strip()):
+        return False
+    return block.top - head_bottom <= 2.0 * body_size
+
+
+def _is_kicker(block: Block, head: Block, body_size: float) -> bool:
+    """A short label directly above a larger headline and aligned with it (a kicker).
+
+    Newspapers set it as a small line of capitals, bold or italic type, or in a size of its
+    own, left-aligned with the headline or centred over it, with little white between the two.
+    A page number, a byline or a jump line is never one.
+    """
+    if len(block.lines) > 2 or block.word_count > KICKER_WORDS:
+        return False
+    text = " ".join(ln.text for ln in block.lines).strip()
+    if not text or _jump(text) or _BYLINE_RE.match(text) or is_page_number(text):
+        return False
+    if block.size > KICKER_RATIO * head.size:
+        return False
+    gap = head.top - block.bottom
+    if not -0.2 * block.size <= gap <= max(body_size, 0.4 * head.size):
+        return False
+    em = block.size
+    if _x_overlap(block, head) <= 0:
+        return False
+    # Flush with the headline, centred over it, or flush left in the story's column over a
+    # centred headline (a little left of it: less than two of the headline's ems).
+    aligned_left = head.x0 - 2.0 * head.size <= block.x0 <= head.x0 + em
+    centred = abs((block.x0 + block.x1) - (head.x0 + head.x1)) <= 2.0 * em
+    if not (aligned_left or centred):
+        return False
+    letters = [ch for ch in text if ch.isalpha()]
+    capitals = bool(letters) and sum(ch.isupper() for ch in letters) >= 0.8 * len(letters)
+    distinct_size = abs(block.size - body_size) > 0.1 * body_size
+    return block.bold or block.italic or capitals or distinct_size
+
+
+def _take_kickers(
+    blocks: Sequence[Block], body_size: float, vocab: frozenset[str]
+) -> tuple[list[Block], dict[int, str]]:
+    """The blocks without kickers, and each kicker's text keyed by ``id()`` of its headline.
+
+    A kicker is neither an article's title nor a line of any body, even when it is set in
+    headline-size type.
+    """
+    kickers: dict[int, str] = {}
+    taken: set[int] = set()
+    heads = [k for k, b in enumerate(blocks) if _is_headline(b, body_size)]
+    for j, block in enumerate(blocks):
+        best: int | None = None
+        for k in heads:
+            if k == j or not _is_kicker(block, blocks[k], body_size):
+                continue
+            if best is None or blocks[k].top < blocks[best].top:
+                best = k
+        if best is not None and id(blocks[best]) not in kickers:
+            kickers[id(blocks[best])] = join_lines([ln.text for ln in block.lines], vocab)
+            taken.add(j)
+    return [b for k, b in enumerate(blocks) if k not in taken], kickers
+
+
+def _display_matter(
+    blocks: Sequence[Block], head_of: dict[int, int], owners: dict[int, int], body_size: float
+) -> set[int]:
+    """Blocks of advertisements: an article head whose whole region is centred display type.
+
+    An advertisement (or a promotion box) centres every line in its box, in two or more sizes
+    of type, while an article's text is set flush left or justified: its paragraph ends,
+    indented first lines and the columns of a multi-column story all lie off any one axis.
+    So a head is display matter when (nearly) every line of its region shares one axis.
+    """
+    members: dict[int, list[int]] = defaultdict(list)
+    for k, head in head_of.items():
+        members[head].append(k)
+    for k, head in owners.items():
+        if head in members:
+            members[head].append(k)
+    # Display type is often set with wide white between its parts, so one advertisement can
+    # read as several heads: heads stacked on one axis are judged together.
+    groups = [_contiguous(blocks, group, body_size) for group in members.values()]
+    axes = [_common_axis([ln for k in g for ln in blocks[k].lines], body_size) for g in groups]
+    root = list(range(len(groups)))
+
+    def find(i: int) -> int:
+        while root[i] != i:
+            root[i] = root[root[i]]
+            i = root[i]
+        return i
+
+    for i, axis in enumerate(axes):
+        for j, other in enumerate(axes):
+            if i == j or axis is None or other is None or abs(axis - other) > 0.5 * body_size:
+                continue
+            if _stacked(blocks, groups[i], groups[j], body_size):
+                root[find(j)] = find(i)
+    chains: dict[int, list[int]] = defaultdict(list)
+    for i, group in enumerate(groups):
+        chains[find(i)].extend(group)
+    found: set[int] = set()
+    for chain in chains.values():
+        if _centred_display([ln for k in chain for ln in blocks[k].lines], body_size):
+            found.update(chain)
+    return found
+
+
+def _contiguous(blocks: Sequence[Block], group: Sequence[int], body_size: float) -> list[int]:
+    """The blocks of ``group`` stacked without a wide gap, from its top down.
+
+    A head's region can reach far down its columns (to the next head); an advertisement is
+    only the compact stack of lines at its top.
+    """
+    order = sorted(group, key=lambda k: blocks[k].top)
+    run = order[:1]
+    for k in order[1:]:
+        bottom = max(blocks[j].bottom for j in run)
+        size = max(blocks[j].size for j in run)
+        if blocks[k].top - bottom > max(3.0 * body_size, 1.5 * size):
+            break
+        run.append(k)
+    return run
+
+
+def _common_axis(lines: Sequence[Line], body_size: float) -> float | None:
+    """The vertical axis all ``lines`` are centred on, or None when they are not."""
+    if not lines:
+        return None
+    centres = sorted((ln.x0 + ln.x1) / 2.0 for ln in lines)
+    axis = centres[len(centres) // 2]
+    off = sum(
+        1 for ln in lines if abs((ln.x0 + ln.x1) / 2.0 - axis) > max(0.3 * body_size, 0.1 * ln.size)
+    )
+    return axis if off <= 0.1 * len(lines) else None
+
+
+def _stacked(
+    blocks: Sequence[Block], upper: Sequence[int], lower: Sequence[int], body_size: float
+) -> bool:
+    """True when group ``lower`` starts a short way under group ``upper``."""
+    bottom = max(blocks[k].bottom for k in upper)
+    top = min(blocks[k].top for k in lower)
+    size = max(blocks[k].size for k in upper)
+    return -1.0 <= top - bottom <= max(3.0 * body_size, 1.5 * size)
+
+
+def _centred_display(lines: Sequence[Line], body_size: float) -> bool:
+    """Three or more lines in two or more sizes, (nearly) all centred on one vertical axis."""
+    if len(lines) < 3 or len({round(ln.size) for ln in lines}) < 2:
+        return False
+    axis = _common_axis(lines, body_size)
+    if axis is None:
+        return False
+    widest = max(ln.width for ln in lines)
+    return sum(1 for ln in lines if ln.width < widest - body_size) >= 2
 
 
 def _drop_inserts(blocks: Sequence[Block], body_size: float, vocab: frozenset[str]) -> list[Block]:
@@ -880,7 +1264,9 @@ def analyse_document(pages: Sequence[PageText]) -> list[list[Article]]:
             per_page.append([])
             continue
         gutters = find_gutters(page.lines, body_size, page.width)
-        blocks = order_blocks(build_blocks(page.lines, gutters, body_size, page.number))
+        lines = merge_spaced_words(page.lines, gutters, body_size)
+        lines = split_joined_headlines(lines, gutters, body_size)
+        blocks = order_blocks(build_blocks(lines, gutters, body_size, page.number))
         per_page.append(split_articles(blocks, body_size, vocab, page.number, gutters))
     join_continuations(per_page, vocab, [pg.number for pg in cleaned])
     for articles in per_page:

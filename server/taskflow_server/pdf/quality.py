@@ -8,7 +8,10 @@ and compares it with the ground truth, page by page:
   extracted, recall = matched / true;
 - **bodies**: for every matched title, a token-level difflib ratio between the two bodies after
   normalisation (lower case, dashes unified, punctuation dropped);
-- **status**: pages whose status (processed / skipped) differs from the ground truth.
+- **status**: pages whose status (processed / skipped) differs from the ground truth;
+- **inserts taken as titles**: extracted titles that are no article's title but the text of
+  something that is not an article: a part of an advertisement or a caption (the truth's
+  ``generator.inserts``), or an article's kicker or deck (its ``kicker`` / ``subtitle``).
 
 Pages the ground truth marks ``skipped`` (no text layer) only count towards the status check.
 :func:`evaluate_folder` sums the counts over every ``*.pdf`` with a ``.json`` beside it.
@@ -59,6 +62,7 @@ class Quality:
     status_errors: int = 0
     documents: int = 0
     misses: list[str] = field(default_factory=list)
+    insert_titles: list[str] = field(default_factory=list)
 
     @property
     def title_precision(self) -> float:
@@ -84,6 +88,7 @@ class Quality:
         self.status_errors += other.status_errors
         self.documents += other.documents
         self.misses.extend(other.misses)
+        self.insert_titles.extend(other.insert_titles)
 
 
 def _same_title(a: str, b: str) -> bool:
@@ -97,6 +102,10 @@ def compare(result: dict[str, Any], truth: dict[str, Any]) -> Quality:
     """Compare an extraction result with ground truth (both in the result shape)."""
     quality = Quality(documents=1)
     found_pages = {p["page_number"]: p for p in result.get("pages", [])}
+    inserts: dict[int, list[str]] = {}
+    for insert in (truth.get("generator") or {}).get("inserts", []):
+        parts = str(insert.get("text", "")).split(" / ")
+        inserts.setdefault(int(insert.get("page", 0)), []).extend(parts)
     for true_page in truth.get("pages", []):
         number = true_page["page_number"]
         found = found_pages.get(number, {"status": "missing", "articles": []})
@@ -117,6 +126,12 @@ def compare(result: dict[str, Any], truth: dict[str, Any]) -> Quality:
             unused.remove(match)
             quality.matched_titles += 1
             quality.similarities.append(body_similarity(match["body"], article["body"]))
+        not_titles = list(inserts.get(number, []))
+        for article in true_articles:
+            not_titles += [str(article.get(key) or "") for key in ("kicker", "subtitle")]
+        for extra in unused:
+            if any(_same_title(extra["title"], text) for text in not_titles if text):
+                quality.insert_titles.append(f"{truth.get('filename')} p{number}: {extra['title']}")
     return quality
 
 
