@@ -275,10 +275,36 @@ async def test_every_page_invalid_is_bad_output_retried_then_dead_lettered(
     assert all(e["fault"] == "bad_json" for e in log)
 
 
+async def test_scanned_page_is_read_offline_first_and_sent_only_when_poorly_read(
+    fake: FakeOpenRouterThread, start_rig: StartRig
+) -> None:
+    """engine=auto (the default): a scan that OCR reads well never costs an upstream call; one
+    whose OCR confidence is under the threshold goes to the vision model."""
+    rig = await start_rig(fake)
+    result = await rig.completed(await rig.submit_pdf(sample("gazette-02.pdf"), "g2.pdf"))
+    pages = result["pages"]
+    assert [p["status"] for p in pages] == ["processed"] * 4
+    assert pages[3]["ocr"] is True and pages[3]["articles"]
+    log = await fake_requests(fake)
+    assert for_page(log, 4, 4) == [] and len(log) == 3
+    assert all(len(for_page(log, page, 4)) == 1 for page in (1, 2, 3))
+
+
+async def test_a_poorly_read_scan_goes_to_the_vision_model(
+    fake: FakeOpenRouterThread, start_rig: StartRig
+) -> None:
+    rig = await start_rig(fake, pdf_ocr_min_confidence=0.999)
+    result = await rig.completed(await rig.submit_pdf(sample("gazette-02.pdf"), "g2.pdf"))
+    assert [p["status"] for p in result["pages"]] == ["processed"] * 4
+    (scan,) = for_page(await fake_requests(fake), 4, 4)
+    assert scan["parts"] == ["text", "image_url"]
+    assert not result["pages"][3].get("ocr")
+
+
 async def test_scanned_page_is_sent_as_an_image(
     fake: FakeOpenRouterThread, start_rig: StartRig
 ) -> None:
-    rig = await start_rig(fake)
+    rig = await start_rig(fake, pdf_engine="vision")
     result = await rig.completed(await rig.submit_pdf(sample("gazette-02.pdf"), "g2.pdf"))
     assert [p["status"] for p in result["pages"]] == ["processed"] * 4
 
@@ -295,7 +321,9 @@ async def test_scanned_page_is_sent_as_an_image(
 async def test_scanned_page_goes_to_the_file_parser_when_enabled(
     fake: FakeOpenRouterThread, start_rig: StartRig
 ) -> None:
-    rig = await start_rig(fake, pdf_use_file_parser=True, pdf_file_parser_engine="mistral-ocr")
+    rig = await start_rig(
+        fake, pdf_engine="vision", pdf_use_file_parser=True, pdf_file_parser_engine="mistral-ocr"
+    )
     result = await rig.completed(await rig.submit_pdf(sample("gazette-02.pdf"), "g2.pdf"))
     assert [p["status"] for p in result["pages"]] == ["processed"] * 4
 
@@ -312,7 +340,7 @@ async def test_scanned_page_goes_to_the_file_parser_when_enabled(
 async def test_scanned_corpus_issue_through_the_file_parser(
     fake: FakeOpenRouterThread, start_rig: StartRig, corpus_dir: Path
 ) -> None:
-    rig = await start_rig(fake, pdf_use_file_parser=True)
+    rig = await start_rig(fake, pdf_engine="vision", pdf_use_file_parser=True)
     data = (corpus_dir / "sample-4page-issue.pdf").read_bytes()
     result = await rig.completed(await rig.submit_pdf(data, "sample-4page-issue.pdf"), 60)
     assert [p["status"] for p in result["pages"]] == ["processed"] * 4
