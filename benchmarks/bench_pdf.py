@@ -21,11 +21,16 @@ Measures, on the shared corpus (``../shared/corpus/pdfs`` beside the repository,
    before the read, which includes PDFium's own allocations, and the tracemalloc peak of
    Python objects.
 
+4. the first ``--scanned-issues`` of those issues as image-only scans (every page a grey,
+   slightly skewed, noisy ``--scan-dpi`` image: ``samples.scanned_copy``) read by offline OCR and
+   the same layout analysis: title precision and recall, body similarity, and OCR seconds per
+   page on one core (Tesseract is limited to one thread per page; pages run in parallel).
+
 Prints a table on stdout and, with ``--json PATH``, writes the figures as JSON. Without the
 corpus only the generator section runs (and the exit status is 2).
 
     python benchmarks/bench_pdf.py [--corpus DIR] [--repeat 3] [--issues 20] [--seed BASE]
-        [--json out.json]
+        [--scanned-issues 6] [--scan-dpi 150] [--json out.json]
 """
 
 from __future__ import annotations
@@ -50,8 +55,10 @@ from typing import Any
 from taskflow_server.cpu import CpuPool
 from taskflow_server.pdf import sample_dir
 from taskflow_server.pdf.extract import extract_offline
+from taskflow_server.pdf.ocr import DEFAULT_ENGINE, OcrOptions
 from taskflow_server.pdf.quality import Quality, compare
 from taskflow_server.pdf.reader import open_pdf
+from taskflow_server.pdf.samples import scanned_copy, scanned_truth
 from taskflow_server.testing.broadsheet import make_broadsheet
 
 REPO = Path(__file__).resolve().parent.parent
@@ -216,6 +223,53 @@ def broadsheet_run(base: int, issues: int) -> dict[str, Any]:
     }
 
 
+def scanned_run(base: int, issues: int, dpi: int) -> dict[str, Any]:
+    """Quality and OCR speed on image-only scans (grey, skewed, noisy, ``dpi``) of ``issues``
+    fresh issues of the second generator: OCR, then the same layout analysis."""
+    total = Quality()
+    pages = 0
+    wall = 0.0
+    for seed in range(base, base + issues):
+        data, truth = make_broadsheet(seed)
+        name = truth["filename"].replace(".pdf", "-scan.pdf")
+        scan = scanned_copy(data, seed, dpi=dpi)
+        started = time.perf_counter()
+        result = extract_offline(scan, name, None, ocr=OcrOptions(dpi=dpi))
+        wall += time.perf_counter() - started
+        pages += len(result["pages"])
+        total.add(compare(result, scanned_truth(truth, name)))
+    return {
+        "seeds": [base, base + issues - 1],
+        "issues": issues,
+        "pages": pages,
+        "dpi": dpi,
+        "title_precision": round(total.title_precision, 4),
+        "title_recall": round(total.title_recall, 4),
+        "body_similarity": round(total.body_similarity, 4),
+        "inserts_as_titles": len(total.insert_titles),
+        "ocr_s_per_page_one_core": round(wall / max(pages, 1), 2),
+        "misses": total.misses,
+    }
+
+
+def scanned_report(figures: dict[str, Any]) -> str:
+    """The scanned-issues section as text."""
+    rows = [
+        ["seeds", "issues", "pages", "dpi", "title P", "title R", "body sim", "s/page (1 core)"],
+        [
+            f"{figures['seeds'][0]}..{figures['seeds'][1]}",
+            str(figures["issues"]),
+            str(figures["pages"]),
+            str(figures["dpi"]),
+            f"{figures['title_precision']:.3f}",
+            f"{figures['title_recall']:.3f}",
+            f"{figures['body_similarity']:.3f}",
+            f"{figures['ocr_s_per_page_one_core']:.2f}",
+        ],
+    ]
+    return table(rows)
+
+
 def broadsheet_report(figures: dict[str, Any]) -> str:
     """The generator section as text."""
     memory = figures["reader_memory"]
@@ -261,6 +315,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=None,
         help=f"first generator seed (default: drawn at run time, >= {FRESH_SEEDS_FROM:,})",
     )
+    parser.add_argument(
+        "--scanned-issues",
+        type=int,
+        default=6,
+        help="of those issues, how many to also read as image-only scans through OCR (0: none)",
+    )
+    parser.add_argument("--scan-dpi", type=int, default=150)
     args = parser.parse_args(argv)
     base = args.seed
     if base is None:
@@ -269,10 +330,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.flush()
     fresh = broadsheet_run(base, args.issues)
     sys.stdout.write(broadsheet_report(fresh) + "\n\n")
+    scanned: dict[str, Any] | None = None
+    if args.scanned_issues:
+        sys.stdout.write(
+            f"The same generator as image-only scans, read by offline OCR ({DEFAULT_ENGINE})\n"
+        )
+        sys.stdout.flush()
+        scanned = scanned_run(base, args.scanned_issues, args.scan_dpi)
+        sys.stdout.write(scanned_report(scanned) + "\n\n")
     if not (args.corpus / FEDERAL_REGISTER).exists():
         sys.stderr.write(f"corpus not found in {args.corpus}; pass --corpus DIR\n")
         if args.json is not None:
-            args.json.write_text(json.dumps({"broadsheet": fresh}, indent=2) + "\n")
+            args.json.write_text(
+                json.dumps({"broadsheet": fresh, "scanned": scanned}, indent=2) + "\n"
+            )
         return 2
 
     inputs = [
@@ -318,7 +389,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.json is not None:
         args.json.write_text(
             json.dumps(
-                {"extraction": extraction, "loop_latency": latency, "broadsheet": fresh},
+                {
+                    "extraction": extraction,
+                    "loop_latency": latency,
+                    "broadsheet": fresh,
+                    "scanned": scanned,
+                },
                 indent=2,
             )
             + "\n"
