@@ -23,9 +23,9 @@ The steps, all pure functions over :class:`~taskflow_server.pdf.reader.PageText`
    kicker (neither a title nor body text); a smaller or italic block directly under it, flush
    with it or centred under it, is the deck (the subtitle); a "By ..." line the author; the
    rest up to the next headline is the body. A head whose whole compact region is centred on
-   one axis in several sizes of type is an advertisement and is dropped. Hyphenation at line
-   ends is repaired ("infor-" + "mation" -> "information", unless the hyphenated form occurs
-   elsewhere).
+   one axis in several sizes of type is an advertisement and is dropped (:mod:`.adverts`).
+   Hyphenation at line ends is repaired ("infor-" + "mation" -> "information", unless the
+   hyphenated form occurs elsewhere).
 6. **Jumps** (:func:`join_continuations`): "Continued on page N" / "Continued from page M"
    lines are removed and the two parts joined on the page where the article starts; text at
    the top of a page before any headline continues the previous page's last article.
@@ -41,9 +41,11 @@ import re
 from bisect import bisect_right
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+from taskflow_server.pdf.adverts import display_matter
 from taskflow_server.pdf.reader import Line, PageText
+from taskflow_server.pdf.titles import acceptable_title, has_date, is_junk_line, is_noise
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +65,9 @@ PULL_QUOTE_WORDS = 5
 """Large type repeating at least this many words of the page's text verbatim is a pull quote."""
 CAPTION_RATIO = 0.9
 """Italic text this much smaller than the body under an empty stretch of column is a caption."""
+PICTURE_LINES = 20
+"""A stretch of a column this many body sizes tall with no text is a picture (an engraving,
+a photograph, a plan): large type right under it is its caption."""
 KICKER_WORDS = 6
 """A kicker (the label set over a headline) has at most this many words."""
 KICKER_RATIO = 0.75
@@ -70,7 +75,7 @@ KICKER_RATIO = 0.75
 
 _WORD_RE = re.compile(r"[^\W\d_][\w'\u2019-]*", re.UNICODE)
 _PAGE_NUMBER_RE = re.compile(
-    r"^[\W_]*(?:page|p\.|pg\.?|seite|pagina|página)?\s*[A-Z]?\d{1,4}"
+    r"^[\W_]*(?:page|p\.|pg\.?|seite|pagina|página)?\s*[A-Z]?\d{1,6}"
     r"(?:\s*(?:of|/|de|di|von)\s*\d{1,4})?[\W_]*$",
     re.IGNORECASE,
 )
@@ -184,6 +189,11 @@ class Article:
     title_size: float = 0.0
     topics: list[str] | None = None
     summary: str | None = None
+    captions: list[str] = field(default_factory=list)
+    """Captions of pictures on the page, kept with the page's first article (not in
+    :meth:`to_dict`: the result's keys stay those of the API)."""
+    headings: list[int] = field(default_factory=list, repr=False, compare=False)
+    """Indices of paragraphs set as headings in body type (bold or capitals, short)."""
 
     @property
     def body(self) -> str:
@@ -289,7 +299,8 @@ def _furniture_key(text: str) -> str:
 
 
 def is_page_number(text: str) -> bool:
-    """True for a bare folio: "4", "-4-", "A4", "Page 4", "Page 4 of 48"."""
+    """True for a bare folio: "4", "-4-", "A4", "Page 4", "Page 4 of 48", "47698" (a journal
+    numbers its pages through the volume)."""
     return bool(_PAGE_NUMBER_RE.match(text.strip()))
 
 
@@ -322,7 +333,33 @@ def find_furniture(pages: Sequence[PageText]) -> set[tuple[int, int]]:
         )
         if len(seen) >= needed:
             found.add((p, i))
+    _running_head_parts(pages, found)
     return found
+
+
+_RUNNING_HEAD_SPLIT_RE = re.compile(r"\s+[/|\u2022\u00b7\u2014]\s+|\s{3,}")
+
+
+def _running_head_parts(pages: Sequence[PageText], found: set[tuple[int, int]]) -> None:
+    """Add the margin lines that repeat a part of a running head (in place).
+
+    A running head is often built of parts ("Federal Register / Vol. 85, No. 152 / Thursday,
+    August 6, 2020 / Proposed Rules"), and the first page of a section or issue sets the same
+    parts on lines of their own, the section's name in large type. Those lines are furniture
+    too: a section name is no document's title.
+    """
+    parts: set[str] = set()
+    for p, i in found:
+        pieces = _RUNNING_HEAD_SPLIT_RE.split(pages[p].lines[i].text)
+        if len(pieces) >= 2:
+            parts.update(_furniture_key(piece) for piece in pieces if piece.strip())
+    if not parts:
+        return
+    for p, page in enumerate(pages):
+        zone = MARGIN_FRACTION * page.height
+        for i, line in enumerate(page.lines):
+            if line.top <= zone and _furniture_key(line.text.strip(" .,;:")) in parts:
+                found.add((p, i))
 
 
 def body_font_size(pages: Iterable[PageText]) -> float:
@@ -403,6 +440,61 @@ def _stripes(
                     gutters.append((float(start), float(k)))
         k += 1
     return gutters
+
+
+def _plausible_box(line: Line) -> bool:
+    """False for a "line" far narrower than its characters at its size could be set (a
+    vertical label or the hatching of a drawing read by OCR)."""
+    chars = len(line.text.strip())
+    return chars < 2 or line.width >= 0.2 * line.size * chars
+
+
+def settle_sizes(
+    lines: Sequence[Line], gutters: Sequence[tuple[float, float]], body_size: float
+) -> list[Line]:
+    """Give text-size type back to large "lines" that sit inside running text.
+
+    A headline stands in white of its own: no line of text type shares its row within its
+    column, and none lies inside its box. When an OCR engine measures a line's size from its
+    box, a speck or a rule beside a word fragment makes it look like display type; such a
+    line, touching text-type lines of its column, takes their size instead.
+    """
+    limit = HEADLINE_RATIO * body_size
+    small = sorted(
+        (ln for ln in lines if ln.size < limit and ln.text.strip()), key=lambda ln: ln.top
+    )
+    if not small:
+        return list(lines)
+    tops = [ln.top for ln in small]
+    reach = 3.0 * limit
+    out: list[Line] = []
+    for line in lines:
+        if line.size < limit:
+            out.append(line)
+            continue
+        start = bisect_right(tops, line.top - reach)
+        touching: list[float] = []
+        for other in small[start:]:
+            if other.top > line.bottom:
+                break
+            rows = min(other.bottom, line.bottom) - max(other.top, line.top)
+            if rows <= 0.3 * other.height:
+                continue
+            if other.top >= line.top + 0.6 * line.height:
+                continue  # starts in the foot of its box (room for descenders): the line under
+            gap = max(other.x0 - line.x1, line.x0 - other.x1)
+            if gap > 1.5 * body_size:
+                continue
+            if gap > 0 and any(
+                min(line.x1, other.x1) - 1.0 <= a and b <= max(line.x0, other.x0) + 1.0
+                for a, b in gutters
+            ):
+                continue  # beside it, across a gutter: another column
+            touching.append(other.size)
+        if touching:
+            line = replace(line, size=sorted(touching)[len(touching) // 2])
+        out.append(line)
+    return out
 
 
 def merge_spaced_words(
@@ -766,8 +858,9 @@ def _article_heads(blocks: Sequence[Block], body_size: float) -> dict[int, int]:
             if j == k or above.bottom > block.top + 2.0:
                 continue
             # The white under a headline grows with its type: a deck sits about half the
-            # headline's size below it.
-            if block.top - above.bottom > max(1.5 * body_size, 0.4 * above.size):
+            # headline's size below it (the size of the head the line above belongs to).
+            size = max(above.size, blocks[head_of.get(j, j)].size)
+            if block.top - above.bottom > max(1.5 * body_size, 0.4 * size):
                 continue
             if _x_overlap(above, block) < 0.5 * min(above.x1 - above.x0, block.x1 - block.x0):
                 continue
@@ -782,8 +875,8 @@ def _article_heads(blocks: Sequence[Block], body_size: float) -> dict[int, int]:
 def _aligned_under(block: Block, above: Block) -> bool:
     """True when ``block`` starts at ``above``'s left edge or is centred under it."""
     em = max(block.size, 0.5 * above.size)
-    if abs(block.x0 - above.x0) <= em:
-        return True
+    if abs(block.x0 - above.x0) <= em or abs(block.x1 - above.x1) <= em:
+        return True  # flush left or flush right
     if abs((block.x0 + block.x1) - (above.x0 + above.x1)) <= 2.0 * em:
         return True
     # A deck set flush left in the story's columns under a centred headline: it starts a
@@ -905,12 +998,25 @@ def split_articles(
     Each article head claims the blocks in its region (see :func:`_owners`); a block outside
     every region continues whichever article the reading order last touched.
     """
+    blocks = [
+        b
+        for b in blocks
+        if not (_is_headline(b, body_size) and is_noise(" ".join(ln.text for ln in b.lines)))
+    ]
     blocks = _drop_inserts(blocks, body_size, vocab)
     blocks, kickers = _take_kickers(blocks, body_size, vocab)
     head_of = _article_heads(blocks, body_size)
+    captions = _picture_captions(blocks, head_of, body_size)
+    caption_text = [
+        join_lines([ln.text for k in group for ln in blocks[k].lines], vocab) for group in captions
+    ]
+    in_caption = {k for group in captions for k in group}
+    blocks = [b for k, b in enumerate(blocks) if k not in in_caption]
+    head_of = _article_heads(blocks, body_size)
     owners = _owners(blocks, head_of, gutters, body_size)
-    display = _display_matter(blocks, head_of, owners, body_size)
+    display = display_matter(blocks, head_of, owners, body_size, HEADLINE_RATIO)
     head_bottom: dict[int, float] = {}
+    heads: dict[int, tuple[float, float]] = {}
     articles: list[Article] = []
     by_head: dict[int, Article] = {}
     stage: dict[int, str] = {}
@@ -940,8 +1046,12 @@ def split_articles(
             if head != k and head in by_head:
                 article = by_head[head]
                 same_type = block.italic == blocks[head].italic
-                if same_type and block.size > 0.9 * article.title_size and not article.subtitle:
+                capitals = _capitals(article.title) and _capitals(text.split(".")[0])
+                big = block.size > (0.6 if capitals else 0.9) * article.title_size
+                if same_type and big and not article.subtitle:
                     article.title = f"{article.title} {text}".strip()
+                    x0, x1 = heads.get(id(article), (block.x0, block.x1))
+                    heads[id(article)] = (min(x0, block.x0), max(x1, block.x1))
                 else:  # smaller or in another type: the deck
                     article.subtitle = f"{article.subtitle} {text}".strip()
                 head_bottom[id(article)] = max(head_bottom[id(article)], block.bottom)
@@ -950,6 +1060,7 @@ def split_articles(
             current = Article(title=text, page=page, title_size=block.size)
             current.kicker = kickers.get(id(block), "")
             head_bottom[id(current)] = block.bottom
+            heads[id(current)] = (block.x0, block.x1)
             if pending_from is not None:
                 current.jump_from, pending_from = pending_from, None
             by_head[k] = current
@@ -983,8 +1094,163 @@ def split_articles(
                 article.subtitle = text
                 continue
         stage[id(article)] = "body"
+        if _is_minor_heading(block):
+            article.headings.append(len(article.paragraphs))
+            article.paragraphs.append(text)
+            continue
         _append_paragraphs(article, _paragraphs(block, vocab, body_size), vocab)
+    articles = _merge_untitled_heads(articles, vocab, heads)
+    if articles:
+        articles[0].captions.extend(t for t in caption_text if t)
     return articles
+
+
+def _merge_untitled_heads(
+    articles: list[Article],
+    vocab: frozenset[str],
+    heads: dict[int, tuple[float, float]],
+) -> list[Article]:
+    """Articles whose large type does not read as a title (a fragment, a lone word, noise:
+    :func:`~.titles.acceptable_title`) are no articles: their text, title first, continues
+    the article before them in reading order. A head with almost no text of its own that
+    smaller large type follows, set to the head's measure (``heads``: the x-extent of each
+    article's head, by ``id()``), is a head with its deck, unless its text is a dateline
+    (a nameplate over the lead story's headline)."""
+    out: list[Article] = []
+    for article in articles:
+        previous = out[-1] if out else None
+        if (
+            previous is not None
+            and article.title
+            and previous.title
+            and article.title_size < previous.title_size
+            and len(previous.body.split()) < MIN_ARTICLE_WORDS
+            and not previous.author
+            and not any(has_date(p) for p in previous.paragraphs)  # a nameplate's dateline
+            and _deck_under(heads.get(id(previous)), heads.get(id(article)), article.title_size)
+        ):
+            # A head with (almost) no text of its own followed by smaller large type: that
+            # is its deck, set in pieces (the fragments under the head belong to it too).
+            parts = [previous.subtitle, *previous.paragraphs, article.title, article.subtitle]
+            previous.subtitle = join_lines([p for p in parts if p], vocab)
+            previous.paragraphs = list(article.paragraphs)
+            previous.headings = list(article.headings)
+            previous.author = previous.author or article.author
+            previous.captions.extend(article.captions)
+            previous.jump_to = article.jump_to
+            continue
+        if not article.title or acceptable_title(article.title):
+            out.append(article)
+            continue
+        lead = [t for t in (article.title, article.subtitle) if t and not is_noise(t)]
+        article.paragraphs = lead + article.paragraphs
+        article.headings = [k + len(lead) for k in article.headings]
+        if not out:
+            article.title = article.subtitle = ""
+            out.append(article)
+            continue
+        target = out[-1]
+        before = len(target.paragraphs)
+        _append_paragraphs(target, article.paragraphs, vocab)
+        glued = len(target.paragraphs) - before < len(article.paragraphs)
+        target.headings.extend(k + before - glued for k in article.headings if k or not glued)
+        target.captions.extend(article.captions)
+        if article.jump_to is not None:
+            target.jump_to = article.jump_to
+    return out
+
+
+def _deck_under(
+    head: tuple[float, float] | None, deck: tuple[float, float] | None, size: float
+) -> bool:
+    """True when a deck's extent fills its head's measure (a masthead is wider than the
+    headline under it; a deck is set to its headline's measure)."""
+    if head is None or deck is None:
+        return False
+    inside = deck[0] >= head[0] - size and deck[1] <= head[1] + size
+    return inside and deck[1] - deck[0] >= 0.7 * (head[1] - head[0])
+
+
+def _picture_captions(
+    blocks: Sequence[Block], head_of: dict[int, int], body_size: float
+) -> list[list[int]]:
+    """Groups of blocks that caption a picture (each group in reading order).
+
+    A picture is white to the text layer (or to OCR): a tall stretch with no text. Large
+    type right under such a stretch, across its width, is the picture's title and legend, not
+    an article's headline; lines stacked right under it in large type belong to the caption
+    too. A headline stands under other text (a masthead, the end of another story) or at
+    the top of the page.
+    """
+    tall = PICTURE_LINES * body_size
+    found: dict[int, list[int]] = {}
+    member: set[int] = set()
+    for k in sorted(head_of, key=lambda k: blocks[k].top):
+        block = blocks[k]
+        parent = next(
+            (
+                j
+                for j in member
+                if 0 <= block.top - blocks[j].bottom <= 2.0 * body_size
+                and _x_overlap(blocks[j], block) > 0
+            ),
+            None,
+        )
+        if parent is not None:
+            root = next(r for r, g in found.items() if parent in g)
+            found[root].append(k)
+            member.add(k)
+            continue
+        above = [
+            b.bottom
+            for j, b in enumerate(blocks)
+            if j != k and b.bottom <= block.top + 1.0 and _x_overlap(b, block) > 0
+        ]
+        if above and block.top - max(above) >= tall and not _heads_a_story(blocks, k, body_size):
+            found[k] = [k]
+            member.add(k)
+    return [sorted(g) for g in found.values()]
+
+
+def _heads_a_story(blocks: Sequence[Block], k: int, body_size: float) -> bool:
+    """True when the first text under block ``k`` hangs from it as a story from its head.
+
+    A headline under white (the empty foot of an advertisement's box, a short story's
+    column) has its own story right under it: a deck, a byline or the text, flush with the
+    head's left or right edge or centred under it, a deck no wider than the head. A caption
+    spans its picture, and the running text under it belongs to columns that do not line up
+    with it.
+    """
+    block = blocks[k]
+    reach = max(2.0 * body_size, 0.5 * block.size)
+    under = [
+        b
+        for j, b in enumerate(blocks)
+        if j != k and -1.0 <= b.top - block.bottom <= reach and _x_overlap(b, block) > 0
+    ]
+    if not under:
+        return False
+    first = min(under, key=lambda b: b.top)
+    wider = first.x1 - first.x0 > block.x1 - block.x0 + 2.0 * first.size
+    if _is_headline(first, body_size) and wider:
+        return False  # a deck is set to its head's measure: this is a caption's wider line
+    return _aligned_under(first, block)
+
+
+def _capitals(text: str) -> bool:
+    """True when (nearly) all of the letters of ``text`` are capitals (four or more)."""
+    letters = [ch for ch in text if ch.isalpha()]
+    return len(letters) >= 4 and sum(ch.isupper() for ch in letters) >= 0.8 * len(letters)
+
+
+def _is_minor_heading(block: Block) -> bool:
+    """A heading set in text type: one to three short lines, bold or in capitals."""
+    if len(block.lines) > 3 or block.word_count > 20:
+        return False
+    text = " ".join(ln.text for ln in block.lines)
+    letters = [ch for ch in text if ch.isalpha()]
+    capitals = len(letters) >= 4 and sum(ch.isupper() for ch in letters) >= 0.8 * len(letters)
+    return block.bold or capitals
 
 
 def _is_deck(block: Block, head_bottom: float | None, body_size: float) -> bool:
@@ -1056,100 +1322,6 @@ def _take_kickers(
     return [b for k, b in enumerate(blocks) if k not in taken], kickers
 
 
-def _display_matter(
-    blocks: Sequence[Block], head_of: dict[int, int], owners: dict[int, int], body_size: float
-) -> set[int]:
-    """Blocks of advertisements: an article head whose whole region is centred display type.
-
-    An advertisement (or a promotion box) centres every line in its box, in two or more sizes
-    of type, while an article's text is set flush left or justified: its paragraph ends,
-    indented first lines and the columns of a multi-column story all lie off any one axis.
-    So a head is display matter when (nearly) every line of its region shares one axis.
-    """
-    members: dict[int, list[int]] = defaultdict(list)
-    for k, head in head_of.items():
-        members[head].append(k)
-    for k, head in owners.items():
-        if head in members:
-            members[head].append(k)
-    # Display type is often set with wide white between its parts, so one advertisement can
-    # read as several heads: heads stacked on one axis are judged together.
-    groups = [_contiguous(blocks, group, body_size) for group in members.values()]
-    axes = [_common_axis([ln for k in g for ln in blocks[k].lines], body_size) for g in groups]
-    root = list(range(len(groups)))
-
-    def find(i: int) -> int:
-        while root[i] != i:
-            root[i] = root[root[i]]
-            i = root[i]
-        return i
-
-    for i, axis in enumerate(axes):
-        for j, other in enumerate(axes):
-            if i == j or axis is None or other is None or abs(axis - other) > 0.5 * body_size:
-                continue
-            if _stacked(blocks, groups[i], groups[j], body_size):
-                root[find(j)] = find(i)
-    chains: dict[int, list[int]] = defaultdict(list)
-    for i, group in enumerate(groups):
-        chains[find(i)].extend(group)
-    found: set[int] = set()
-    for chain in chains.values():
-        if _centred_display([ln for k in chain for ln in blocks[k].lines], body_size):
-            found.update(chain)
-    return found
-
-
-def _contiguous(blocks: Sequence[Block], group: Sequence[int], body_size: float) -> list[int]:
-    """The blocks of ``group`` stacked without a wide gap, from its top down.
-
-    A head's region can reach far down its columns (to the next head); an advertisement is
-    only the compact stack of lines at its top.
-    """
-    order = sorted(group, key=lambda k: blocks[k].top)
-    run = order[:1]
-    for k in order[1:]:
-        bottom = max(blocks[j].bottom for j in run)
-        size = max(blocks[j].size for j in run)
-        if blocks[k].top - bottom > max(3.0 * body_size, 1.5 * size):
-            break
-        run.append(k)
-    return run
-
-
-def _common_axis(lines: Sequence[Line], body_size: float) -> float | None:
-    """The vertical axis all ``lines`` are centred on, or None when they are not."""
-    if not lines:
-        return None
-    centres = sorted((ln.x0 + ln.x1) / 2.0 for ln in lines)
-    axis = centres[len(centres) // 2]
-    off = sum(
-        1 for ln in lines if abs((ln.x0 + ln.x1) / 2.0 - axis) > max(0.3 * body_size, 0.1 * ln.size)
-    )
-    return axis if off <= 0.1 * len(lines) else None
-
-
-def _stacked(
-    blocks: Sequence[Block], upper: Sequence[int], lower: Sequence[int], body_size: float
-) -> bool:
-    """True when group ``lower`` starts a short way under group ``upper``."""
-    bottom = max(blocks[k].bottom for k in upper)
-    top = min(blocks[k].top for k in lower)
-    size = max(blocks[k].size for k in upper)
-    return -1.0 <= top - bottom <= max(3.0 * body_size, 1.5 * size)
-
-
-def _centred_display(lines: Sequence[Line], body_size: float) -> bool:
-    """Three or more lines in two or more sizes, (nearly) all centred on one vertical axis."""
-    if len(lines) < 3 or len({round(ln.size) for ln in lines}) < 2:
-        return False
-    axis = _common_axis(lines, body_size)
-    if axis is None:
-        return False
-    widest = max(ln.width for ln in lines)
-    return sum(1 for ln in lines if ln.width < widest - body_size) >= 2
-
-
 def _drop_inserts(blocks: Sequence[Block], body_size: float, vocab: frozenset[str]) -> list[Block]:
     """The blocks without pull quotes and captions, which are no article's text."""
     headline = [_is_headline(b, body_size) for b in blocks]
@@ -1173,7 +1345,7 @@ def _append_paragraphs(article: Article, paragraphs: list[str], vocab: frozenset
     """Add paragraphs, gluing one that was cut by a column or page break back together."""
     if not paragraphs:
         return
-    if article.paragraphs:
+    if article.paragraphs and len(article.paragraphs) - 1 not in article.headings:
         last = article.paragraphs[-1]
         first = paragraphs[0]
         ends_open = last[-1:] not in '.!?:"\u201d\u2019)' or last[-1:] in _HYPHENS
@@ -1263,8 +1435,10 @@ def analyse_document(pages: Sequence[PageText]) -> list[list[Article]]:
         if not page.has_text_layer or not page.lines:
             per_page.append([])
             continue
-        gutters = find_gutters(page.lines, body_size, page.width)
-        lines = merge_spaced_words(page.lines, gutters, body_size)
+        lines = [ln for ln in page.lines if not is_junk_line(ln.text) and _plausible_box(ln)]
+        gutters = find_gutters(lines, body_size, page.width)
+        lines = settle_sizes(lines, gutters, body_size)
+        lines = merge_spaced_words(lines, gutters, body_size)
         lines = split_joined_headlines(lines, gutters, body_size)
         blocks = order_blocks(build_blocks(lines, gutters, body_size, page.number))
         per_page.append(split_articles(blocks, body_size, vocab, page.number, gutters))
@@ -1273,11 +1447,32 @@ def analyse_document(pages: Sequence[PageText]) -> list[list[Article]]:
         articles[:] = [a for a in articles if _keep(a)]
         for article in articles:
             if not article.title and article.paragraphs:
-                first = article.paragraphs[0]
-                if len(first.split()) <= 12 and len(article.paragraphs) > 1:
-                    article.title = first
-                    article.paragraphs = article.paragraphs[1:]
+                _title_from_body(article)
     return per_page
+
+
+def _title_from_body(article: Article) -> None:
+    """Give an article without a headline the first real heading of its body (in place).
+
+    Official documents set their heads in text type: a stack of bold or capital lines (the
+    agency, the docket, then the document's own name) over the text. The title is the last
+    acceptable heading of the first stack, the one nearest the text it heads. Without
+    headings, a short first paragraph that reads as a title is taken.
+    """
+    run: list[int] = []
+    for k in article.headings:
+        if run and k != run[-1] + 1:
+            break
+        run.append(k)
+    choice = next((k for k in reversed(run) if acceptable_title(article.paragraphs[k])), None)
+    if choice is None and article.paragraphs:
+        first = article.paragraphs[0]
+        if len(first.split()) <= 12 and len(article.paragraphs) > 1 and acceptable_title(first):
+            choice = 0
+    if choice is None:
+        return
+    article.title = article.paragraphs.pop(choice)
+    article.headings = [k - (k > choice) for k in article.headings if k != choice]
 
 
 def _keep(article: Article) -> bool:
