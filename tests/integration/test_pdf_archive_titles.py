@@ -120,6 +120,11 @@ def test_federal_register_title_is_the_rule_s_own(corpus_dir: Path) -> None:
     assert found, "no article"
     assert "Proposed Rules" not in found
     assert found[0].startswith("Airworthiness Directives")
+    # Its lead summary is what the rule is about (its own SUMMARY paragraph), not the
+    # section's standing notice or the agency and docket lines.
+    (article,) = [a for page in result["pages"] for a in page["articles"]]
+    assert article["summary"].startswith("The FAA proposes"), article["summary"][:200]
+    assert "this section of the federal register" not in article["summary"].lower()
 
 
 def test_no_page_number_becomes_an_untitled_article(corpus_dir: Path) -> None:

@@ -35,6 +35,8 @@ import math
 import re
 from collections import Counter
 
+from taskflow_server.pdf.standing import is_standing_matter
+
 # The patterns below name typographic quotes, dashes and CJK punctuation on purpose.
 # ruff: noqa: RUF001
 
@@ -86,34 +88,6 @@ _LEAD_LABEL = re.compile(
     r"^(?:summary|abstract|synopsis|overview|in brief|at a glance)\s*[:.—–-]\s+(?=\S)", re.I
 )
 """A label introducing the document's own summary of itself."""
-_STANDING_LABEL = re.compile(
-    r"^(?:for (?:further|more|additional) information(?: contact)?|further information|"
-    r"supplementary information|additional information|contacts?|addresses|address|dates?|"
-    r"effective dates?|comment dates?|agency|agencies|action|docket(?: no\.?| number)?|"
-    r"billing code|rin|fr doc\.?|filed|file no\.?|reference|ref\.?|distribution|"
-    r"copyright)\b\s*[:.]",
-    re.I,
-)
-"""Administrative labels of official and legal documents: contacts, dates, docket lines."""
-_STANDING_PATTERNS = (
-    # a notice about the section, page or publication itself
-    re.compile(
-        r"^(?:this|the) (?:section|part|page|column|supplement|issue|edition|publication|"
-        r"category|list|listing)\b[^.]{0,80}?\b(?:contains?|lists?|includes?|publish(?:es)?|"
-        r"prints?|carries|is reserved|is published)\b",
-        re.I,
-    ),
-    re.compile(
-        r"^the purpose of (?:these|this|the) (?:notices?|sections?|pages?|listings?|columns?)\b",
-        re.I,
-    ),
-    # codes and references: billing codes, dockets, page and column references
-    re.compile(r"\bbilling code\b\s*[\w-]*\d", re.I),
-    re.compile(r"^\[?\s*(?:docket|file|case|reference)\s+(?:no\.?|number)\s*\S*\d", re.I),
-    re.compile(r"\b(?:page|p\.)\s*\d+\s*,\s*(?:column|col\.)\s*\d+", re.I),
-    re.compile(r"^(?:continued|see|turn to) (?:on |from )?(?:page|p\.) ?[A-Z]?\d+\b", re.I),
-)
-_CODE_TOKEN = re.compile(r"\d")
 
 
 def _normalise_line(line: str) -> str:
@@ -221,17 +195,6 @@ STANDING = "standing"
 dates, docket, billing code) or a reference made of numbers and codes."""
 SENTENCE = "sentence"
 """Kind of a real sentence: the lead is the first one."""
-
-
-def is_standing_matter(sentence: str) -> bool:
-    """True for standing matter (see :data:`STANDING`): the publication's furniture, not what
-    the document says."""
-    body = sentence.strip().lstrip("[(").strip()
-    if _STANDING_LABEL.match(body) or any(p.search(body) for p in _STANDING_PATTERNS):
-        return True
-    tokens = body.split()
-    coded = sum(1 for t in tokens if _CODE_TOKEN.search(t))
-    return 0 < len(tokens) <= 12 and coded * 2 >= len(tokens)  # "RIN 2120-AA64"
 
 
 def sentence_kind(sentence: str) -> str:

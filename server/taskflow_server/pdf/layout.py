@@ -45,6 +45,7 @@ from dataclasses import dataclass, field, replace
 
 from taskflow_server.pdf.adverts import display_matter
 from taskflow_server.pdf.reader import Line, PageText
+from taskflow_server.pdf.standing import is_standing_matter, own_summary
 from taskflow_server.pdf.titles import acceptable_title, has_date, is_junk_line, is_noise
 
 logger = logging.getLogger(__name__)
@@ -277,11 +278,17 @@ def topics_for(title: str, body: str, count: int = 4) -> list[str]:
 
 
 def lead_summary(body: str, max_sentences: int = 2, max_chars: int = 400) -> str:
-    """The first sentences of the body (an extractive lead summary)."""
+    """The first sentences of the body (an extractive lead summary): of the document's own
+    "SUMMARY:" paragraph when it has one, skipping standing matter (a section's notice about
+    itself, contact and docket lines: :func:`~taskflow_server.pdf.standing.is_standing_matter`)
+    while anything else is left."""
     text = " ".join(body.split())
     if not text:
         return ""
+    text = own_summary(text) or text  # a document's own "SUMMARY:" paragraph leads
     sentences = _SENTENCE_END_RE.split(text)
+    substance = [s for s in sentences if not is_standing_matter(s)]
+    sentences = substance or sentences
     summary = ""
     for sentence in sentences[:max_sentences]:
         candidate = f"{summary} {sentence}".strip()
