@@ -199,17 +199,38 @@ def fetcher(
     return calls[kind]
 
 
-class ThreadFeed:
-    """The feed for a sync ``Client``: a reader thread and a pump thread (both daemons)."""
+class _Feed:
+    """What both feeds hold: the client, the sink, and which snapshot call reads what."""
 
     def __init__(self, client: Any, sink: FeedSink, *, days: int, dlq_limit: int) -> None:
         self._client = client
         self._sink = sink
         self._days = days
         self._dlq_limit = dlq_limit
+        self._stream: Any = None
+
+    @property
+    def connected(self) -> bool:
+        """True while an event stream is connected (events arrive as they happen)."""
+        return _stream_connected(self._stream)
+
+    def _fetch(self, kind: Want) -> Callable[[], Any]:
+        return fetcher(
+            self._client,
+            kind,
+            days=self._days,
+            dlq_limit=self._dlq_limit,
+            batch_ids=self._sink.batch_task_ids,
+        )
+
+
+class ThreadFeed(_Feed):
+    """The feed for a sync ``Client``: a reader thread and a pump thread (both daemons)."""
+
+    def __init__(self, client: Any, sink: FeedSink, *, days: int, dlq_limit: int) -> None:
+        super().__init__(client, sink, days=days, dlq_limit=dlq_limit)
         self._stop = threading.Event()
         self._wake = threading.Event()
-        self._stream: Any = None
         self._threads: list[threading.Thread] = []
 
     @property
@@ -220,11 +241,6 @@ class ThreadFeed:
             and not self._stop.is_set()
             and all(t.is_alive() for t in self._threads)
         )
-
-    @property
-    def connected(self) -> bool:
-        """True while an event stream is connected (events arrive as they happen)."""
-        return _stream_connected(self._stream)
 
     def start(self, connect_timeout: float = 2.0) -> None:
         """Start both threads; wait up to ``connect_timeout`` seconds for the stream to
@@ -241,15 +257,6 @@ class ThreadFeed:
             if isinstance(connected, threading.Event) and connected.wait(0.05):
                 return
             time.sleep(0.01)
-
-    def _fetch(self, kind: Want) -> Callable[[], Any]:
-        return fetcher(
-            self._client,
-            kind,
-            days=self._days,
-            dlq_limit=self._dlq_limit,
-            batch_ids=self._sink.batch_task_ids,
-        )
 
     def wake(self) -> None:
         """Ask the pump to look again now (after an action)."""
@@ -329,32 +336,23 @@ class ThreadFeed:
         self._wake.clear()
 
 
-class AsyncFeed:
+class AsyncFeed(_Feed):
     """The feed for an ``AsyncClient``: two tasks on the running loop (the kernel's)."""
 
     YIELD_EVERY = 64
     """Events read between two explicit yields to the loop (keeps the kernel answering)."""
 
     def __init__(self, client: Any, sink: FeedSink, *, days: int, dlq_limit: int) -> None:
-        self._client = client
-        self._sink = sink
-        self._days = days
-        self._dlq_limit = dlq_limit
+        super().__init__(client, sink, days=days, dlq_limit=dlq_limit)
         self._stopped = False
         self._wake: asyncio.Event | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._stream: Any = None
         self.loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def running(self) -> bool:
         """True until :meth:`stop`, while both tasks are alive."""
         return bool(self._tasks) and not self._stopped and not any(t.done() for t in self._tasks)
-
-    @property
-    def connected(self) -> bool:
-        """True while an event stream is connected (events arrive as they happen)."""
-        return _stream_connected(self._stream)
 
     def start(self) -> None:
         """Start both tasks on the running loop (raises RuntimeError when none runs)."""
@@ -364,15 +362,6 @@ class AsyncFeed:
             self.loop.create_task(self._read(), name="taskflow-panel-events"),
             self.loop.create_task(self._pump(), name="taskflow-panel-pump"),
         ]
-
-    def _fetch(self, kind: Want) -> Callable[[], Any]:
-        return fetcher(
-            self._client,
-            kind,
-            days=self._days,
-            dlq_limit=self._dlq_limit,
-            batch_ids=self._sink.batch_task_ids,
-        )
 
     def wake(self) -> None:
         """Ask the pump to look again now (safe from any thread)."""

@@ -337,31 +337,17 @@ async def _offline(ctx: TaskContext, payload: PdfxtractPayload, data: bytes) -> 
     settings = ctx.services.settings
     limits = limits_from(settings)
     threshold = min_quality(settings, payload)
-    result: dict[str, Any] = await _in_pool(
-        ctx,
-        extract_offline,
-        data,
-        payload.filename,
-        payload.issue_date,
-        limits,
-        None,
-        None,
-        threshold,
-    )
+
+    async def read(ocr_pages: dict[int, OcrPage | str] | None) -> dict[str, Any]:
+        """The layout pass in the CPU pool, with OCR readings already made (or none)."""
+        args = (data, payload.filename, payload.issue_date, limits, None, ocr_pages, threshold)
+        found: dict[str, Any] = await _in_pool(ctx, extract_offline, *args)
+        return found
+
+    result = await read(None)
     wanted = pages_to_ocr(result, threshold) if uses_ocr(settings, payload) else []
-    if wanted:
-        done = await _ocr_pages(ctx, data, wanted)
-        result = await _in_pool(
-            ctx,
-            extract_offline,
-            data,
-            payload.filename,
-            payload.issue_date,
-            limits,
-            None,
-            done,
-            threshold,
-        )
+    if wanted:  # a second, cheap layout pass with the scans and poor pages read by OCR
+        result = await read(await _ocr_pages(ctx, data, wanted))
     pages = result["pages"]
     for i, _ in enumerate(pages, start=1):
         await ctx.progress(i / len(pages), f"page {i}/{len(pages)}")
