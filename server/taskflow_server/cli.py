@@ -3,8 +3,8 @@
 Flags mirror the settings and win over the environment::
 
     taskflow-server [--host H] [--port P] [--redis-url URL] [--workers N] [--concurrency N]
-                    [--insecure]
-    taskflow-worker [--redis-url URL] [--concurrency N] [--workers N]
+                    [--insecure] [--database-url URL] [--log-format text|json]
+    taskflow-worker [--redis-url URL] [--concurrency N] [--workers N] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -42,6 +42,14 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, help="task slots per worker (default 100)")
     parser.add_argument("--log-level", help="DEBUG, INFO, WARNING (default INFO)")
     parser.add_argument("--log-json", action="store_true", default=None, help="JSON log lines")
+    parser.add_argument(
+        "--log-format", choices=("text", "json"), help="text or json lines (default text)"
+    )
+    parser.add_argument(
+        "--database-url",
+        help="PostgreSQL for the task history, postgresql://... (default: TASKFLOW_DATABASE_URL;"
+        " unset = no history)",
+    )
 
 
 def server_main(argv: list[str] | None = None) -> None:
@@ -63,7 +71,7 @@ def server_main(argv: list[str] | None = None) -> None:
     _common(parser)
     args = parser.parse_args(argv)
     settings = _settings(vars(args))
-    setup_logging(settings.log_level, settings.log_json)
+    setup_logging(settings.log_level, settings.json_logs)
     from taskflow_server.errors import ConfigError
     from taskflow_server.serve import run_server
 
@@ -117,7 +125,7 @@ def worker_main(argv: list[str] | None = None) -> None:
     overrides = vars(args)
     workers = overrides.pop("workers")
     settings = _settings(overrides)
-    setup_logging(settings.log_level, settings.log_json)
+    setup_logging(settings.log_level, settings.json_logs)
     if not settings.redis_url:
         sys.exit(
             "taskflow-worker: no Redis to join. Pass --redis-url (or set TASKFLOW_REDIS_URL); "

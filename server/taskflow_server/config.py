@@ -77,6 +77,19 @@ class Settings(BaseSettings):
             connection is much cheaper than opening one per concurrent task).
         task_modules: comma-separated modules to import at start; each registers its own task
             types with ``@task`` (``TASKFLOW_TASK_MODULES=myproject.tasks``).
+        log_level: the root log level.
+        log_format: ``text`` (one readable line per record) or ``json`` (one JSON object per
+            line, carrying task and trace ids where there are some). ``log_json`` is the older
+            spelling of ``log_format=json``.
+
+    Task history (PostgreSQL, off unless ``database_url`` is set; see ``docs/history.md``):
+        database_url: ``postgresql://...``; turns on the recorder and the history routes.
+        recorder: run a recorder in this process when ``database_url`` is set (any number of
+            server and worker processes may; they share the work through one consumer group).
+        recorded_ttl_seconds: how long Redis keeps a finished task once the recorder has
+            stored it (the record stays in PostgreSQL); ``result_ttl_seconds`` still applies
+            to tasks not yet recorded.
+        history_batch: the most events the recorder writes in one transaction.
 
     Browsers (see ``docs/security.md``):
         cors_origins: origins (``scheme://host[:port]``) whose pages may call the API from the
@@ -196,7 +209,14 @@ class Settings(BaseSettings):
     redis_max_connections: int = Field(default=16, ge=4)
     task_modules: str = ""
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
     log_json: bool = False
+
+    # Task history (PostgreSQL)
+    database_url: str | None = None
+    recorder: bool = True
+    recorded_ttl_seconds: int = Field(default=3600, ge=60)
+    history_batch: int = Field(default=500, ge=1)
 
     # Browsers
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
@@ -348,6 +368,11 @@ class Settings(BaseSettings):
                 "lower TASKFLOW_LEASE_EXTEND_EVERY or raise TASKFLOW_LEASE_SECONDS"
             )
         return self
+
+    @property
+    def json_logs(self) -> bool:
+        """Whether logs are JSON lines (``log_format=json``, or the older ``log_json``)."""
+        return self.log_format == "json" or self.log_json
 
     @property
     def lease_extend_seconds(self) -> float:

@@ -225,6 +225,7 @@ class TaskQueue:
                 t.idempotency_key or "",
                 json.dumps(t.metadata, separators=(",", ":")) if t.metadata else "",
                 _blob_ref(t.payload),
+                t.traceparent or "",
             ]
         raw = await self._run("submit", args)
         return [

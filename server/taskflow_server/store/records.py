@@ -122,6 +122,7 @@ class NewTask:
     idempotency_key: str | None = None
     metadata: dict[str, Any] | None = None
     task_id: str | None = None
+    traceparent: str | None = None  # W3C trace context of the submit, when tracing is on
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,17 @@
--- Submit N tasks atomically. ARGV[3] = idempotency TTL (s), ARGV[4] = N, then per task 9 values:
+-- Submit N tasks atomically. ARGV[3] = idempotency TTL (s), ARGV[4] = N, then per task 10 values:
 -- id, task_type, lane, priority, max_retries, payload, idempotency_key ('' = none), metadata ('' = none),
--- blob (the sha256 of the uploaded file the payload names, '' = none; the task holds a reference).
+-- blob (the sha256 of the uploaded file the payload names, '' = none; the task holds a reference),
+-- trace (the W3C traceparent of the submitting request, '' = none; kept as the hash's 'trace').
 -- Returns per task: id, state, created (1 new, 0 an earlier task with the same idempotency key).
 local idem_ttl = tonumber(ARGV[3])
 local n = tonumber(ARGV[4])
 local out = {}
 local woken = {}
 for i = 0, n - 1 do
-  local b = 5 + i * 9
+  local b = 5 + i * 10
   local id, ttype, lane, prio = ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3]
   local max_retries, payload, idem, meta = ARGV[b + 4], ARGV[b + 5], ARGV[b + 6], ARGV[b + 7]
-  local blob = ARGV[b + 8]
+  local blob, trace = ARGV[b + 8], ARGV[b + 9]
   local existing = false
   if idem ~= '' then
     local first = redis.call('GET', k_idem(idem))
@@ -29,6 +30,7 @@ for i = 0, n - 1 do
                            'metadata', meta, 'payload', payload)
     redis.call('HSET', key, 'state', 'PENDING', 'sid', sid)
     if blob ~= '' and blob_hold(blob) then redis.call('HSET', key, 'blob', blob) end
+    if trace ~= '' then redis.call('HSET', key, 'trace', trace) end
     if idem ~= '' then redis.call('SET', k_idem(idem), id, 'EX', idem_ttl) end
     redis.call('RPUSH', k_queue(lane, prio), id)
     count('PENDING', 1)
