@@ -95,3 +95,40 @@ def corpus_dir() -> Path:
     if not CORPUS.is_dir():
         pytest.skip(f"the shared PDF corpus is not present at ../shared/corpus/pdfs ({CORPUS})")
     return CORPUS
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    """A PostgreSQL to create test databases on: the configured one, else a private one.
+
+    Skips (fails under ``CI=true``) with the reason when neither can be had.
+    """
+    from pg_support import admin_url, answers, start_private_postgres
+
+    url = admin_url()
+    if answers(url):
+        yield url
+        return
+    try:
+        server = start_private_postgres()
+    except (RuntimeError, OSError) as exc:
+        reason = f"no PostgreSQL for the history tests at {url} and none could be started: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    try:
+        yield server.url
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def database_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for one test, dropped after it."""
+    from pg_support import create_database, drop_database
+
+    url = create_database(pg_admin_url)
+    try:
+        yield url
+    finally:
+        drop_database(pg_admin_url, url)
