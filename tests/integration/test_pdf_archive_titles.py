@@ -161,5 +161,27 @@ def test_weekly_journal_still_gives_articles_through_ocr(corpus_dir: Path) -> No
     result = extract_offline(data, name, None, None, None, {1: first, **skipped})
     articles = result["pages"][0]["articles"]
     assert articles
-    # Text above the page's first headline stays an untitled article (no title invented).
-    assert [t for t in titles(result) if t and is_junk(t)] == []
+    found = titles(result)
+    # Every article has a title (the specks above the nameplate are no article), none is
+    # junk, and none is a line of the running text that OCR measured a little tall.
+    assert all(found), [a["body"][:60] for a in articles if not a["title"]]
+    assert [t for t in found if is_junk(t)] == []
+    assert [t for t in found if reads_as_running_text(t)] == []
+
+
+def reads_as_running_text(title: str) -> bool:
+    """The test's own rule for a sentence mistaken for a head: six words or more, and most
+    of the words of three letters or more start in lower case (a head is in capitals or
+    title case; "Let the eyo of the child, with great success" is a line of a story)."""
+    words = [re.sub(r"[^A-Za-z]", "", t) for t in title.split()]
+    long_words = [w for w in words if len(w) >= 3]
+    if len(words) < 6 or not long_words:
+        return False
+    return sum(w[0].islower() for w in long_words) > len(long_words) / 2
+
+
+def test_running_text_rule_of_this_test() -> None:
+    assert reads_as_running_text("Let the eyo of the child, with great success up to the very")
+    assert reads_as_running_text("“Ah, Anna!” said I, laughing at her,")
+    assert not reads_as_running_text("The Greatest Wonder of the World")
+    assert not reads_as_running_text("PENNSYLVANIA RESERVES. Career of These Veterans")

@@ -46,7 +46,13 @@ from dataclasses import dataclass, field, replace
 from taskflow_server.pdf.adverts import display_matter
 from taskflow_server.pdf.reader import Line, PageText
 from taskflow_server.pdf.standing import is_standing_matter, own_summary
-from taskflow_server.pdf.titles import acceptable_title, has_date, is_junk_line, is_noise
+from taskflow_server.pdf.titles import (
+    acceptable_title,
+    has_date,
+    headline_case,
+    is_junk_line,
+    is_noise,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -999,11 +1005,14 @@ def split_articles(
     vocab: frozenset[str],
     page: int,
     gutters: Sequence[tuple[float, float]] = (),
+    page_text_size: float | None = None,
 ) -> list[Article]:
     """Articles of one page from its blocks in reading order.
 
     Each article head claims the blocks in its region (see :func:`_owners`); a block outside
     every region continues whichever article the reading order last touched.
+    ``page_text_size`` is this page's own text size when it differs from the document's
+    ``body_size`` (an issue's advertising pages are set smaller than its news pages).
     """
     blocks = [
         b
@@ -1106,7 +1115,8 @@ def split_articles(
             article.paragraphs.append(text)
             continue
         _append_paragraphs(article, _paragraphs(block, vocab, body_size), vocab)
-    articles = _merge_untitled_heads(articles, vocab, heads)
+    text_size = max(body_size, page_text_size or 0.0)
+    articles = _merge_untitled_heads(articles, vocab, heads, text_size)
     if articles:
         articles[0].captions.extend(t for t in caption_text if t)
     return articles
@@ -1116,10 +1126,12 @@ def _merge_untitled_heads(
     articles: list[Article],
     vocab: frozenset[str],
     heads: dict[int, tuple[float, float]],
+    body_size: float,
 ) -> list[Article]:
     """Articles whose large type does not read as a title (a fragment, a lone word, noise:
-    :func:`~.titles.acceptable_title`) are no articles: their text, title first, continues
-    the article before them in reading order. A head with almost no text of its own that
+    :func:`~.titles.acceptable_title`; a head at about the text's size in sentence case:
+    :func:`_reads_as_head`) are no articles: their text, title first, continues the article
+    before them in reading order. A head with almost no text of its own that
     smaller large type follows, set to the head's measure (``heads``: the x-extent of each
     article's head, by ``id()``), is a head with its deck, unless its text is a dateline
     (a nameplate over the lead story's headline)."""
@@ -1146,7 +1158,7 @@ def _merge_untitled_heads(
             previous.captions.extend(article.captions)
             previous.jump_to = article.jump_to
             continue
-        if not article.title or acceptable_title(article.title):
+        if not article.title or _reads_as_head(article, body_size):
             out.append(article)
             continue
         lead = [t for t in (article.title, article.subtitle) if t and not is_noise(t)]
@@ -1165,6 +1177,19 @@ def _merge_untitled_heads(
         if article.jump_to is not None:
             target.jump_to = article.jump_to
     return out
+
+
+TEXT_SIZE_HEAD = 1.35
+"""A head under this multiple of the text size stands out by case alone (OCR heights of one
+type size vary by about a quarter)."""
+
+
+def _reads_as_head(article: Article, body_size: float) -> bool:
+    """Whether an article's head is a title: acceptable text and, when it is set at about the
+    text's size, in capitals or title case (:func:`~.titles.headline_case`)."""
+    if not acceptable_title(article.title):
+        return False
+    return article.title_size >= TEXT_SIZE_HEAD * body_size or headline_case(article.title)
 
 
 def _deck_under(
@@ -1448,7 +1473,8 @@ def analyse_document(pages: Sequence[PageText]) -> list[list[Article]]:
         lines = merge_spaced_words(lines, gutters, body_size)
         lines = split_joined_headlines(lines, gutters, body_size)
         blocks = order_blocks(build_blocks(lines, gutters, body_size, page.number))
-        per_page.append(split_articles(blocks, body_size, vocab, page.number, gutters))
+        own_size = body_font_size([page])
+        per_page.append(split_articles(blocks, body_size, vocab, page.number, gutters, own_size))
     join_continuations(per_page, vocab, [pg.number for pg in cleaned])
     for articles in per_page:
         articles[:] = [a for a in articles if _keep(a)]
@@ -1471,10 +1497,10 @@ def _title_from_body(article: Article) -> None:
         if run and k != run[-1] + 1:
             break
         run.append(k)
-    choice = next((k for k in reversed(run) if acceptable_title(article.paragraphs[k])), None)
+    choice = next((k for k in reversed(run) if _text_type_title(article.paragraphs[k])), None)
     if choice is None and article.paragraphs:
         first = article.paragraphs[0]
-        if len(first.split()) <= 12 and len(article.paragraphs) > 1 and acceptable_title(first):
+        if len(first.split()) <= 12 and len(article.paragraphs) > 1 and _text_type_title(first):
             choice = 0
     if choice is None:
         return
@@ -1482,8 +1508,14 @@ def _title_from_body(article: Article) -> None:
     article.headings = [k - (k > choice) for k in article.headings if k != choice]
 
 
+def _text_type_title(text: str) -> bool:
+    """A heading set in text type is a title when it reads as one and is in capitals or title
+    case (in sentence case it is a line of the text)."""
+    return acceptable_title(text) and headline_case(text)
+
+
 def _keep(article: Article) -> bool:
+    # Untitled text (above a page's first head) is kept when it is text, not a speck: a few
+    # letters over a masthead are as little an article as an ear beside it.
     words = len(article.body.split())
-    if article.title:
-        return words >= MIN_ARTICLE_WORDS
-    return words > 0
+    return words >= MIN_ARTICLE_WORDS or (not article.title and article.jump_from is not None)

@@ -20,6 +20,11 @@ The rules, all about how titles are written in any Latin-script language:
   dateline or a form's field, not a headline.
 - **Ends like a phrase**: not on a hyphen or on an article, preposition or conjunction
   without punctuation after it ("Cold Harbor to"), which is a line cut before its end.
+
+One more test needs the type size, so the layout applies it: a head set at (about) the text's
+own size stands out only by its case, so it must be in capitals or title case
+(:func:`headline_case`). A line of running text that OCR measured a little tall ("Let the eye
+of the child, with great success up to the very period") is in sentence case.
 """
 
 from __future__ import annotations
@@ -173,6 +178,25 @@ def title_problem(text: str) -> str | None:
     return None
 
 
+HEADLINE_CASE_SHARE = 0.6
+"""The share of a text-size head's content words that start with a capital, at least."""
+
+
+def headline_case(text: str) -> bool:
+    """True when ``text`` is set as a heading is in text type: in capitals, or in title case
+    (most words that are not function words start with a capital: "The Greatest Wonder of the
+    World", "WAKEFIELD & HOWE"). Sentence-case running text ("said I, laughing at her") is not.
+    """
+    words, _junk = _words(text)
+    content = [
+        w for w in words if len(_LETTER_RE.findall(w)) >= 2 and w.lower() not in FUNCTION_WORDS
+    ]
+    if not content:
+        return False
+    capitalised = sum(1 for w in content if w[:1].isupper() or w[:1].isdigit())
+    return capitalised >= HEADLINE_CASE_SHARE * len(content)
+
+
 def acceptable_title(text: str) -> bool:
     """True when ``text`` reads as a title (see :func:`title_problem`)."""
     return title_problem(text) is None
@@ -205,9 +229,11 @@ def is_junk_line(text: str) -> bool:
 __all__ = [
     "DANGLING_WORDS",
     "FUNCTION_WORDS",
+    "HEADLINE_CASE_SHARE",
     "ONE_WORD_MIN_LETTERS",
     "acceptable_title",
     "has_date",
+    "headline_case",
     "is_junk_line",
     "is_noise",
     "title_problem",
