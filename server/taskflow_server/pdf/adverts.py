@@ -86,7 +86,10 @@ def display_matter(
     # Display type is often set with wide white between its parts, so one advertisement can
     # read as several heads: heads stacked on one axis are judged together.
     groups = [_contiguous(blocks, group, body_size) for group in members.values()]
-    axes = [common_axis([ln for k in g for ln in blocks[k].lines], body_size) for g in groups]
+    axes = [
+        common_axis(join_bands([ln for k in g for ln in blocks[k].lines], body_size), body_size)
+        for g in groups
+    ]
     root = list(range(len(groups)))
 
     def find(i: int) -> int:
@@ -106,7 +109,7 @@ def display_matter(
         chains[find(i)].extend(group)
     found: set[int] = set()
     for chain in chains.values():
-        lines = [ln for k in chain for ln in blocks[k].lines]
+        lines = join_bands([ln for k in chain for ln in blocks[k].lines], body_size)
         if centred_display(lines, body_size, display_ratio):
             found.update(chain)
     return found
@@ -127,6 +130,40 @@ def _contiguous(blocks: Sequence[Boxed], group: Sequence[int], body_size: float)
             break
         run.append(k)
     return run
+
+
+def join_bands(lines: Sequence[Line], body_size: float) -> list[Line]:
+    """Pieces of one printed line as one line: side by side on one baseline, a word space or
+    two apart. OCR cuts a centred line of small print where its words stand wide ("Drivers,"
+    | "cooks and"), and each piece alone is off the axis the whole line is centred on."""
+    bands: list[list[Line]] = []
+    for line in sorted(lines, key=lambda ln: ln.cy):
+        band = bands[-1] if bands else None
+        if band is not None and abs(band[0].cy - line.cy) <= 0.3 * min(band[0].size, line.size):
+            band.append(line)
+        else:
+            bands.append([line])
+    out: list[Line] = []
+    for band in bands:
+        pieces = sorted(band, key=lambda ln: ln.x0)
+        joined = [pieces[0]]
+        for line in pieces[1:]:
+            prev = joined[-1]
+            if 0.0 <= line.x0 - prev.x1 <= 1.5 * body_size:
+                joined[-1] = Line(
+                    f"{prev.text} {line.text}",
+                    prev.x0,
+                    min(prev.top, line.top),
+                    line.x1,
+                    max(prev.bottom, line.bottom),
+                    max(prev.size, line.size),
+                    prev.bold and line.bold,
+                    prev.italic and line.italic,
+                )
+            else:
+                joined.append(line)
+        out.extend(joined)
+    return out
 
 
 def common_axis(lines: Sequence[Line], body_size: float) -> float | None:
@@ -196,5 +233,6 @@ __all__ = [
     "centred_display",
     "common_axis",
     "display_matter",
+    "join_bands",
     "justified_text",
 ]

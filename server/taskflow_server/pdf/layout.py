@@ -1064,6 +1064,8 @@ def split_articles(
                 same_type = block.italic == blocks[head].italic
                 capitals = _capitals(article.title) and _capitals(text.split(".")[0])
                 big = block.size > (0.6 if capitals else 0.9) * article.title_size
+                if same_type and not big and not article.subtitle:
+                    big = _head_goes_on(article.title, text, block.size / article.title_size)
                 if same_type and big and not article.subtitle:
                     article.title = f"{article.title} {text}".strip()
                     x0, x1 = heads.get(id(article), (block.x0, block.x1))
@@ -1177,6 +1179,18 @@ def _merge_untitled_heads(
         if article.jump_to is not None:
             target.jump_to = article.jump_to
     return out
+
+
+HEAD_LINE_SIZE_JITTER = 0.75
+"""A head's next line measured at least this share of the head's size may be the same type
+(OCR sizes of one headline vary with the letters each line holds)."""
+
+
+def _head_goes_on(title: str, text: str, ratio: float) -> bool:
+    """Whether a line under a head, a little smaller, is the head's next line rather than its
+    deck: both in title case (a deck is a sentence: "Shop owners say the charges cannot
+    wait"), and the smaller one within OCR's jitter of the head's size."""
+    return ratio >= HEAD_LINE_SIZE_JITTER and headline_case(title) and headline_case(text)
 
 
 TEXT_SIZE_HEAD = 1.35
@@ -1517,5 +1531,7 @@ def _text_type_title(text: str) -> bool:
 def _keep(article: Article) -> bool:
     # Untitled text (above a page's first head) is kept when it is text, not a speck: a few
     # letters over a masthead are as little an article as an ear beside it.
-    words = len(article.body.split())
+    # Words, not separators: a nameplate's dateline "Monday, May 24, 2025 | Volume 131 |
+    # Price 2 dollars" is eight words however many rules divide it.
+    words = sum(1 for token in article.body.split() if any(ch.isalnum() for ch in token))
     return words >= MIN_ARTICLE_WORDS or (not article.title and article.jump_from is not None)
