@@ -47,6 +47,7 @@ from taskflow_server.pdf.adverts import display_matter
 from taskflow_server.pdf.reader import Line, PageText
 from taskflow_server.pdf.standing import is_standing_matter, own_summary
 from taskflow_server.pdf.titles import (
+    FUNCTION_WORDS,
     acceptable_title,
     has_date,
     headline_case,
@@ -79,6 +80,12 @@ KICKER_WORDS = 6
 """A kicker (the label set over a headline) has at most this many words."""
 KICKER_RATIO = 0.75
 """A kicker's type is at most this fraction of its headline's size."""
+PLAIN_KICKER_RATIO = 0.62
+"""A kicker in plain type (a scan's lines have no weight or slant) is at most this fraction of
+its headline's size."""
+KICKER_GAP = 0.5
+"""The most white between a kicker and its headline, in the headline's size (or one body
+size, when that is more)."""
 
 _WORD_RE = re.compile(r"[^\W\d_][\w'\u2019-]*", re.UNICODE)
 _PAGE_NUMBER_RE = re.compile(
@@ -517,12 +524,9 @@ def merge_spaced_words(
 
     Monospaced or letter-spaced display type puts more white between words than the reader
     allows inside a line; two pieces on one baseline, in the same type, closer than about
-    three quarters of an em and with no column gutter between them, are one line again.
+    five sixths of an em and with no column gutter between them, are one line again.
     """
-    big = sorted(
-        (ln for ln in lines if ln.size >= HEADLINE_RATIO * body_size),
-        key=lambda ln: (round(ln.cy / 2.0), ln.x0),
-    )
+    big = _in_bands([ln for ln in lines if ln.size >= HEADLINE_RATIO * body_size])
     if len(big) < 2:
         return list(lines)
     merged: dict[int, Line] = {}
@@ -535,7 +539,7 @@ def merge_spaced_words(
                 abs(previous.cy - line.cy) <= 0.2 * line.size
                 and abs(previous.size - line.size) <= 0.05 * line.size
                 and (previous.bold, previous.italic) == (line.bold, line.italic)
-                and 0.0 <= gap <= 0.75 * line.size
+                and 0.0 <= gap <= 0.85 * line.size
                 and not any(a >= previous.x1 - 1.0 and b <= line.x0 + 1.0 for a, b in gutters)
             ):
                 joined = Line(
@@ -561,6 +565,19 @@ def merge_spaced_words(
             continue
         out.append(merged.get(id(line), line))
     return out
+
+
+def _in_bands(lines: Sequence[Line]) -> list[Line]:
+    """``lines`` band by band from the top (a band: centres within a fifth of an em of its
+    first line's), each band left to right. OCR'd pieces of one line stand a point or two
+    apart in height, so a fixed grid of heights would cut some bands in two."""
+    bands: list[list[Line]] = []
+    for line in sorted(lines, key=lambda ln: ln.cy):
+        if bands and abs(bands[-1][0].cy - line.cy) <= 0.2 * max(bands[-1][0].size, line.size):
+            bands[-1].append(line)
+        else:
+            bands.append([line])
+    return [line for band in bands for line in sorted(band, key=lambda ln: ln.x0)]
 
 
 def split_joined_headlines(
@@ -879,10 +896,29 @@ def _article_heads(blocks: Sequence[Block], body_size: float) -> dict[int, int]:
                 continue
             if _between(blocks, j, k) or not _aligned_under(block, above):
                 continue  # a masthead over a headline, or a neighbouring story's headline
-            if block.size <= above.size * 1.1:
+            if block.size <= above.size * 1.1 or _head_line_measured_taller(above, block):
                 parent = j
         head_of[k] = head_of.get(parent, parent) if parent is not None else k
     return head_of
+
+
+OCR_HEAD_JITTER = 1.5
+"""On a scan, the next line of one headline may measure up to this much taller than the line
+above it: OCR sizes come from ink boxes, and a "Q" or a "y" makes one line's box taller."""
+
+
+def _head_line_measured_taller(above: Block, block: Block) -> bool:
+    """Whether ``block``, a little larger than the headline line ``above`` it, goes on that
+    headline: both in title case, ``above`` not ended (no full stop, colon or mark), and the
+    difference within OCR's jitter ("Orchard Council Blames Picking" / "Season in Quillon").
+    A different head stands over its own story, never right on top of another head."""
+    if block.size > above.size * OCR_HEAD_JITTER:
+        return False
+    upper = " ".join(ln.text for ln in above.lines).strip()
+    lower = " ".join(ln.text for ln in block.lines).strip()
+    if not upper or upper[-1] in ".:!?":
+        return False
+    return headline_case(upper) and headline_case(lower)
 
 
 def _aligned_under(block: Block, above: Block) -> bool:
@@ -1327,7 +1363,9 @@ def _is_kicker(block: Block, head: Block, body_size: float) -> bool:
     if block.size > KICKER_RATIO * head.size:
         return False
     gap = head.top - block.bottom
-    if not -0.2 * block.size <= gap <= max(body_size, 0.4 * head.size):
+    # OCR boxes hug the ink, so the white between a kicker and its head measures more on a
+    # scan than on the page that was scanned.
+    if not -0.2 * block.size <= gap <= max(body_size, KICKER_GAP * head.size):
         return False
     em = block.size
     if _x_overlap(block, head) <= 0:
@@ -1338,10 +1376,29 @@ def _is_kicker(block: Block, head: Block, body_size: float) -> bool:
     centred = abs((block.x0 + block.x1) - (head.x0 + head.x1)) <= 2.0 * em
     if not (aligned_left or centred):
         return False
+    if (
+        len(text.split()) >= 3
+        and block.size > PLAIN_KICKER_RATIO * head.size
+        and _head_line_measured_taller(block, head)
+    ):
+        return False  # the head's own first lines, measured smaller on a scan
     letters = [ch for ch in text if ch.isalpha()]
     capitals = bool(letters) and sum(ch.isupper() for ch in letters) >= 0.8 * len(letters)
     distinct_size = abs(block.size - body_size) > 0.1 * body_size
-    return block.bold or block.italic or capitals or distinct_size
+    if block.bold or block.italic or capitals or distinct_size:
+        return True
+    # A scan's lines carry no weight or slant: a lone line of one to three capitalised words,
+    # no sentence, in much smaller type right over a head is still its label ("Rail" over
+    # "Station Board ..."; a headline's own first line is near its size).
+    words = text.split()
+    return (
+        len(block.lines) == 1
+        and block.size <= PLAIN_KICKER_RATIO * head.size
+        and len(words) <= 3
+        and headline_case(text)
+        and all(w[:1].isupper() for w in words if w.lower() not in FUNCTION_WORDS)
+        and text[-1:] not in ".,;:"
+    )
 
 
 def _take_kickers(

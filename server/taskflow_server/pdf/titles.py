@@ -19,7 +19,8 @@ The rules, all about how titles are written in any Latin-script language:
 - **Not a date line**: a line giving a full date ("NOVEMBER 10, 1898") is a masthead's
   dateline or a form's field, not a headline.
 - **Ends like a phrase**: not on a hyphen or on an article, preposition or conjunction
-  without punctuation after it ("Cold Harbor to"), which is a line cut before its end.
+  without punctuation after it ("Cold Harbor to"), which is a line cut before its end; and a
+  one-word title not on a comma ("Rides,"), which is a piece of a longer line.
 
 One more test needs the type size, so the layout applies it: a head set at (about) the text's
 own size stands out only by its case, so it must be in capitals or title case
@@ -175,6 +176,8 @@ def title_problem(text: str) -> str | None:
         return "ends on a hyphen"
     if last.lower() in DANGLING_WORDS:
         return "ends on a function word"
+    if len(real) == 1 and last[-1:] in ",;":
+        return "one word of a list"  # "Rides," "SHOES,": the start or end of a longer line
     return None
 
 
