@@ -149,9 +149,9 @@ def join_bands(lines: Sequence[Line], body_size: float) -> list[Line]:
         joined = [pieces[0]]
         for line in pieces[1:]:
             prev = joined[-1]
-            # A word space: up to an em and a half of text type, or most of an em of
-            # display type (a monospaced face puts a whole character's width between words).
-            if 0.0 <= line.x0 - prev.x1 <= max(1.5 * body_size, 0.9 * min(prev.size, line.size)):
+            # A word space: up to two ems of text type (OCR's ink boxes widen it), or most
+            # of an em of display type (a monospaced face puts a character between words).
+            if 0.0 <= line.x0 - prev.x1 <= max(2.0 * body_size, 0.9 * min(prev.size, line.size)):
                 joined[-1] = Line(
                     f"{prev.text} {line.text}",
                     prev.x0,
