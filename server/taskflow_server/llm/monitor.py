@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING, Any
 from redis.asyncio import Redis
 
 from taskflow_server.config import Settings
+from taskflow_server.observability.metrics import upstream_totals
 from taskflow_server.resilience.errors import ErrorClass, TaskError
 from taskflow_server.store.keys import Keys
 
@@ -178,12 +179,33 @@ class OpenRouterMonitor:
 
     # ---------------------------------------------------------------- metrics
 
-    async def record_call(self, ok: bool, error_class: str | None, usage: dict[str, Any]) -> None:
+    async def record_call(
+        self,
+        ok: bool,
+        error_class: str | None,
+        usage: dict[str, Any],
+        *,
+        status: int | None = None,
+        seconds: float | None = None,
+    ) -> None:
         """Count one upstream call in today's metrics (and the consecutive-failure counter);
-        hold LLM work when today's cost reaches the budget."""
+        hold LLM work when today's cost reaches the budget.
+
+        The same transaction adds the call to the Prometheus totals (``Keys.metrics``): calls
+        by HTTP ``status`` (``None``: no answer) and outcome, the latency ``seconds`` (``None``:
+        nothing was sent), tokens and cost.
+        """
         now = datetime.now(UTC)
         key = self._metrics_key(_day(now))
         async with self.redis.pipeline(transaction=True) as pipe:
+            upstream_totals(
+                pipe,
+                self.keys.metrics,
+                status=status,
+                outcome="ok" if ok else (error_class or "unexpected"),
+                seconds=seconds,
+                usage=usage,
+            )
             pipe.hincrby(key, "total_calls", 1)
             if ok:
                 pipe.hincrby(key, "successful_calls", 1)

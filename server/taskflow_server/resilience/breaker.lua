@@ -1,6 +1,8 @@
 -- Circuit breaker for one upstream: every transition, atomically, on one hash (KEYS[1]).
 -- The clock is Redis TIME (ms), so every worker sees the same timeouts. A change of state also
--- appends a breaker_state_changed entry to the event log (KEYS[2]), as task transitions do.
+-- appends a breaker_state_changed entry to the event log (KEYS[2]), as task transitions do,
+-- and counts it in the Prometheus metrics hash (KEYS[3], field 'breaker|<from>|<to>|<name>',
+-- see store/scripts/_lib.lua and observability/metrics.py).
 --
 -- ARGV[1]  op: allow | release | success | failure | open | reset | hold | lift
 -- ARGV[2]  consecutive failures that open the breaker
@@ -68,6 +70,10 @@ local function finish(code, new_state)
     redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[12], '*', 'type', 'breaker_state_changed',
       'state', PUBLIC[new_state], 'old', PUBLIC[before], 'breaker', ARGV[11], 'reason', reason,
       'hold', hold, 'open_until', open_until)
+    if KEYS[3] then
+      redis.call('HINCRBY', KEYS[3],
+        'breaker|' .. PUBLIC[before] .. '|' .. PUBLIC[new_state] .. '|' .. ARGV[11], 1)
+    end
   end
   return {code, new_state}
 end

@@ -26,7 +26,8 @@ probe and claims one task. While OPEN no task is claimed, so no retry is burned.
 Every transition is one Lua script (``breaker.lua``) on the hash ``Keys.breaker(name)``, with the
 clock taken from Redis ``TIME``; a change of state also appends a ``breaker_state_changed`` event
 (``state``, ``old``, ``breaker``, ``reason``) to the event log, so SSE clients and the control
-panel see it without polling.
+panel see it without polling, and counts it in ``Keys.metrics`` (the Prometheus counter
+``taskflow_breaker_transitions_total``).
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ class CircuitBreaker:
     async def _run(self, op: str, arg1: str = "", arg2: str = "") -> tuple[int, str]:
         s = self.settings
         reply = await self._script(
-            keys=[self.key, self.keys.events],
+            keys=[self.key, self.keys.events, self.keys.metrics],
             args=[
                 op,
                 s.breaker_failure_threshold,

@@ -19,6 +19,9 @@ Layout::
     {tf}:finished             zset    COMPLETED/CANCELLED ids by finish time (retention sweep)
     {tf}:counts               hash    state -> number of tasks in that state
     {tf}:stats                hash    claim sequence and other running totals
+    {tf}:metrics              hash    Prometheus counters and histogram buckets, written by the
+                                      scripts that change what they count (field layout in
+                                      observability/metrics.py)
     {tf}:events               stream  the event log: one entry per transition
     {tf}:parts:<id>           hash    work a task already paid for (a page's answer, a chunk's
                                       summary): part name -> JSON, written under the lease,
@@ -129,6 +132,11 @@ class Keys:
     def stats(self) -> str:
         """Running totals (claim sequence)."""
         return f"{self.tag}:stats"
+
+    @property
+    def metrics(self) -> str:
+        """Prometheus counters and histogram buckets (``<metric>|<labels>`` -> total)."""
+        return f"{self.tag}:metrics"
 
     @property
     def events(self) -> str:

@@ -96,11 +96,79 @@ local COUNT_DELTAS = {}
 local function count(state, delta)
   COUNT_DELTAS[state] = (COUNT_DELTAS[state] or 0) + delta
 end
+
+-- Prometheus counters and histograms (observability/metrics.py renders them), one hash of
+-- running totals beside the state they count. A field is '<metric>|<label values>', the free-text
+-- label (task type) last; a histogram field is '<metric>|<bucket>|<labels>' with <bucket> the
+-- 0-based index of the first bound >= the value (#BUCKETS = +Inf), or 's' for the sum of the
+-- observations. Buckets are not cumulative here and there is no count field: the scrape sums
+-- them. Like the state counters, changes are gathered in tables (keyed by label, so no field
+-- name is built per task) and written by flush_counts(): a batch costs one HINCRBY per distinct
+-- field, not one per task.
+local K_METRICS = TAG .. ':metrics'
+-- Upper bounds (seconds) of the task duration and queue wait buckets; the same list is
+-- observability/metrics.py's TASK_BUCKETS (a unit test compares them).
+local BUCKETS = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600,
+                 1800, 3600}
+local NOW_SEC = NOW_MS / 1000
+local METRIC_INCR = {}   -- field -> delta (rare events: retries, dead letters, cancellations)
+local ENDED = {}         -- outcome -> task type -> {n = attempts, s = seconds, [bucket] = count}
+local WAITED = {}        -- task type -> {s = seconds, [bucket] = count}
+local function metric(field, delta)
+  METRIC_INCR[field] = (METRIC_INCR[field] or 0) + delta
+end
+local function observe(rec, seconds)
+  if seconds < 0 then seconds = 0 end
+  local i = 0
+  while i < #BUCKETS and seconds > BUCKETS[i + 1] do i = i + 1 end
+  rec[i] = (rec[i] or 0) + 1
+  rec.s = rec.s + seconds
+end
+-- An attempt ended (ACTIVE -> 'outcome'): count it and observe its duration since 'started'
+-- (the task hash's started_at, '%.3f' epoch seconds; false when unset).
+local function attempt_ended(ttype, outcome, started)
+  ttype = ttype or ''
+  local by = ENDED[outcome]
+  if not by then by = {}; ENDED[outcome] = by end
+  local rec = by[ttype]
+  if not rec then rec = {n = 0, s = 0}; by[ttype] = rec end
+  rec.n = rec.n + 1
+  local t = tonumber(started or '')
+  if t then observe(rec, NOW_SEC - t) end
+end
+-- A task was claimed after waiting since 'since_s' (epoch seconds, a number).
+local function claimed_after(ttype, since_s)
+  local rec = WAITED[ttype]
+  if not rec then rec = {s = 0}; WAITED[ttype] = rec end
+  observe(rec, NOW_SEC - since_s)
+end
+local function flush_histogram(name, rec, labels)
+  for i = 0, #BUCKETS do
+    if rec[i] then redis.call('HINCRBY', K_METRICS, name .. '|' .. i .. labels, rec[i]) end
+  end
+  if rec.s > 0 then
+    redis.call('HINCRBYFLOAT', K_METRICS, name .. '|s' .. labels, string.format('%.6f', rec.s))
+  end
+end
+local function flush_metrics()
+  for field, delta in pairs(METRIC_INCR) do redis.call('HINCRBY', K_METRICS, field, delta) end
+  for outcome, by in pairs(ENDED) do
+    for ttype, rec in pairs(by) do
+      local labels = '|' .. outcome .. '|' .. ttype
+      redis.call('HINCRBY', K_METRICS, 'finished' .. labels, rec.n)
+      flush_histogram('duration', rec, labels)
+    end
+  end
+  for ttype, rec in pairs(WAITED) do flush_histogram('wait', rec, '|' .. ttype) end
+  METRIC_INCR, ENDED, WAITED = {}, {}, {}
+end
+
 local function flush_counts()
   for state, delta in pairs(COUNT_DELTAS) do
     if delta ~= 0 then redis.call('HINCRBY', K_COUNTS, state, delta) end
   end
   COUNT_DELTAS = {}
+  flush_metrics()
 end
 
 -- One event log entry. Its time is the stream id's millisecond part (Redis time), so it is not

@@ -12,8 +12,11 @@ if state == 'ACTIVE' then
   return 'ACTIVE'
 end
 if state == 'COMPLETED' or state == 'CANCELLED' then return 'refused:' .. state end
-unlink(id, key, submitted(key).lane)
+local s = submitted(key)
+unlink(id, key, s.lane)
 redis.call('ZADD', K_FINISHED, NOW_MS, id)
 redis.call('DEL', k_parts(id))
 transition(id, key, state, 'CANCELLED')
+-- A waiting task cancelled: counted as finished, but no attempt ended (no duration).
+metric('finished|cancelled|' .. (s.task_type or ''), 1)
 return 'CANCELLED'

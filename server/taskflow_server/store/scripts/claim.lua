@@ -49,15 +49,27 @@ while claimed < n do
   end
   if not id then break end
   local key = k_task(id)
-  local f = redis.call('HMGET', key, 'state', 'retry_count', 'lost_leases')
+  local f = redis.call('HMGET', key, 'state', 'retry_count', 'lost_leases', 'updated_at')
   if f[1] == 'PENDING' then
-    redis.call('HSET', key, 'worker_id', worker, 'lease', token, 'started_at', NOW_S)
+    local s, sid = submitted(key)
+    local ttype = s.task_type or ''
+    -- The type is kept in the hash too while the task runs: the scripts that end the attempt
+    -- label their metrics with it without reading the submitted entry (and its payload).
+    redis.call('HSET', key, 'worker_id', worker, 'lease', token, 'started_at', NOW_S,
+               'task_type', ttype)
     redis.call('ZADD', K_ACTIVE, NOW_MS + lease_ms, id)
+    -- Queue wait: since the task last became PENDING (updated_at: a promoted retry, a requeue),
+    -- else since it was submitted (a new task's hash has no updated_at).
+    local since_s = tonumber(f[4] or '')
+    if not since_s then
+      local ms = tonumber(string.match(sid or '', '^%d+'))
+      if ms then since_s = ms / 1000 end
+    end
+    if since_s then claimed_after(ttype, since_s) end
     transition(id, key, 'PENDING', 'ACTIVE', {'worker_id', worker})
     if limits[lane] > 0 then limits[lane] = limits[lane] - 1 end
-    local s = submitted(key)
     out[#out + 1] = id
-    out[#out + 1] = s.task_type or ''
+    out[#out + 1] = ttype
     out[#out + 1] = f[2] or '0'
     out[#out + 1] = f[3] or '0'
     out[#out + 1] = s.payload or '{}'

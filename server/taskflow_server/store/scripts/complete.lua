@@ -7,8 +7,9 @@ local out = {}
 for i = 0, n - 1 do
   local id, token, result = ARGV[4 + i * 3], ARGV[5 + i * 3], ARGV[6 + i * 3]
   local key = k_task(id)
-  local f = redis.call('HMGET', key, 'state', 'lease')
+  local f = redis.call('HMGET', key, 'state', 'lease', 'task_type', 'started_at')
   if f[1] == 'ACTIVE' and f[2] == token then
+    attempt_ended(f[3], 'completed', f[4])
     redis.call('HSET', key, 'result', result, 'completed_at', NOW_S, 'progress', '1')
     redis.call('HDEL', key, 'lease', 'cancel_requested')
     redis.call('ZREM', K_ACTIVE, id)

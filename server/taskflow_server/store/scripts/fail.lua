@@ -10,9 +10,12 @@
 local id, token, mode = ARGV[3], ARGV[4], ARGV[5]
 local etype, msg, delay = ARGV[6], ARGV[7], tonumber(ARGV[8])
 local key = k_task(id)
-local f = redis.call('HMGET', key, 'state', 'lease', 'retry_count')
+local f = redis.call('HMGET', key, 'state', 'lease', 'retry_count', 'task_type', 'started_at')
 if f[1] ~= 'ACTIVE' or f[2] ~= token then return 'stale:' .. tostring(f[1]) end
 local s = submitted(key)
+local ttype, started = f[4] or s.task_type, f[5]
+local eclass = etype
+if eclass == '' then eclass = 'unexpected' end
 local lane, prio = s.lane, s.priority
 local retries, max_retries = tonumber(f[3] or '0'), tonumber(s.max_retries or '0')
 redis.call('ZREM', K_ACTIVE, id)
@@ -21,6 +24,7 @@ if mode == 'requeue' then
   redis.call('LPUSH', k_queue(lane, prio), id)
   if etype ~= '' then redis.call('HSET', key, 'last_error', msg, 'error_type', etype) end
   transition(id, key, 'ACTIVE', 'PENDING', {'reason', msg})
+  attempt_ended(ttype, 'requeued', started)
   wake(lane, 1)
   return 'PENDING'
 end
@@ -28,6 +32,7 @@ if mode == 'cancel' then
   redis.call('ZADD', K_FINISHED, NOW_MS, id)
   redis.call('DEL', k_parts(id))
   transition(id, key, 'ACTIVE', 'CANCELLED')
+  attempt_ended(ttype, 'cancelled', started)
   return 'CANCELLED'
 end
 local new
@@ -42,9 +47,13 @@ if new == 'SCHEDULED' then
   redis.call('HSET', key, 'retry_count', retries + 1, 'scheduled_at', NOW_S,
              'retry_after', string.format('%.3f', due / 1000))
   redis.call('ZADD', K_SCHEDULED, due, id)
+  attempt_ended(ttype, 'failed', started)
+  metric('retries|' .. eclass, 1)
 else
   redis.call('HSET', key, 'dlq_at', NOW_S)
   redis.call('ZADD', K_DLQ, NOW_MS, id)
+  attempt_ended(ttype, 'dlq', started)
+  metric('dead_letters|' .. eclass, 1)
 end
 transition(id, key, 'ACTIVE', new, {'error_type', etype})
 return new

@@ -8,7 +8,8 @@ local woken = {}
 for _, id in ipairs(expired) do
   redis.call('ZREM', K_ACTIVE, id)
   local key = k_task(id)
-  local f = redis.call('HMGET', key, 'state', 'worker_id', 'retry_count')
+  local f = redis.call('HMGET', key, 'state', 'worker_id', 'retry_count', 'task_type',
+                       'started_at')
   if f[1] == 'ACTIVE' then
     local lost = redis.call('HINCRBY', key, 'lost_leases', 1)
     redis.call('HDEL', key, 'lease', 'cancel_requested')
@@ -21,6 +22,8 @@ for _, id in ipairs(expired) do
       redis.call('HSET', key, 'last_error', msg, 'error_type', 'poison', 'dlq_at', NOW_S)
       redis.call('ZADD', K_DLQ, NOW_MS, id)
       transition(id, key, 'ACTIVE', 'DLQ', {'error_type', 'poison'})
+      attempt_ended(f[4], 'dlq', f[5])
+      metric('dead_letters|poison', 1)
       dead = dead + 1
     else
       local s = submitted(key)
@@ -28,6 +31,7 @@ for _, id in ipairs(expired) do
       redis.call('LPUSH', k_queue(lane, s.priority), id)
       redis.call('HSET', key, 'last_error', msg, 'error_type', 'lease_expired')
       transition(id, key, 'ACTIVE', 'PENDING', {'reason', 'lease_expired'})
+      attempt_ended(f[4] or s.task_type, 'lost', f[5])
       woken[lane] = (woken[lane] or 0) + 1
       requeued = requeued + 1
     end
