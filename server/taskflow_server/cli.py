@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from taskflow_server.config import Settings
 from taskflow_server.logs import setup_logging
+from taskflow_server.observability import tracing
 
 log = logging.getLogger("taskflow_server")
 
@@ -72,6 +73,7 @@ def server_main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     settings = _settings(vars(args))
     setup_logging(settings.log_level, settings.json_logs)
+    tracing.configure(tracing.SERVER_SERVICE)
     from taskflow_server.errors import ConfigError
     from taskflow_server.serve import run_server
 
@@ -126,6 +128,7 @@ def worker_main(argv: list[str] | None = None) -> None:
     workers = overrides.pop("workers")
     settings = _settings(overrides)
     setup_logging(settings.log_level, settings.json_logs)
+    tracing.configure(tracing.WORKER_SERVICE)
     if not settings.redis_url:
         sys.exit(
             "taskflow-worker: no Redis to join. Pass --redis-url (or set TASKFLOW_REDIS_URL); "

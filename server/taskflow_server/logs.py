@@ -9,6 +9,12 @@ httpx logs every request it sends at INFO; those per-request lines are demoted t
 BackgroundServer`, used from notebooks) sends its logs to a handler of its own
 (:class:`ServerLogs`): WARNING and above on stderr by default, or everything from a level up into
 a file, so they do not land in whichever notebook cell happens to run.
+
+Fields meant for log pipelines rather than for people (a task's id, type, state, attempt, error
+class) are passed as ``extra=json_fields(...)``: JSON lines carry them as top-level keys, text
+lines leave them out (their message already says the same in words). While tracing is on, JSON
+lines logged inside a span also carry its ``trace_id`` and ``span_id``, so a log line leads to
+its trace and back.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import re
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
@@ -121,11 +128,32 @@ def install_redaction() -> None:
             logger.addFilter(_FILTER)
 
 
+JSON_FIELDS = "json_fields"
+"""The record attribute :func:`json_fields` fills."""
+
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
     "message",
     "asctime",
     "color_message",  # uvicorn duplicates its message with ANSI colours
+    JSON_FIELDS,
 }
+
+
+_context_fields: Callable[[], dict[str, Any]] | None = None
+
+
+def set_context_fields(source: Callable[[], dict[str, Any]] | None) -> None:
+    """Have JSON lines also carry the fields ``source()`` returns, called in the context each
+    record is logged in (tracing sets its ``trace_id`` and ``span_id`` while it is on; this
+    module imports nothing of it); ``None`` stops it."""
+    global _context_fields
+    _context_fields = source
+
+
+def json_fields(**fields: Any) -> dict[str, Any]:
+    """``extra=`` for fields that JSON lines carry as top-level keys and text lines leave out,
+    e.g. ``log.info("task %s done", tid, extra=json_fields(task_id=tid, state="COMPLETED"))``."""
+    return {JSON_FIELDS: fields}
 
 
 class _Formatter(logging.Formatter):
@@ -145,6 +173,11 @@ class _Formatter(logging.Formatter):
         if record.exc_info:
             fields["exc"] = self.formatException(record.exc_info)
         if self.as_json:
+            structured = getattr(record, JSON_FIELDS, None)
+            if structured:
+                fields.update(structured)
+            if _context_fields is not None:
+                fields.update(_context_fields())
             return json.dumps(fields, default=str)
         ts, level, logger = fields.pop("ts"), fields.pop("level"), fields.pop("logger")
         head = f"{ts} {level:<7} {logger}: {fields.pop('msg')}"

@@ -56,7 +56,15 @@ class Recorder:
     def __init__(self) -> None:
         self.calls: list[tuple[bool, str | None, dict[str, Any]]] = []
 
-    async def record_call(self, ok: bool, error_class: str | None, usage: dict[str, Any]) -> None:
+    async def record_call(
+        self,
+        ok: bool,
+        error_class: str | None,
+        usage: dict[str, Any],
+        *,
+        status: int | None = None,
+        seconds: float | None = None,
+    ) -> None:
         self.calls.append((ok, error_class, usage))
 
 

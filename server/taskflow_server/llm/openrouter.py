@@ -51,6 +51,7 @@ import httpx
 
 from taskflow_server.config import Settings
 from taskflow_server.logs import demote_request_logs
+from taskflow_server.observability import tracing
 from taskflow_server.resilience.errors import (
     ErrorClass,
     NotSentError,
@@ -172,8 +173,18 @@ class ChatResult:
 class CallRecorder(Protocol):
     """Receives one record per upstream call (the monitor's daily metrics implement it)."""
 
-    async def record_call(self, ok: bool, error_class: str | None, usage: dict[str, Any]) -> None:
-        """Count one call: success or its error class, and the tokens and cost it used."""
+    async def record_call(
+        self,
+        ok: bool,
+        error_class: str | None,
+        usage: dict[str, Any],
+        *,
+        status: int | None = None,
+        seconds: float | None = None,
+    ) -> None:
+        """Count one call: success or its error class, and the tokens and cost it used;
+        ``status`` is the HTTP status (``None``: no answer), ``seconds`` how long the request
+        took (``None``: not sent)."""
 
 
 # ----------------------------------------------------------------------------- pure parsing
@@ -499,6 +510,8 @@ class OpenRouterClient:
             ),
             limits=httpx.Limits(max_connections=None, max_keepalive_connections=100),
         )
+        if tracing.ENABLED:
+            tracing.instrument_http_client(self.http)
 
     def _headers(self) -> dict[str, str]:
         headers = {
@@ -628,11 +641,13 @@ class OpenRouterClient:
         """Send one request under the breaker and the limiter, and do the bookkeeping."""
         if self.limiter is None:
             await self._refuse_if_paused()  # with a limiter, its acquire script does this
+        sent: float | None = None  # when the request went out (for the latency metric)
         try:
             if self.limiter is not None:
                 # The limiter reads the breaker when it grants: a hold placed while this call
                 # waited for a slot or a token stops it there, before it takes a token.
                 async with self.limiter.slot():
+                    sent = time.perf_counter()
                     try:
                         result = await self._send(body, expect_json)
                     except UpstreamError as exc:
@@ -643,6 +658,7 @@ class OpenRouterClient:
                             await _quietly(self._cool_down(exc))
                         raise
             else:
+                sent = time.perf_counter()
                 result = await self._send(body, expect_json)
         except NotSentError as exc:
             # The limiter gave up waiting: a wait that long is a hold for every worker, or the
@@ -660,11 +676,11 @@ class OpenRouterClient:
             raise
         except Exception as exc:
             error = as_upstream_error(exc)
-            await self._after_failure(error)
+            await self._after_failure(error, _since(sent))
             if error is exc:
                 raise
             raise error from exc
-        await self._after_success(result)
+        await self._after_success(result, _since(sent))
         return result
 
     async def _hold_unless_open(self, seconds: float) -> None:
@@ -681,6 +697,22 @@ class OpenRouterClient:
             await self.breaker.hold("rate_limited", seconds)
 
     async def _send(self, body: dict[str, Any], expect_json: bool) -> ChatResult:
+        if not tracing.ENABLED:
+            return await self._send_request(body, expect_json)
+        # One client span per request sent: model, status, tokens and cost as attributes.
+        with tracing.upstream_span(str(body.get("model", ""))) as call:
+            try:
+                result = await self._send_request(body, expect_json)
+            except UpstreamError as exc:
+                call.failed(exc.status, exc.error_class.value, exc.usage)
+                raise
+            except Exception as exc:
+                call.failed(None, as_upstream_error(exc).error_class.value, {})
+                raise
+            call.answered(200, result.model, result.usage)
+            return result
+
+    async def _send_request(self, body: dict[str, Any], expect_json: bool) -> ChatResult:
         url = f"{self.base_url}/chat/completions"
         if body.get("stream"):
             async with self.http.stream("POST", url, json=body, headers=self._headers()) as resp:
@@ -701,13 +733,15 @@ class OpenRouterClient:
             ) from None
         return parse_chat_response(decoded, resp.headers, expect_json=expect_json)
 
-    async def _after_success(self, result: ChatResult) -> None:
+    async def _after_success(self, result: ChatResult, seconds: float | None) -> None:
         if self.breaker is not None:
             await _quietly(self.breaker.record_success())
         if self.metrics is not None:
-            await _quietly(self.metrics.record_call(True, None, result.usage))
+            await _quietly(
+                self.metrics.record_call(True, None, result.usage, status=200, seconds=seconds)
+            )
 
-    async def _after_failure(self, error: UpstreamError) -> None:
+    async def _after_failure(self, error: UpstreamError, seconds: float | None) -> None:
         cls = error.error_class
         log.info("openrouter call failed: %s", error)
         if self.limiter is not None and cls is ErrorClass.IN_FLIGHT_BUDGET:
@@ -719,7 +753,11 @@ class OpenRouterClient:
             # smaller), not a reason to hold every worker.
             await _quietly(self.breaker.record_failure(cls))
         if self.metrics is not None:
-            await _quietly(self.metrics.record_call(False, cls.value, error.usage))
+            await _quietly(
+                self.metrics.record_call(
+                    False, cls.value, error.usage, status=error.status, seconds=seconds
+                )
+            )
 
     async def _get(self, path: str) -> httpx.Response:
         return await self.http.get(f"{self.base_url}{path}", headers=self._headers())
@@ -791,6 +829,11 @@ def _json_or_text(resp: httpx.Response) -> Any:
         return resp.json()
     except ValueError:
         return resp.text
+
+
+def _since(started: float | None) -> float | None:
+    """Seconds since ``started`` (a ``perf_counter`` reading), ``None`` when unset."""
+    return None if started is None else time.perf_counter() - started
 
 
 async def _quietly(awaitable: Any) -> None:

@@ -1,0 +1,2 @@
+"""Signals for operators: Prometheus metrics kept in Redis (``metrics``) and opt-in
+OpenTelemetry traces (``tracing``)."""
