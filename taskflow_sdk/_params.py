@@ -4,8 +4,9 @@ the filters of a listing, amounts of money. Pure functions; nothing here sends a
 
 from __future__ import annotations
 
+import math
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 from taskflow_sdk.models import Task, TaskState
 
 __all__ = [
+    "HistoryQuery",
     "ListQuery",
     "batch_item",
     "check_usd",
@@ -161,3 +163,98 @@ class ListQuery:
         """Whether a listed task matches (the server matches id substrings; this keeps only
         prefixes)."""
         return self.id_prefix is None or task.task_id.startswith(self.id_prefix)
+
+
+TimeArg = datetime | date | float | int | str | None
+"""A history time bound: a datetime (naive = UTC), a date, epoch seconds or ISO 8601 text."""
+
+
+def _history_time(value: TimeArg, name: str) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        raise TypeError(f"{name} must be a datetime, a date, epoch seconds or a string")
+    if isinstance(value, int | float):
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number of epoch seconds, not {value!r}")
+        return repr(float(value))
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return value.isoformat()
+
+
+def _history_states(state: TaskState | str | Sequence[TaskState | str] | None) -> list[str]:
+    if state is None:
+        return []
+    wanted = [state] if isinstance(state, str) else list(state)
+    out: list[str] = []
+    for item in wanted:
+        for part in str(getattr(item, "value", item)).split(","):
+            name = part.strip().upper()
+            if not name:
+                continue
+            if name not in TaskState.__members__:
+                states = ", ".join(TaskState.__members__)
+                raise ValueError(f"state {part.strip()!r} is not a state: use one of {states}")
+            out.append(name)
+    return out
+
+
+@dataclass(frozen=True)
+class HistoryQuery:
+    """Filters of ``history()`` and ``history_stats()``; builds their query string."""
+
+    since: str | None = None
+    until: str | None = None
+    time_field: str = "created"
+    task_type: str | None = None
+    states: tuple[str, ...] = ()
+    error_class: str | None = None
+    batch: str | None = None
+    min_cost: float | None = None
+    max_cost: float | None = None
+
+    @classmethod
+    def make(
+        cls,
+        *,
+        since: TimeArg,
+        until: TimeArg,
+        time_field: str,
+        task_type: str | None,
+        state: TaskState | str | Sequence[TaskState | str] | None,
+        error_class: str | None,
+        batch: str | None,
+        min_cost: float | None,
+        max_cost: float | None,
+    ) -> HistoryQuery:
+        """Check and normalise the arguments (``ValueError`` / ``TypeError`` for bad ones)."""
+        if time_field not in ("created", "finished"):
+            raise ValueError(f"time_field must be 'created' or 'finished', not {time_field!r}")
+        return cls(
+            since=_history_time(since, "since"),
+            until=_history_time(until, "until"),
+            time_field=time_field,
+            task_type=task_type,
+            states=tuple(_history_states(state)),
+            error_class=error_class,
+            batch=batch,
+            min_cost=check_usd(min_cost, "min_cost"),
+            max_cost=check_usd(max_cost, "max_cost"),
+        )
+
+    def params(self) -> dict[str, Any]:
+        """The filters' query string (absent filters left out)."""
+        out: dict[str, Any] = {
+            "since": self.since,
+            "until": self.until,
+            "time_field": self.time_field,
+            "task_type": self.task_type,
+            "state": list(self.states) or None,
+            "error_class": self.error_class,
+            "batch": self.batch,
+            "min_cost": self.min_cost,
+            "max_cost": self.max_cost,
+        }
+        return {k: v for k, v in out.items() if v is not None}

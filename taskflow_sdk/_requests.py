@@ -18,6 +18,7 @@ from taskflow_sdk._config import USE_CLIENT_DEFAULT, ClientConfig, Timeout
 from taskflow_sdk._files import Upload
 from taskflow_sdk._flows import Flow, RequestSpec, request_flow
 from taskflow_sdk._params import (
+    HistoryQuery,
     ListQuery,
     batch_item,
     check_usd,
@@ -41,6 +42,9 @@ from taskflow_sdk.models import (
     BreakerStatus,
     Budget,
     Health,
+    HistoryPage,
+    HistoryStats,
+    HistoryTask,
     Metrics,
     OpenRouterStatus,
     QueueStatus,
@@ -53,7 +57,15 @@ from taskflow_sdk.models import (
 
 T = TypeVar("T")
 
-__all__ = ["API", "BATCH_BYTES", "BATCH_CHUNK", "LOOKUP_MAX", "STATES_MAX", "Requests"]
+__all__ = [
+    "API",
+    "BATCH_BYTES",
+    "BATCH_CHUNK",
+    "HISTORY_PAGE",
+    "LOOKUP_MAX",
+    "STATES_MAX",
+    "Requests",
+]
 
 API = "/api/v1"
 """The prefix of every API route."""
@@ -66,6 +78,9 @@ LOOKUP_MAX = 500
 """Task ids per ``POST /api/v1/tasks/lookup`` request (the server takes up to 1,000)."""
 STATES_MAX = 1000
 """Task ids per ``POST /api/v1/tasks/states`` request (the server's limit)."""
+HISTORY_PAGE = 500
+"""Recorded tasks asked per ``GET /api/v1/history`` request (the server may cap it lower at
+its ``max_page_size``; the cursor then simply takes more pages)."""
 NO_ROUTE = (404, 405)
 """What a server without a route answers to it."""
 
@@ -340,6 +355,44 @@ class Requests:
         """``POST /api/v1/tasks/requeue-orphaned``."""
         spec = RequestSpec("POST", f"{API}/tasks/requeue-orphaned", timeout=timeout)
         return self._flow(spec, parser(RequeueReport))
+
+    # history -------------------------------------------------------------------------------
+
+    def history_page(
+        self, query: HistoryQuery, limit: int, cursor: str | None, *, timeout: Timeout
+    ) -> Flow[HistoryPage]:
+        """One page of ``GET /api/v1/history`` (at most ``limit`` tasks after ``cursor``)."""
+        params = {**query.params(), "limit": limit, "cursor": cursor}
+        spec = RequestSpec("GET", f"{API}/history", params=params, timeout=timeout)
+        return self._flow(spec, parser(HistoryPage))
+
+    def history(
+        self, query: HistoryQuery, limit: int | None, *, timeout: Timeout
+    ) -> Flow[list[HistoryTask]]:
+        """Recorded tasks newest first, following ``next_cursor`` until ``limit`` tasks (or
+        every match, for ``None``) are in."""
+        if limit is not None and limit < 0:
+            raise ValueError(f"limit must be >= 0 or None, not {limit}")
+        found: list[HistoryTask] = []
+        cursor: str | None = None
+        while limit is None or len(found) < limit:
+            size = HISTORY_PAGE if limit is None else min(HISTORY_PAGE, limit - len(found))
+            page = yield from self.history_page(query, size, cursor, timeout=timeout)
+            found.extend(page.tasks)
+            cursor = page.next_cursor
+            if cursor is None or not page.tasks:
+                break
+        return found if limit is None else found[:limit]
+
+    def history_stats(
+        self, query: HistoryQuery, bucket: str, *, timeout: Timeout
+    ) -> Flow[HistoryStats]:
+        """``GET /api/v1/history/stats?bucket=``: one entry per day or hour."""
+        if bucket not in ("day", "hour"):
+            raise ValueError(f"bucket must be 'day' or 'hour', not {bucket!r}")
+        params = {**query.params(), "bucket": bucket}
+        spec = RequestSpec("GET", f"{API}/history/stats", params=params, timeout=timeout)
+        return self._flow(spec, parser(HistoryStats))
 
     # system --------------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ from taskflow_sdk._config import (
 from taskflow_sdk._drivers import AsyncHttpxDriver
 from taskflow_sdk._files import FileInput, read_upload
 from taskflow_sdk._flows import Flow
-from taskflow_sdk._params import ListQuery, task_id_of
+from taskflow_sdk._params import HistoryQuery, ListQuery, TimeArg, task_id_of
 from taskflow_sdk._wait import (
     STREAM_CONNECT_SECONDS,
     TERMINAL_EVENT_TYPES,
@@ -46,6 +46,7 @@ from taskflow_sdk.models import (
     BreakerStatus,
     Budget,
     Health,
+    HistoryStats,
     Metrics,
     OpenRouterStatus,
     QueueStatus,
@@ -56,6 +57,7 @@ from taskflow_sdk.models import (
     TaskState,
     TaskStatus,
     WorkerList,
+    history_frame,
     tasks_frame,
 )
 from taskflow_sdk.progress import Progress
@@ -317,6 +319,115 @@ class AsyncClient:
     async def delete(self, task: Task | str, *, timeout: Timeout = USE_CLIENT_DEFAULT) -> None:
         """Delete a task, whatever its state."""
         await self._run(self._requests.delete(task_id_of(task), timeout=timeout))
+
+    # ------------------------------------------------------------------ history
+
+    async def history(
+        self,
+        *,
+        since: TimeArg = None,
+        until: TimeArg = None,
+        time_field: str = "created",
+        task_type: str | None = None,
+        state: TaskState | str | Sequence[TaskState | str] | None = None,
+        error_class: str | None = None,
+        batch: str | None = None,
+        min_cost: float | None = None,
+        max_cost: float | None = None,
+        limit: int | None = 1000,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> pd.DataFrame:
+        """Recorded tasks from the server's PostgreSQL history, newest first, as a DataFrame
+        (one row per task, the columns of :data:`~taskflow_sdk.models.HISTORY_COLUMNS`).
+
+        Pages are followed through the server's cursor until ``limit`` tasks are in (``None``:
+        every match). Filters: ``since``/``until`` (datetimes, naive = UTC; dates; epoch
+        seconds; ISO text; both inclusive) bound the creation time, or the finish time with
+        ``time_field="finished"``; ``task_type``; ``state`` (one or several); ``error_class``
+        (the last error's class); ``batch``; ``min_cost``/``max_cost`` in USD.
+
+        Raises :class:`~taskflow_sdk.HistoryDisabledError` when the server has no history
+        (no ``TASKFLOW_DATABASE_URL``) and :class:`~taskflow_sdk.UnprocessableEntityError`
+        for a filter it refuses (``detail`` says what to fix).
+        """
+        query = HistoryQuery.make(
+            since=since,
+            until=until,
+            time_field=time_field,
+            task_type=task_type,
+            state=state,
+            error_class=error_class,
+            batch=batch,
+            min_cost=min_cost,
+            max_cost=max_cost,
+        )
+        tasks = await self._run(self._requests.history(query, limit, timeout=timeout))
+        return history_frame(tasks)
+
+    async def history_stats(
+        self,
+        *,
+        bucket: str = "day",
+        since: TimeArg = None,
+        until: TimeArg = None,
+        time_field: str = "created",
+        task_type: str | None = None,
+        state: TaskState | str | Sequence[TaskState | str] | None = None,
+        error_class: str | None = None,
+        batch: str | None = None,
+        min_cost: float | None = None,
+        max_cost: float | None = None,
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> pd.DataFrame:
+        """The history summed up per UTC ``bucket`` (``"day"`` or ``"hour"``) as a tidy
+        DataFrame, one row per bucket, oldest first (empty buckets in the range are zeros):
+        ``bucket`` (its start), ``tasks``, a count per state, ``failures`` and
+        ``failures_<class>`` (DLQ and FAILED tasks by error class), ``timed``,
+        ``duration_p50_s`` / ``duration_p95_s`` (finished - started), ``cost_usd`` and the
+        tokens. Filters as in :meth:`history`; ``time_field`` also picks the time bucketed.
+        :meth:`history_buckets` gives the same without pandas."""
+        stats = await self._run(
+            self._requests.history_stats(
+                HistoryQuery.make(
+                    since=since,
+                    until=until,
+                    time_field=time_field,
+                    task_type=task_type,
+                    state=state,
+                    error_class=error_class,
+                    batch=batch,
+                    min_cost=min_cost,
+                    max_cost=max_cost,
+                ),
+                bucket,
+                timeout=timeout,
+            )
+        )
+        return stats.to_pandas()
+
+    async def history_buckets(
+        self,
+        *,
+        bucket: str = "day",
+        since: TimeArg = None,
+        until: TimeArg = None,
+        time_field: str = "created",
+        timeout: Timeout = USE_CLIENT_DEFAULT,
+    ) -> HistoryStats:
+        """The stats of :meth:`history_stats` (over every task in the range) as a model, without
+        importing pandas: what the control panel's History tab reads."""
+        query = HistoryQuery.make(
+            since=since,
+            until=until,
+            time_field=time_field,
+            task_type=None,
+            state=None,
+            error_class=None,
+            batch=None,
+            min_cost=None,
+            max_cost=None,
+        )
+        return await self._run(self._requests.history_stats(query, bucket, timeout=timeout))
 
     # ------------------------------------------------------------------ system
 

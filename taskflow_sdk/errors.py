@@ -10,6 +10,8 @@
     │   ├── AuthenticationError        401  (missing or wrong token)
     │   ├── PermissionDeniedError      403
     │   ├── NotFoundError              404
+    │   │   └── HistoryDisabledError   404 from a history route: the server has no
+    │   │                              TASKFLOW_DATABASE_URL (history is off)
     │   ├── ConflictError              409
     │   ├── PayloadTooLargeError       413
     │   ├── UnprocessableEntityError   422  (invalid input: ``detail`` says what to fix)
@@ -45,6 +47,7 @@ __all__ = [
     "AuthenticationError",
     "BadRequestError",
     "ConflictError",
+    "HistoryDisabledError",
     "InternalServerError",
     "NotFoundError",
     "PayloadTooLargeError",
@@ -139,6 +142,16 @@ class PermissionDeniedError(APIStatusError):
 
 class NotFoundError(APIStatusError):
     """404: no such task (or route)."""
+
+
+class HistoryDisabledError(NotFoundError):
+    """404 from ``history()`` / ``history_stats()``: the server records no history. Set
+    ``TASKFLOW_DATABASE_URL=postgresql://...`` on the server (or start it with
+    ``--database-url``) and restart it; ``detail`` says the same."""
+
+
+HISTORY_HEADER = "x-taskflow-history"
+"""The header a server without history sets (to ``off``) on its history routes' 404."""
 
 
 class ConflictError(APIStatusError):
@@ -238,6 +251,8 @@ def error_for_response(response: httpx.Response) -> APIStatusError:
     cls = _BY_STATUS.get(status)
     if cls is None:
         cls = InternalServerError if status >= 500 else APIStatusError
+    if status == 404 and response.headers.get(HISTORY_HEADER, "").lower() == "off":
+        cls = HistoryDisabledError
     foreign = foreign_answer(response)
     if foreign is not None:
         body = _decode_body(response)

@@ -31,6 +31,10 @@ __all__ = [
     "Budget",
     "Event",
     "Health",
+    "HistoryBucket",
+    "HistoryPage",
+    "HistoryStats",
+    "HistoryTask",
     "Hold",
     "Metrics",
     "OpenRouterStatus",
@@ -201,6 +205,9 @@ class Task(_Model):
     metadata: dict[str, Any] = Field(default_factory=dict)
     cancel_requested: bool = False
     lost_leases: int = 0
+    source: str | None = None
+    """Where ``get()`` found the task: ``"store"`` (Redis) or ``"history"`` (PostgreSQL, once
+    Redis no longer holds it); ``None`` from an older server."""
 
     @model_validator(mode="before")
     @classmethod
@@ -820,3 +827,152 @@ class Health(_Model):
     def healthy(self) -> bool:
         """True when every component answers."""
         return self.status == "healthy"
+
+
+# --------------------------------------------------------------------------- history
+
+HISTORY_COLUMNS = [
+    "task_id",
+    "task_type",
+    "state",
+    "priority",
+    "lane",
+    "created_at",
+    "started_at",
+    "finished_at",
+    "updated_at",
+    "duration_seconds",
+    "attempts",
+    "retry_count",
+    "max_retries",
+    "error_class",
+    "error_message",
+    "provider",
+    "model",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "batch",
+    "idempotency_key",
+    "metadata",
+]
+"""The columns of ``client.history()``'s DataFrame, in order."""
+
+
+class HistoryTask(_Model):
+    """One recorded task of ``GET /api/v1/history`` (PostgreSQL; no input, no result)."""
+
+    task_id: str
+    task_type: str | None = None
+    state: str = ""
+    priority: str | None = None
+    lane: str | None = None
+    created_at: datetime | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime | None = None
+    duration_seconds: float | None = None
+    attempts: int = 0
+    retry_count: int = 0
+    max_retries: int = 0
+    error_class: str | None = None
+    error_message: str | None = None
+    provider: str | None = None
+    model: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost_usd: float | None = None
+    batch: str | None = None
+    idempotency_key: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    def row(self) -> dict[str, Any]:
+        """The flat columns of :data:`HISTORY_COLUMNS`."""
+        return {name: getattr(self, name) for name in HISTORY_COLUMNS}
+
+
+class HistoryPage(_Model):
+    """One page of ``GET /api/v1/history``: tasks newest first and the next page's cursor."""
+
+    tasks: list[HistoryTask] = Field(default_factory=list)
+    next_cursor: str | None = None
+    limit: int = 0
+
+
+def history_frame(tasks: list[HistoryTask]) -> pd.DataFrame:
+    """One row per recorded task (the columns of :data:`HISTORY_COLUMNS`)."""
+    return _frame([t.row() for t in tasks], HISTORY_COLUMNS)
+
+
+class HistoryBucket(_Model):
+    """One UTC day or hour of ``GET /api/v1/history/stats``."""
+
+    start: datetime
+    tasks: int = 0
+    states: dict[str, int] = Field(default_factory=dict)
+    failures: dict[str, int] = Field(default_factory=dict)
+    timed: int = 0
+    duration_p50_seconds: float | None = None
+    duration_p95_seconds: float | None = None
+    cost_usd: float = 0.0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class HistoryStats(_Model):
+    """``GET /api/v1/history/stats``: one :class:`HistoryBucket` per day or hour, oldest first
+    (empty buckets in the range are zeros). :meth:`to_pandas` makes the tidy frame
+    ``client.history_stats()`` returns."""
+
+    bucket: str = "day"
+    time_field: str = "created"
+    since: datetime | None = None
+    until: datetime | None = None
+    buckets: list[HistoryBucket] = Field(default_factory=list)
+
+    @property
+    def error_classes(self) -> list[str]:
+        """Every error class with a failure in some bucket, sorted."""
+        return sorted({name for b in self.buckets for name in b.failures})
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One flat dict per bucket: ``bucket`` (its start), ``tasks``, a count per state
+        (every state, 0 when none), ``failures`` and ``failures_<class>`` per error class,
+        ``timed``, ``duration_p50_s``, ``duration_p95_s``, ``cost_usd`` and the tokens."""
+        classes = self.error_classes
+        out: list[dict[str, Any]] = []
+        for b in self.buckets:
+            row: dict[str, Any] = {"bucket": b.start, "tasks": b.tasks}
+            row.update({s.value: int(b.states.get(s.value, 0)) for s in TaskState})
+            row["failures"] = sum(b.failures.values())
+            row.update({f"failures_{c}": int(b.failures.get(c, 0)) for c in classes})
+            row["timed"] = b.timed
+            row["duration_p50_s"] = b.duration_p50_seconds
+            row["duration_p95_s"] = b.duration_p95_seconds
+            row["cost_usd"] = b.cost_usd
+            row["prompt_tokens"] = b.prompt_tokens
+            row["completion_tokens"] = b.completion_tokens
+            out.append(row)
+        return out
+
+    def columns(self) -> list[str]:
+        """The columns of :meth:`rows`, in order."""
+        return [
+            "bucket",
+            "tasks",
+            *(s.value for s in TaskState),
+            "failures",
+            *(f"failures_{c}" for c in self.error_classes),
+            "timed",
+            "duration_p50_s",
+            "duration_p95_s",
+            "cost_usd",
+            "prompt_tokens",
+            "completion_tokens",
+        ]
+
+    def to_pandas(self) -> pd.DataFrame:
+        """The tidy frame: one row per bucket, the columns of :meth:`columns`."""
+        import pandas as pd
+
+        return pd.DataFrame(self.rows(), columns=self.columns())

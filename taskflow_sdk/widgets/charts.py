@@ -15,13 +15,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from taskflow_sdk.models import TaskState
+from taskflow_sdk.models import HistoryStats, TaskState
 from taskflow_sdk.widgets.protocol import SERIES, STATES
 from taskflow_sdk.widgets.state import DayMetrics, PanelState
 
 __all__ = [
     "count_axis",
     "counts_spec",
+    "history_spec",
     "metrics_spec",
     "money_axis",
     "timeline_range",
@@ -259,6 +260,85 @@ def metrics_spec(state: PanelState) -> dict[str, Any]:
         layout["annotations"] = [
             {
                 "text": "no upstream calls recorded yet",
+                "showarrow": False,
+                "xref": "paper",
+                "yref": "paper",
+                "x": 0.5,
+                "y": 0.5,
+            }
+        ]
+    return {"data": data, "layout": layout}
+
+
+def _bucket_label(stats: HistoryStats, index: int) -> str:
+    start = stats.buckets[index].start
+    return start.strftime("%Y-%m-%d") if stats.bucket == "day" else start.strftime("%Y-%m-%d %H:00")
+
+
+def history_spec(stats: HistoryStats | None, note: str | None = None) -> dict[str, Any]:
+    """Recorded tasks per day (or hour) as bars stacked by state, and their cost as a line on
+    a second axis (USD, right); one category per UTC bucket. ``note`` (e.g. "History is
+    off: ...") is written across an empty chart; ``stats=None`` is a chart not loaded yet."""
+    buckets = stats.buckets if stats is not None else []
+    x = [_bucket_label(stats, i) for i in range(len(buckets))] if stats is not None else []
+    data: list[dict[str, Any]] = []
+    for state in STATES:
+        values = [int(b.states.get(state, 0)) for b in buckets]
+        if not any(values):
+            continue
+        data.append(
+            {
+                "type": "bar",
+                "name": state,
+                "x": x,
+                "y": values,
+                "marker": {"color": STATE_COLOURS.get(state, "#9e9e9e")},
+                "hovertemplate": "%{y:,d} tasks<extra>" + state + "</extra>",
+            }
+        )
+    costs = [float(b.cost_usd) for b in buckets]
+    if buckets:
+        data.append(
+            {
+                "type": "scatter",
+                "mode": "lines+markers",
+                "name": "cost",
+                "x": x,
+                "y": costs,
+                "yaxis": "y2",
+                "line": {"color": "#212121"},
+                "hovertemplate": "$%{y:,.4f}<extra>cost</extra>",
+            }
+        )
+    unit = stats.bucket if stats is not None else "day"
+    layout: dict[str, Any] = {
+        "title": {"text": f"Recorded tasks and cost per {unit} (UTC)", "font": {"size": 14}},
+        "height": 360,
+        "width": 760,
+        "margin": {"l": 60, "r": 60, "t": 40, "b": 40},
+        "font": _FONT,
+        "barmode": "stack",
+        "legend": {"orientation": "h", "y": -0.15},
+        "xaxis": {"type": "category"},
+        "yaxis": count_axis(max((b.tasks for b in buckets), default=0), title={"text": "tasks"}),
+        "yaxis2": money_axis(
+            max(costs, default=0.0),
+            overlaying="y",
+            side="right",
+            showgrid=False,
+            title={"text": "cost"},
+        ),
+        "uirevision": "keep",
+    }
+    text = note
+    if text is None and stats is not None and not any(b.tasks for b in buckets):
+        text = "no recorded tasks in this range"
+    if text is None and stats is None:
+        text = "press Refresh to load the history"
+    if text is not None:
+        layout["annotations"] = [
+            {
+                "text": text,
                 "showarrow": False,
                 "xref": "paper",
                 "yref": "paper",

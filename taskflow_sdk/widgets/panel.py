@@ -16,7 +16,10 @@ message line, the queue-depth timeline next to the task counts per state, the ci
 lamp with Open/Reset (and a hold on LLM work: its reason and time left), today's spend against
 the daily budget, next to OpenRouter's state (key usage and limit, rate-limit utilisation),
 the daily metrics chart, the workers table, the DLQ table (per-row and bulk Retry/Delete) and a
-progress bar per watched batch.
+progress bar per watched batch, all on the "Live" tab. The "History" tab shows the server's
+PostgreSQL history, tasks per day by state and their cost (``client.history_buckets``): read
+when the tab is first opened and on its Refresh button, never on events; a server without
+history gets "History is off: set TASKFLOW_DATABASE_URL on the server".
 
 Events drive the state (:class:`~taskflow_sdk.widgets.state.PanelState`); the feed
 (:mod:`~taskflow_sdk.widgets.feed`) reads them on threads for a ``Client`` and as tasks on the
@@ -38,12 +41,13 @@ import html
 import threading
 import time
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import ipywidgets as widgets
 
-from taskflow_sdk.models import TaskState
+from taskflow_sdk.errors import HistoryDisabledError
+from taskflow_sdk.models import HistoryStats, TaskState
 from taskflow_sdk.widgets.cards import (
     DLQ_COLUMNS,
     WORKER_COLUMNS,
@@ -53,7 +57,7 @@ from taskflow_sdk.widgets.cards import (
     openrouter_html,
     worker_rows,
 )
-from taskflow_sdk.widgets.charts import counts_spec, metrics_spec, timeline_spec
+from taskflow_sdk.widgets.charts import counts_spec, history_spec, metrics_spec, timeline_spec
 from taskflow_sdk.widgets.components import BreakerLamp, DataTable
 from taskflow_sdk.widgets.feed import (
     SNAPSHOT_NAMES,
@@ -71,6 +75,10 @@ __all__ = ["ControlPanel"]
 
 TICK_SECONDS = 1.0
 """The timeline scrolls (is redrawn) at least this often while the panel runs."""
+HISTORY_OFF_TEXT = "History is off: set TASKFLOW_DATABASE_URL on the server"
+"""What the History tab shows when the server records no history."""
+HISTORY_STALE_SECONDS = 60.0
+"""Opening the History tab reads the history again when the last read is older than this."""
 
 
 def _error_text(error: BaseException) -> str:
@@ -94,6 +102,7 @@ class ControlPanel:
         refresh_hz: at most this many redraws a second, however many events arrive.
         days: days of OpenRouter metrics in the daily chart.
         dlq_limit: rows of the DLQ table.
+        history_days: UTC days the History tab shows (today included).
         autostart: start the feed now (else call :meth:`start`).
 
     The panel displays itself (``panel`` as a cell's last line, or ``display(panel)``);
@@ -115,6 +124,7 @@ class ControlPanel:
         refresh_hz: float = 4.0,
         days: int = 7,
         dlq_limit: int = 50,
+        history_days: int = 30,
         autostart: bool = True,
     ) -> None:
         if refresh_hz <= 0:
@@ -123,6 +133,12 @@ class ControlPanel:
         self.refresh_hz = float(refresh_hz)
         self.days = int(days)
         self.dlq_limit = int(dlq_limit)
+        self.history_days = max(1, int(history_days))
+        self.history: HistoryStats | None = None
+        """The last history read (``None`` until one succeeds)."""
+        self.history_loads = 0
+        """How many history reads finished (tests read it)."""
+        self._history_at = float("-inf")
         self.is_async = is_async_client(client)
         resolution = max(1.0 / self.refresh_hz, window_seconds / 300.0)
         self.state = PanelState(window_seconds, resolution=resolution)
@@ -177,16 +193,20 @@ class ControlPanel:
             on_action=self._click_dlq,
         )
         self.batches = widgets.VBox([])
+        self.history_chart = Chart(history_spec(None))
+        self.history_note = widgets.HTML("")
+        self.history_refresh = widgets.Button(
+            description="Refresh", icon="refresh", tooltip="Read the history again"
+        )
+        self.history_refresh.on_click(lambda _button: self._dispatch(self.load_history))
 
         wrap = widgets.Layout(flex_flow="row wrap", align_items="flex-start")
         resilience = widgets.VBox(
             [self.lamp, self.budget, self.openrouter, self.utilisation, self.key_left],
             layout=widgets.Layout(width="440px"),
         )
-        self.widget = widgets.VBox(
+        live = widgets.VBox(
             [
-                self.header,
-                self.message,
                 widgets.HBox([self.timeline, self.counts], layout=wrap),
                 widgets.HBox([resilience, self.metrics], layout=wrap),
                 self.workers_table,
@@ -194,6 +214,12 @@ class ControlPanel:
                 self.batches,
             ]
         )
+        history = widgets.VBox(
+            [widgets.HBox([self.history_refresh, self.history_note]), self.history_chart]
+        )
+        self.tabs = widgets.Tab(children=[live, history], titles=("Live", "History"))
+        self.tabs.observe(self._tab_selected, names="selected_index")
+        self.widget = widgets.VBox([self.header, self.message, self.tabs])
         self.widget.add_class("taskflow-panel")
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
@@ -449,6 +475,75 @@ class ControlPanel:
             views.append(view.widget)
         if list(self.batches.children) != views:
             self.batches.children = views
+
+    # ----------------------------------------------------------------- history
+
+    def load_history(self) -> Any:
+        """Read the last ``history_days`` of daily history stats (``client.history_buckets``)
+        and redraw the History tab; awaitable for an AsyncClient. A server without history
+        shows :data:`HISTORY_OFF_TEXT`; other failures show their reason."""
+        fetch = getattr(self.client, "history_buckets", None)
+        since = (datetime.now(UTC) - timedelta(days=self.history_days - 1)).date()
+        self._history_busy(True)
+        if not self.is_async:
+            try:
+                if fetch is None:
+                    raise TypeError("this client cannot read the history (no history_buckets)")
+                stats = fetch(bucket="day", since=since)
+            except Exception as exc:
+                self._history_shown(None, exc)
+                return None
+            self._history_shown(stats, None)
+            return stats
+
+        async def run() -> Any:
+            try:
+                if fetch is None:
+                    raise TypeError("this client cannot read the history (no history_buckets)")
+                stats = await fetch(bucket="day", since=since)
+            except Exception as exc:
+                self._history_shown(None, exc)
+                return None
+            self._history_shown(stats, None)
+            return stats
+
+        return run()
+
+    def _tab_selected(self, change: dict[str, Any]) -> None:
+        """Opening the History tab reads it when it was never read, or long ago."""
+        if change.get("new") == 1 and time.monotonic() - self._history_at > HISTORY_STALE_SECONDS:
+            self._history_at = time.monotonic()
+            self._dispatch(self.load_history)
+
+    def _history_busy(self, busy: bool) -> None:
+        self.history_refresh.disabled = busy
+        if busy:
+            self._set(self.history_note, "value", "reading the history…")
+
+    def _history_shown(self, stats: Any, error: BaseException | None) -> None:
+        """Show a history read (``stats``) or why it failed."""
+        with self._lock:
+            self._history_at = time.monotonic()
+            self.history_loads += 1
+            if error is None:
+                self.history = (
+                    stats if isinstance(stats, HistoryStats) else HistoryStats.model_validate(stats)
+                )
+                total = sum(b.tasks for b in self.history.buckets)
+                cost = sum(b.cost_usd for b in self.history.buckets)
+                note = (
+                    f"{total:,} recorded task(s), ${cost:,.4f} over the last "
+                    f"{self.history_days} day(s) (UTC)"
+                )
+                self.history_chart.update(history_spec(self.history))
+            else:
+                if isinstance(error, HistoryDisabledError):
+                    note = HISTORY_OFF_TEXT
+                else:
+                    note = f"the history could not be read: {_error_text(error)}"
+                self.history_chart.update(history_spec(self.history, note))
+            self._set(self.history_note, "value", html.escape(note))
+        self.history_refresh.disabled = False
 
     # ----------------------------------------------------------------- batches
 

@@ -27,13 +27,17 @@ SERVER_RANKS: dict[str, int] = {
     "taskflow_server.pdf.geometry": 0,  # page boxes and the user-to-display map, under reader
     # state and pure work
     "taskflow_server.store": 1,  # where a task's state changes (Lua + queue.py)
+    "taskflow_server.observability.tracing": 1,  # opt-in OpenTelemetry (sets a hook in logs)
     "taskflow_server.cpu": 1,  # the process pool for CPU-bound work
     "taskflow_server.pdf": 1,  # PDF reading and layout, no I/O beyond the bytes given
     "taskflow_server.testing": 1,  # the fake OpenRouter (a test double, shipped as a command)
     "taskflow_server.testing.broadsheet": 1,  # 2nd newspaper generator (fpdf2), imports nothing
     "taskflow_server.resilience": 2,  # retry policy, breaker, rate limiter
+    "taskflow_server.observability.metrics": 2,  # Prometheus field layout and rendering
+    "taskflow_server.history": 2,  # the PostgreSQL record: pool, migrations, recorder, reads
     "taskflow_server.embedded": 2,  # the in-process Redis
     "taskflow_server.llm": 3,  # providers, OpenRouter client, monitor
+    "taskflow_server.observability.scrape": 3,  # reads a metrics snapshot (breaker, limiter)
     "taskflow_server.services": 4,  # what a process builds once: provider, CPU pool
     "taskflow_server.tasks": 5,  # the task types
     "taskflow_server.worker": 6,  # claims, runs, retries

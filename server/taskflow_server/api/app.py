@@ -32,7 +32,17 @@ from taskflow_server.api.deps import ApiContext
 from taskflow_server.api.errors import install_error_handlers
 from taskflow_server.api.hub import EventHub, StatsCache
 from taskflow_server.api.limits import MULTIPART_OVERHEAD, BodyLimitMiddleware
-from taskflow_server.api.routers import blobs, events, health, openrouter, queues, tasks, workers
+from taskflow_server.api.routers import (
+    blobs,
+    events,
+    health,
+    history,
+    metrics,
+    openrouter,
+    queues,
+    tasks,
+    workers,
+)
 from taskflow_server.api.schemas import ErrorResponse, ValidationErrorResponse
 from taskflow_server.api.security import (
     BrowserGuardMiddleware,
@@ -40,7 +50,9 @@ from taskflow_server.api.security import (
     warn_unsafe,
 )
 from taskflow_server.config import Settings, get_settings
+from taskflow_server.history.queries import HistoryQueries
 from taskflow_server.logs import install_redaction
+from taskflow_server.observability import tracing
 from taskflow_server.services import build_services
 from taskflow_server.store.events import EventLog
 from taskflow_server.store.keys import Keys
@@ -62,6 +74,10 @@ OPENAPI_TAGS: list[dict[str, Any]] = [
     {"name": "workers", "description": "Worker heartbeats and the shared circuit breaker."},
     {"name": "openrouter", "description": "Upstream key status and daily call metrics."},
     {"name": "events", "description": "Live event streams (SSE) and the stats WebSocket."},
+    {
+        "name": "history",
+        "description": "The PostgreSQL task history (TASKFLOW_DATABASE_URL): list and stats.",
+    },
 ]
 
 
@@ -191,6 +207,7 @@ def create_app(
     )
     warn_unsafe(cfg)
     install_redaction()
+    tracing.instrument_app(app)  # server spans, when OTEL_* turned tracing on
 
     auth: dict[str, Any] = {"dependencies": [Depends(require_token)], "responses": API_ERRORS}
     stream_auth: dict[str, Any] = {
@@ -205,6 +222,8 @@ def create_app(
     app.include_router(workers.router, **auth)
     app.include_router(blobs.router, **auth)
     app.include_router(openrouter.router, **auth)
+    app.include_router(metrics.router, **auth)  # /metrics: guarded like /api
+    app.include_router(history.router, **auth)
     app.include_router(events.stream_router, **stream_auth)
     app.include_router(events.ws_router)  # checks the token itself during the handshake
     return app
@@ -260,7 +279,21 @@ async def _open_context(
     )
     hub.start()
     stack.push_async_callback(hub.close)
+    if cfg.database_url:
+        ctx.history = await _open_history(cfg.database_url, stack)
     return ctx
+
+
+async def _open_history(url: str, stack: AsyncExitStack) -> HistoryQueries:
+    """The history reads on a pool of their own, opened without waiting: the API starts while
+    PostgreSQL is down, and the history routes answer 503 until it is back."""
+    from taskflow_server.history.db import HistoryDB
+
+    db = HistoryDB(url)
+    await db.open(wait=False)
+    stack.push_async_callback(db.close)
+    log.info("history on: the history routes read PostgreSQL (TASKFLOW_DATABASE_URL)")
+    return HistoryQueries(db)
 
 
 async def _forget_context(app: FastAPI) -> None:

@@ -27,6 +27,7 @@ from taskflow_server.store.queue import TaskQueue
 
 if TYPE_CHECKING:
     from taskflow_server.api.hub import EventHub, ReplayGate, StatsCache
+    from taskflow_server.history.queries import HistoryQueries
 
 
 @dataclass
@@ -46,6 +47,8 @@ class ApiContext:
         stopping: set when the server shuts down; live streams end when it is.
         replays: the cap on event streams replaying the log at once
             (``settings.replay_max_concurrent``).
+        history: the PostgreSQL history reads; ``None`` when ``settings.database_url`` is unset
+            (history off).
     """
 
     settings: Settings
@@ -56,6 +59,7 @@ class ApiContext:
     services: Services
     hub: EventHub
     stats: StatsCache
+    history: HistoryQueries | None = None
     stopping: asyncio.Event = field(default_factory=asyncio.Event)
     extras: dict[str, Any] = field(default_factory=dict)
     replays: ReplayGate = field(init=False)

@@ -190,6 +190,19 @@ class TaskDetail(BaseModel):
         description="Set when the stored task could not be read in full: which fields show a "
         "placeholder instead, and why. Null for an intact task.",
     )
+    source: Literal["store", "history"] = Field(
+        default="store",
+        description="Where the answer comes from: the task store (Redis), or the PostgreSQL "
+        "history once the store no longer holds the task.",
+    )
+    result_ref: str | None = Field(
+        default=None,
+        description="History only: where a result too large to record was (result is null).",
+    )
+    usage: dict[str, Any] | None = Field(
+        default=None,
+        description="History only: provider, model, tokens, cost_usd and attempts as recorded.",
+    )
 
 
 class TaskSummary(BaseModel):
@@ -561,3 +574,74 @@ class BlobInfo(BaseModel):
 
     sha256: str
     size: int
+
+
+# --------------------------------------------------------------------------- history
+
+
+class HistoryTask(BaseModel):
+    """One recorded task of ``GET /api/v1/history`` (no input, no result)."""
+
+    task_id: str
+    task_type: str
+    lane: str
+    priority: str
+    state: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    updated_at: datetime
+    duration_seconds: float | None = Field(description="finished_at - started_at, when both.")
+    attempts: int
+    retry_count: int
+    max_retries: int
+    error_class: str | None
+    error_message: str | None
+    provider: str | None
+    model: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cost_usd: float | None
+    idempotency_key: str | None
+    batch: str | None
+    metadata: dict[str, Any]
+
+
+class HistoryPageModel(BaseModel):
+    """``GET /api/v1/history``: a page of recorded tasks, newest first."""
+
+    tasks: list[HistoryTask]
+    next_cursor: str | None = Field(
+        description="Send it as ``cursor`` (with the same filters) for the next page; null on "
+        "the last page."
+    )
+    limit: int = Field(description="The page size used (the request's, capped at max_page_size).")
+    source: Literal["history"] = "history"
+
+
+class HistoryBucket(BaseModel):
+    """One time bucket of ``GET /api/v1/history/stats``."""
+
+    start: datetime = Field(description="The bucket's first moment (UTC).")
+    tasks: int
+    states: dict[str, int] = Field(description="Tasks per state (their last recorded state).")
+    failures: dict[str, int] = Field(
+        description="DLQ and FAILED tasks per error class ('unknown' when none was recorded)."
+    )
+    timed: int = Field(description="Tasks with both a start and a finish time.")
+    duration_p50_seconds: float | None
+    duration_p95_seconds: float | None
+    cost_usd: float
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class HistoryStatsModel(BaseModel):
+    """``GET /api/v1/history/stats``: one entry per bucket, oldest first, zeros where empty."""
+
+    bucket: Literal["day", "hour"]
+    time_field: Literal["created", "finished"]
+    since: datetime | None
+    until: datetime | None
+    buckets: list[HistoryBucket]
+    source: Literal["history"] = "history"

@@ -60,22 +60,40 @@ class HistoryDB:
                 "pip install 'asynctaskflow[history]'"
             ) from exc
         self.url = url
+        # Each connection is checked as it is handed out, so one cut by a PostgreSQL restart is
+        # replaced instead of failing the next transaction. The pool's own reconnect warnings
+        # (one per try) are left out: the recorder says once per outage that it is down.
+        if logging.getLogger("psycopg.pool").level == logging.NOTSET:
+            logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
         self.pool: Any = AsyncConnectionPool(
-            url, min_size=min_size, max_size=max_size, open=False, kwargs={"autocommit": False}
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            open=False,
+            kwargs={"autocommit": False},
+            check=AsyncConnectionPool.check_connection,
         )
 
-    async def open(self, *, timeout: float = 10.0) -> None:
-        """Open the pool and wait until one connection works."""
-        await self.pool.open(wait=True, timeout=timeout)
+    async def open(self, *, timeout: float = 10.0, wait: bool = True) -> None:
+        """Open the pool; with ``wait``, until one connection works (else
+        :class:`psycopg_pool.PoolTimeout`, and the pool is closed for good).
+
+        Without ``wait`` the pool connects in the background and keeps trying while the
+        database is down: callers get errors until it answers, then it just works.
+        """
+        await self.pool.open(wait=wait, timeout=timeout)
 
     async def close(self) -> None:
         """Close every connection of the pool."""
         await self.pool.close()
 
-    async def migrate(self) -> list[int]:
-        """Apply the migrations the database lacks; returns the versions applied now."""
+    async def migrate(self, *, timeout: float = 30.0) -> list[int]:
+        """Apply the migrations the database lacks; returns the versions applied now.
+
+        ``timeout``: how long to wait for a connection (:class:`psycopg_pool.PoolTimeout`).
+        """
         applied: list[int] = []
-        async with self.pool.connection() as conn:
+        async with self.pool.connection(timeout=timeout) as conn:
             async with conn.transaction():
                 await conn.execute(
                     "CREATE TABLE IF NOT EXISTS schema_version ("

@@ -48,7 +48,12 @@ class Scheduler:
                 )
             due["reap"] = now + self.settings.reaper_every * _jitter.uniform(0.8, 1.2)
         if now >= due["sweep"]:
-            swept = await self.queue.sweep_finished()
+            swept = batch = await self.queue.sweep_finished()
+            for _ in range(20):  # a backlog (e.g. the recorder's short TTL): more, in batches
+                if batch < 500:
+                    break
+                batch = await self.queue.sweep_finished()
+                swept += batch
             if swept:
                 log.info("retention: deleted %d finished task(s)", swept)
             due["sweep"] = now + _SWEEP_EVERY * _jitter.uniform(0.8, 1.2)

@@ -30,7 +30,8 @@ def _concrete(path: str) -> str:
 
 async def test_every_api_route_needs_the_token(secured: LiveApi) -> None:
     routes = _api_routes(secured)
-    assert len(routes) == 29  # the budget routes (GET, PUT) joined the 26, then POST /states
+    assert len(routes) == 31  # the budget routes (GET, PUT) joined the 26, then POST /states,
+    # then GET /history and GET /history/stats
     async with httpx.AsyncClient(base_url=secured.url, timeout=10) as anonymous:
         for method, path in routes:
             url = _concrete(path)

@@ -33,6 +33,7 @@ from taskflow_server.api.listing import (
     ListingQuery,
     run_listing,
 )
+from taskflow_server.api.routers.history import history_down
 from taskflow_server.api.schemas import (
     BatchItemResult,
     BatchRequest,
@@ -65,6 +66,8 @@ from taskflow_server.api.views import (
     task_summary,
 )
 from taskflow_server.errors import TaskflowError
+from taskflow_server.history.queries import HistoryDown
+from taskflow_server.observability import tracing
 from taskflow_server.states import TERMINAL_STATES, TaskState
 from taskflow_server.store.blobs import BlobQuotaExceededError
 from taskflow_server.store.queue import InvalidTransitionError, TaskNotFoundError
@@ -144,6 +147,7 @@ async def _prepare(ctx: ApiContext, req: SubmitRequest) -> NewTask:
         max_retries=req.max_retries,
         idempotency_key=req.idempotency_key,
         metadata=req.metadata,
+        traceparent=tracing.current_traceparent() if tracing.ENABLED else None,
     )
 
 
@@ -154,6 +158,10 @@ async def _submit(ctx: ApiContext, req: SubmitRequest, response: Response) -> Ta
     except ItemError as exc:
         raise HTTPException(422, str(exc)) from None
     submitted = await ctx.queue.submit(task)
+    if tracing.ENABLED:
+        tracing.set_attributes(
+            {tracing.TASK_ID: submitted.task_id, tracing.TASK_TYPE: task.task_type}
+        )
     response.status_code = 201 if submitted.created else 200
     task_type, priority = task.task_type, task.priority
     max_retries = ctx.settings.default_max_retries if task.max_retries is None else task.max_retries
@@ -335,6 +343,8 @@ async def submit_batch(req: BatchRequest, ctx: ContextDep, response: Response) -
         except ItemError as exc:
             items.append(BatchItemResult(index=index, ok=False, error=str(exc)))
     submitted = await ctx.queue.submit_many([task for _, task in accepted]) if accepted else []
+    if tracing.ENABLED:
+        tracing.set_attributes({tracing.BATCH_ACCEPTED: len(accepted)})
     for (index, _), result in zip(accepted, submitted, strict=True):
         items.append(
             BatchItemResult(
@@ -456,9 +466,29 @@ async def task_states(body: TaskLookupRequest, ctx: ContextDep) -> TaskStates:
 
 @router.get("/{task_id}", response_model=TaskDetail, responses=NOT_FOUND, summary="One task")
 async def get_task(task_id: TaskIdPath, ctx: ContextDep) -> TaskDetail:
-    """The task's full detail (v1 TaskDetail plus progress, priority, worker...)."""
-    record = await _must_get(ctx, task_id)
+    """The task's full detail (v1 TaskDetail plus progress, priority, worker...).
+
+    With history on, a task the store no longer holds (expired, swept) is answered from
+    PostgreSQL, with ``source: "history"``; 404 when neither has it.
+    """
+    record = await ctx.queue.get(task_id)
+    if record is None:
+        recorded = await _from_history(ctx, task_id)
+        if recorded is None:
+            raise HTTPException(404, f"task {task_id} not found")
+        return recorded
     return task_detail(record, await ctx.queue.payload(task_id))
+
+
+async def _from_history(ctx: ApiContext, task_id: str) -> TaskDetail | None:
+    """The recorded task, when history is on and has it (503 when PostgreSQL does not answer)."""
+    if ctx.history is None:
+        return None
+    try:
+        found = await ctx.history.get_task(task_id)
+    except HistoryDown as exc:
+        raise history_down(exc) from None
+    return TaskDetail.model_validate(found) if found is not None else None
 
 
 @router.post(

@@ -27,8 +27,10 @@ CREATE TABLE tasks (
     metadata         jsonb       NOT NULL DEFAULT '{}'::jsonb,
     result           jsonb,                -- NULL when larger than the recorder's limit ...
     result_ref       text,                 -- ... then a note of where it was (and its size)
-    last_event_id    text        NOT NULL, -- the newest event applied: older replays change nothing
-    recorded_at      timestamptz NOT NULL DEFAULT now()
+    last_event_id    text        NOT NULL, -- the newest event of the batch that wrote the row
+    revision         integer     NOT NULL DEFAULT 0, -- state changes in the Redis record (0: from
+                                           -- an event alone); (updated_at, revision) never goes back
+    recorded_at      timestamptz NOT NULL DEFAULT now() -- when the row last changed
 );
 
 -- Keyset pagination walks (created_at, id); the filters below each have an index.
@@ -47,18 +49,21 @@ CREATE TABLE task_events (
     old_state  text,
     state      text,
     at         timestamptz NOT NULL,
-    data       jsonb       NOT NULL DEFAULT '{}'::jsonb
+    data       jsonb       NOT NULL DEFAULT '{}'::jsonb,
+    recorded_at timestamptz NOT NULL DEFAULT now() -- commit time minus 'at' is the recorder's lag
 );
 CREATE INDEX task_events_task_idx ON task_events (task_id, at);
 
--- One row per attempt (a claim that ended): when it ran, how it ended and why.
+-- One row per attempt (a claim): when it ran, how it ended and why.
 CREATE TABLE attempts (
     task_id     text        NOT NULL,
     attempt     integer     NOT NULL,      -- 1 for the first run
     worker_id   text,
     started_at  timestamptz,
     ended_at    timestamptz,
-    outcome     text        NOT NULL,      -- COMPLETED, FAILED, SCHEDULED, DLQ, CANCELLED, ...
+    outcome     text        NOT NULL,      -- COMPLETED; FAILED (a retry was scheduled); DLQ;
+                                           -- CANCELLED; REQUEUED (handed back, lease lost);
+                                           -- ACTIVE (still running)
     error_class text,
     error       text,
     PRIMARY KEY (task_id, attempt)
