@@ -496,6 +496,43 @@ class HistoryQueries:
             attempts = await cur.fetchall()
         return task_view(row, events, attempts)
 
+    async def get_tasks(self, task_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """:meth:`get_task` for several ids (those the history has, by id)."""
+        found: dict[str, dict[str, Any]] = {}
+        for task_id in task_ids:
+            task = await self.get_task(task_id)
+            if task is not None:
+                found[task_id] = task
+        return found
+
+    async def get_states(self, task_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Where the recorded tasks among ``task_ids`` stand, in one query: ``state``,
+        ``updated_at`` (a datetime), ``retry_count`` and ``progress`` (1.0 once finished), by
+        id. What a client waiting on tasks the store has already let go polls."""
+        from psycopg.rows import dict_row
+
+        ids = [i for i in task_ids if "\x00" not in i]
+        if not ids:
+            return {}
+        async with self._read() as conn:
+            cur = conn.cursor(row_factory=dict_row)
+            await cur.execute(
+                "SELECT id, state, updated_at, retry_count, finished_at FROM tasks"
+                " WHERE id = ANY(%s)",
+                (ids,),
+            )
+            rows = await cur.fetchall()
+        return {
+            row["id"]: {
+                "task_id": row["id"],
+                "state": row["state"],
+                "updated_at": row["updated_at"],
+                "retry_count": row["retry_count"],
+                "progress": 1.0 if row["finished_at"] is not None else 0.0,
+            }
+            for row in rows
+        }
+
     # ----------------------------------------------------------------- list
 
     async def list(

@@ -449,6 +449,22 @@ async def test_a_task_redis_no_longer_holds_is_answered_from_the_history(
         assert body["usage"]["cost_usd"] == pytest.approx(0.001)
         assert body["metadata"] == {"source": "test"}
 
+        # What a client waiting on many tasks polls falls back too, in the order asked.
+        r = await c.post("/api/v1/tasks/states", json={"task_ids": ["never-recorded", task_id]})
+        assert r.status_code == 200, r.text
+        states = r.json()
+        assert states["missing"] == ["never-recorded"]
+        (item,) = states["tasks"]
+        assert (item["task_id"], item["state"], item["retry_count"]) == (task_id, "COMPLETED", 1)
+        assert item["progress"] == 1.0
+        assert datetime.fromisoformat(item["updated_at"]) == row["updated_at"]
+        r = await c.post("/api/v1/tasks/lookup", json={"task_ids": [task_id, "never-recorded"]})
+        assert r.status_code == 200, r.text
+        lookup = r.json()
+        assert lookup["missing"] == ["never-recorded"]
+        assert [t["source"] for t in lookup["tasks"]] == ["history"]
+        assert lookup["tasks"][0]["state_history"] == body["state_history"]
+
         # In neither: still a plain 404.
         assert (await c.get("/api/v1/tasks/nul%00id")).status_code == 404
         r = await c.get("/api/v1/tasks/never-recorded")

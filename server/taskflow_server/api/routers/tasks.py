@@ -53,6 +53,7 @@ from taskflow_server.api.schemas import (
     TaskList,
     TaskLookup,
     TaskLookupRequest,
+    TaskStateItem,
     TaskStates,
     TaskSummaryList,
     ValidationErrorResponse,
@@ -438,9 +439,17 @@ async def lookup_tasks(body: TaskLookupRequest, ctx: ContextDep) -> TaskLookup:
     records = await ctx.queue.get_many(ids)
     found = [r for r in records if r is not None]
     payloads = await ctx.queue.payloads_many([r.id for r in found])
+    details = {r.id: task_detail(r, p) for r, p in zip(found, payloads, strict=True)}
+    gone = [i for i, r in zip(ids, records, strict=True) if r is None]
+    if gone and ctx.history is not None:  # let go by the store, kept by the history
+        try:
+            recorded = await ctx.history.get_tasks(gone)
+        except HistoryDown as exc:
+            raise history_down(exc) from None
+        details.update((i, TaskDetail.model_validate(t)) for i, t in recorded.items())
     return TaskLookup(
-        tasks=[task_detail(r, p) for r, p in zip(found, payloads, strict=True)],
-        missing=[i for i, r in zip(ids, records, strict=True) if r is None],
+        tasks=[details[i] for i in ids if i in details],
+        missing=[i for i in ids if i not in details],
     )
 
 
@@ -455,12 +464,21 @@ async def task_states(body: TaskLookupRequest, ctx: ContextDep) -> TaskStates:
     each task hash; neither the payload nor the result is read).
 
     Tasks come in the order asked, a repeated id once; unknown ids are listed in ``missing``.
+    With history on, a task the store has let go is answered from PostgreSQL.
     """
     ids = list(dict.fromkeys(body.task_ids))
     views = await ctx.queue.states_many(ids)
+    items = {v.id: task_state_item(v) for v in views if v is not None}
+    gone = [i for i, v in zip(ids, views, strict=True) if v is None]
+    if gone and ctx.history is not None:
+        try:
+            recorded = await ctx.history.get_states(gone)
+        except HistoryDown as exc:
+            raise history_down(exc) from None
+        items.update((i, TaskStateItem.model_validate(t)) for i, t in recorded.items())
     return TaskStates(
-        tasks=[task_state_item(v) for v in views if v is not None],
-        missing=[i for i, v in zip(ids, views, strict=True) if v is None],
+        tasks=[items[i] for i in ids if i in items],
+        missing=[i for i in ids if i not in items],
     )
 
 
