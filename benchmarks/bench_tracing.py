@@ -4,8 +4,9 @@ One :class:`~taskflow_server.worker.worker.Worker` (100 slots) drains ``--n`` ``
 from a real Redis, in the same process, once per mode and round (modes interleaved):
 
 * ``off``: tracing off (the shipped default);
-* ``sampled_out``: tracing on with the ``always_off`` sampler: the plumbing alone (one pipelined
-  HGET of the stored traceparents per claimed batch, a non-recording span per attempt);
+* ``sampled_out``: tracing on with the ``always_off`` sampler: the plumbing alone (the stored
+  traceparent, which the claim script returns with each task, and a non-recording span per
+  attempt);
 * ``recorded``: every attempt recorded into a ``BatchSpanProcessor`` whose exporter drops the
   batch (the SDK's span work, no encoding);
 * ``encoded``: as ``recorded``, and the exporter encodes each batch to OTLP protobuf as the OTLP

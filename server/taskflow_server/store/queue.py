@@ -259,7 +259,7 @@ class TaskQueue:
             ],
         )
         claims: list[Claim] = []
-        for i in range(0, len(raw), 5):
+        for i in range(0, len(raw), 6):
             try:
                 payload = json.loads(raw[i + 4])
             except (ValueError, RecursionError):
@@ -272,6 +272,7 @@ class TaskQueue:
                     retry_count=int(raw[i + 2]),
                     lost_leases=int(raw[i + 3]),
                     payload=payload if isinstance(payload, dict) else {},
+                    traceparent=_text(raw[i + 5]) or None,
                 )
             )
         return claims

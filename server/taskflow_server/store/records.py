@@ -144,6 +144,7 @@ class Claim:
     retry_count: int
     lost_leases: int
     payload: dict[str, Any]
+    traceparent: str | None = None  # the submit's W3C trace context, when it had one
 
 
 @dataclass(frozen=True)

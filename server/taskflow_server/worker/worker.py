@@ -33,8 +33,8 @@ Every state change this worker makes is one log line carrying ``json_fields`` (t
 state, attempt, error class): a failed attempt at INFO, as always; a completion, a cancel and a
 hand-back at INFO with JSON logs and at DEBUG with text logs (thousands of completions a second
 would drown a terminal). With tracing on (``observability/tracing``) each attempt runs in a
-span whose parent is the submit's stored ``traceparent``, read with one pipelined HGET per
-claimed batch; with tracing off nothing of it runs.
+span whose parent is the submit's stored ``traceparent`` (the claim script returns it with the
+task); with tracing off nothing of it runs.
 """
 
 from __future__ import annotations
@@ -283,13 +283,8 @@ class Worker:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
                 continue
-            if tracing.ENABLED and claims:
-                parents = await self._traceparents(claims)
-                for claim in claims:
-                    self._start(claim, parents.get(claim.task_id))
-            else:
-                for claim in claims:
-                    self._start(claim)
+            for claim in claims:
+                self._start(claim, claim.traceparent if tracing.ENABLED else None)
             if lanes.get("llm") == 1 and not any(
                 self._lane_of(c.task_type) == "llm" for c in claims
             ):
@@ -321,21 +316,6 @@ class Worker:
             await self.redis.blpop(wake_keys, timeout=_WAKE_BLOCK_SECONDS)
         except REDIS_DOWN_ERRORS:
             await asyncio.sleep(_WAKE_BLOCK_SECONDS)
-
-    async def _traceparents(self, claims: list[Claim]) -> dict[str, str]:
-        """The stored ``traceparent`` of each claimed task that has one (tracing on only)."""
-        try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for claim in claims:
-                    pipe.hget(self.services.keys.task(claim.task_id), "trace")
-                values = await pipe.execute()
-        except REDIS_DOWN_ERRORS:
-            return {}  # the attempts start traces of their own
-        return {
-            claim.task_id: value.decode() if isinstance(value, bytes) else str(value)
-            for claim, value in zip(claims, values, strict=True)
-            if value
-        }
 
     def _start(self, claim: Claim, traceparent: str | None = None) -> None:
         ctx = TaskContext(

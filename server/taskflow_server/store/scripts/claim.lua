@@ -2,7 +2,8 @@
 -- ARGV[3] worker id, ARGV[4] lease token, ARGV[5] lease ms, ARGV[6] N,
 -- ARGV[7] retry_every (every k-th claim prefers the retry queue; 0 = retries last),
 -- ARGV[8] number of lanes, then per lane: name, limit (-1 = no limit).
--- Returns per task: id, task_type, retry_count, lost_leases, payload.
+-- Returns per task: id, task_type, retry_count, lost_leases, payload, trace (the submit's
+-- traceparent, '' = none).
 local worker, token = ARGV[3], ARGV[4]
 local lease_ms, n, retry_every = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
 local lanes, limits = {}, {}
@@ -49,7 +50,7 @@ while claimed < n do
   end
   if not id then break end
   local key = k_task(id)
-  local f = redis.call('HMGET', key, 'state', 'retry_count', 'lost_leases', 'updated_at')
+  local f = redis.call('HMGET', key, 'state', 'retry_count', 'lost_leases', 'updated_at', 'trace')
   if f[1] == 'PENDING' then
     local s, sid = submitted(key)
     local ttype = s.task_type or ''
@@ -73,6 +74,7 @@ while claimed < n do
     out[#out + 1] = f[2] or '0'
     out[#out + 1] = f[3] or '0'
     out[#out + 1] = s.payload or '{}'
+    out[#out + 1] = f[5] or ''
     claimed = claimed + 1
   end
 end
