@@ -199,6 +199,36 @@ async def test_a_mixed_run_is_recorded_as_redis_holds_it(redis: Redis, db: Histo
     assert pending["pending"] == 0
 
 
+async def test_queued_and_running_tasks_are_recorded_then_completed(
+    redis: Redis, db: HistoryDB
+) -> None:
+    queue = TaskQueue(redis, Keys("tftest"), settings())
+    await queue.load()
+    subs = await queue.submit_many(
+        [NewTask("demo.noop", {}, metadata={"batch": "b-9"}) for _ in range(3)]
+    )
+    ids = [s.task_id for s in subs]
+    (claim,) = await queue.claim("w1", "tok", 1, LANES)
+    recorder = Recorder(redis, queue.keys, db, settings(), consumer="r1")
+    await drain(recorder)
+    # In flight at their newest event: rows from the events (state, type, creation time).
+    got = {r[0]: r[1:] for r in await rows(db, "SELECT id, state, task_type FROM tasks")}
+    assert got == {
+        tid: ("ACTIVE" if tid == claim.task_id else "PENDING", "demo.noop") for tid in ids
+    }
+    # Settled: the full record replaces the row (metadata, batch, attempts).
+    assert await queue.complete_many([(claim.task_id, "tok", {"ok": True})]) == [True]
+    await drain(recorder)
+    (row,) = await rows(
+        db, "SELECT state, batch, attempts, result FROM tasks WHERE id = %s", claim.task_id
+    )
+    assert row == ("COMPLETED", "b-9", 1, {"ok": True})
+    (attempt,) = await rows(
+        db, "SELECT attempt, worker_id, outcome FROM attempts WHERE task_id = %s", claim.task_id
+    )
+    assert attempt == (1, "w1", "COMPLETED")
+
+
 async def test_a_replay_from_the_start_changes_nothing(redis: Redis, db: HistoryDB) -> None:
     queue = TaskQueue(redis, Keys("tftest"), settings())
     await queue.load()

@@ -157,6 +157,24 @@ _UPSERT_ATTEMPTS = (
 
 # ------------------------------------------------------------------------------ pure mapping
 
+IN_FLIGHT_STATES = frozenset({TaskState.PENDING.value, TaskState.ACTIVE.value})
+"""A task whose newest event in a batch leaves it in one of these is written from its events
+alone (state and times): its record is read once it settles (completed, retried, dead-lettered,
+cancelled), so a burst reads each record about once instead of once per batch it appears in."""
+
+
+def _in_flight(events: Sequence[Event]) -> set[str]:
+    """The tasks whose newest state change in ``events`` leaves them queued or running."""
+    newest: dict[str, Event] = {}
+    for ev in events:
+        if ev.task_id is not None:
+            newest[ev.task_id] = ev
+    return {
+        tid
+        for tid, ev in newest.items()
+        if ev.type in ("task_created", "task_state_changed") and ev.state in IN_FLIGHT_STATES
+    }
+
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
@@ -538,8 +556,15 @@ class Recorder:
 
     # -------------------------------------------------------------------- PostgreSQL side
 
-    async def _write(self, events: list[Event], records: dict[str, TaskRecord | None]) -> None:
-        """Write one batch in one transaction."""
+    async def _write(
+        self,
+        events: list[Event],
+        records: dict[str, TaskRecord | None],
+        in_flight: Sequence[str] = (),
+    ) -> None:
+        """Write one batch in one transaction: ``records`` as read from Redis (None: gone), and
+        the ``in_flight`` tasks (queued or running at their newest event here) from their
+        events alone; their full row follows with the event that settles them."""
         last_event: dict[str, str] = {}
         claimers: dict[tuple[str, int], str] = {}
         task_types: dict[str, str] = {}
@@ -571,9 +596,10 @@ class Recorder:
                 task_rows.append(task_row(record, last_event[task_id]))
                 attempts += attempt_rows(task_id, record, claimers)
         # Tasks Redis no longer holds (deleted, expired): the newest state their events give.
+        from_events = set(in_flight) | {tid for tid, r in records.items() if r is None}
         newest: dict[str, Event] = {}
         for ev in events:
-            if ev.task_id and ev.task_id in records and records[ev.task_id] is None and ev.state:
+            if ev.task_id in from_events and ev.state:
                 newest[ev.task_id] = ev
         gone = [
             {
@@ -695,8 +721,10 @@ class Recorder:
             return 0
         events = [parse_entry(eid, fields) for eid, fields in batch.entries]
         task_ids = self._to_read(events)
-        records = dict(zip(task_ids, await self.queue.get_many(task_ids), strict=True))
-        await self._write(events, records)
+        in_flight = _in_flight(events)
+        to_read = [tid for tid in task_ids if tid not in in_flight]
+        records = dict(zip(to_read, await self.queue.get_many(to_read), strict=True))
+        await self._write(events, records, [tid for tid in task_ids if tid in in_flight])
         self._remember(records)
         finished = [
             tid for tid, r in records.items() if r is not None and r.state in FINISHED_STATES
