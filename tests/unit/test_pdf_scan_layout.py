@@ -113,3 +113,10 @@ def test_one_word_of_a_list_is_no_title() -> None:
     assert title_problem("Rides,") == "one word of a list"
     assert title_problem("Obituaries") is None
     assert title_problem("WAKEFIELD & HOWE,") is None
+
+
+def test_a_title_cut_mid_sentence_is_refused() -> None:
+    assert title_problem("17th, state that. Wednesday, the 21st,") == "ends mid-sentence"
+    assert title_problem("At the commencement of his speech, Mr.") == "ends on a title of address"
+    assert title_problem("WAKEFIELD & HOWE,") is None  # an advertiser's name, set as a head
+    assert not headline_case("17th, state that. Wednesday, the 21st,")  # digits have no case

@@ -19,8 +19,9 @@ The rules, all about how titles are written in any Latin-script language:
 - **Not a date line**: a line giving a full date ("NOVEMBER 10, 1898") is a masthead's
   dateline or a form's field, not a headline.
 - **Ends like a phrase**: not on a hyphen or on an article, preposition or conjunction
-  without punctuation after it ("Cold Harbor to"), which is a line cut before its end; and a
-  one-word title not on a comma ("Rides,"), which is a piece of a longer line.
+  without punctuation after it ("Cold Harbor to"), which is a line cut before its end; not a
+  one-word title on a comma ("Rides,"), a piece of a longer line; and not on a comma unless in
+  capitals or title case (an advertiser's "WAKEFIELD & HOWE," is a head, "the 21st," is not).
 
 One more test needs the type size, so the layout applies it: a head set at (about) the text's
 own size stands out only by its case, so it must be in capitals or title case
@@ -112,6 +113,9 @@ DANGLING_WORDS = frozenset(
 )
 """Words a headline never ends on without punctuation: a cut line ends there."""
 
+TITLES_OF_ADDRESS = frozenset(["mr.", "mrs.", "messrs.", "dr.", "rev.", "hon.", "gen.", "col."])
+"""Words that are always followed by a name: a line ending on one was cut."""
+
 ONE_WORD_MIN_LETTERS = 4
 """A one-word title has at least this many letters ("Obituaries", "Sports")."""
 
@@ -176,8 +180,12 @@ def title_problem(text: str) -> str | None:
         return "ends on a hyphen"
     if last.lower() in DANGLING_WORDS:
         return "ends on a function word"
+    if last.lower() in TITLES_OF_ADDRESS:
+        return "ends on a title of address"  # "... of his speech, Mr." (the name is next)
     if len(real) == 1 and last[-1:] in ",;":
         return "one word of a list"  # "Rides," "SHOES,": the start or end of a longer line
+    if last[-1:] in ",;" and not headline_case(text):
+        return "ends mid-sentence"  # "17th, state that. Wednesday, the 21st,"
     return None
 
 
@@ -192,11 +200,15 @@ def headline_case(text: str) -> bool:
     """
     words, _junk = _words(text)
     content = [
-        w for w in words if len(_LETTER_RE.findall(w)) >= 2 and w.lower() not in FUNCTION_WORDS
+        w
+        for w in words
+        if len(_LETTER_RE.findall(w)) >= 2
+        and w[:1].isalpha()  # "17th", "1898": no case to judge
+        and w.lower() not in FUNCTION_WORDS
     ]
     if not content:
         return False
-    capitalised = sum(1 for w in content if w[:1].isupper() or w[:1].isdigit())
+    capitalised = sum(1 for w in content if w[:1].isupper())
     return capitalised >= HEADLINE_CASE_SHARE * len(content)
 
 
@@ -234,6 +246,7 @@ __all__ = [
     "FUNCTION_WORDS",
     "HEADLINE_CASE_SHARE",
     "ONE_WORD_MIN_LETTERS",
+    "TITLES_OF_ADDRESS",
     "acceptable_title",
     "has_date",
     "headline_case",
