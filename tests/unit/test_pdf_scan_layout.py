@@ -75,8 +75,8 @@ def test_a_plain_kicker_over_a_head_is_no_title() -> None:
 def test_an_advert_in_ocr_pieces_is_not_a_story() -> None:
     axis, top = 420.0, 120.0
     advert = [
-        _line("CLOSING", axis - 85.0, top, axis - 6.0, 30.0),
-        _line("DOWN", axis + 19.0, top, axis + 85.0, 30.0),  # a monospaced word space
+        _line("CLOSING", axis - 85.0, top, axis - 12.0, 32.0),
+        _line("DOWN", axis + 12.0, top, axis + 85.0, 32.0),  # a monospaced word space
         _line("Final", axis - 80.0, top + 40.0, axis - 50.0, 16.0),
         _line("reductions on sofas", axis - 40.0, top + 41.5, axis + 80.0, 16.0),
         _line("Vintry Bakehouse", axis - 55.0, top + 65.0, axis + 55.0, 16.0),

@@ -524,7 +524,7 @@ def merge_spaced_words(
 
     Monospaced or letter-spaced display type puts more white between words than the reader
     allows inside a line; two pieces on one baseline, in the same type, closer than about
-    five sixths of an em and with no column gutter between them, are one line again.
+    four fifths of an em and with no column gutter between them, are one line again.
     """
     big = _in_bands([ln for ln in lines if ln.size >= HEADLINE_RATIO * body_size])
     if len(big) < 2:
@@ -539,7 +539,7 @@ def merge_spaced_words(
                 abs(previous.cy - line.cy) <= 0.2 * line.size
                 and abs(previous.size - line.size) <= 0.05 * line.size
                 and (previous.bold, previous.italic) == (line.bold, line.italic)
-                and 0.0 <= gap <= 0.85 * line.size
+                and 0.0 <= gap <= 0.8 * line.size
                 and not any(a >= previous.x1 - 1.0 and b <= line.x0 + 1.0 for a, b in gutters)
             ):
                 joined = Line(
