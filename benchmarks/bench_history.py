@@ -15,7 +15,7 @@ PostgreSQL at ``--database-url`` (dropped afterwards).
 
 Usage::
 
-    python benchmarks/bench_history.py [--tasks 20000] [--memory-tasks 50000]
+    python benchmarks/bench_history.py [--tasks 20000] [--memory-tasks 50000] [--recorders 1]
 """
 
 from __future__ import annotations
@@ -76,8 +76,9 @@ class Stack:
         self.database_url = _with_db(admin_url, self.db_name)
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def worker(self, *, database: bool, **env: str) -> subprocess.Popen[bytes]:
-        """A ``taskflow-worker`` process (with the recorder when ``database``)."""
+    def worker(self, *, database: bool, workers: int = 1, **env: str) -> subprocess.Popen[bytes]:
+        """A ``taskflow-worker`` process (with the recorder when ``database``; ``workers=0``:
+        a recorder alone)."""
         full = {
             k: v for k, v in os.environ.items() if not k.startswith(("TASKFLOW_", "OPENROUTER_"))
         }
@@ -90,7 +91,9 @@ class Stack:
         )
         if database:
             full["TASKFLOW_DATABASE_URL"] = self.database_url
-        code = "from taskflow_server.cli import worker_main; worker_main()"
+        code = (
+            f"from taskflow_server.cli import worker_main; worker_main(['--workers', '{workers}'])"
+        )
         proc = subprocess.Popen([sys.executable, "-c", code], env=full, cwd=REPO)
         self.procs.append(proc)
         return proc
@@ -139,8 +142,13 @@ async def _submit(queue: TaskQueue, n: int) -> None:
         await queue.submit_many([NewTask("demo.noop", {})] * min(2000, n - start))
 
 
-async def bench_recorder(stack: Stack, n: int, rate: int, paced_seconds: float) -> dict[str, Any]:
-    """Burst drain of ``n`` no-ops with the recorder on, then a paced run."""
+async def bench_recorder(
+    stack: Stack, n: int, rate: int, paced_seconds: float, recorders: int = 1
+) -> dict[str, Any]:
+    """Burst drain of ``n`` no-ops with the recorder on, then a paced run. ``recorders`` - 1
+    recorder-only processes (``taskflow-worker --workers 0``) run beside the worker's own."""
+    for _ in range(recorders - 1):
+        stack.worker(database=True, workers=0)
     redis = Redis.from_url(stack.redis_url)
     queue = TaskQueue(redis, Keys(PREFIX), Settings(_env_file=None, key_prefix=PREFIX))  # type: ignore[call-arg]
     await queue.load()
@@ -176,6 +184,7 @@ async def bench_recorder(stack: Stack, n: int, rate: int, paced_seconds: float) 
     stack.stop_workers()
     return {
         "tasks": n,
+        "recorders": recorders,
         "drain_s": round(drained, 3),
         "drain_per_s": round(n / drained),
         "recorded_s": round(recorded, 3),
@@ -259,6 +268,9 @@ def main() -> None:
     parser.add_argument("--memory-tasks", type=int, default=50_000)
     parser.add_argument("--short-ttl", type=int, default=5, help="seconds, for the memory part")
     parser.add_argument(
+        "--recorders", type=int, default=1, help="recorder processes in the drain (>= 1)"
+    )
+    parser.add_argument(
         "--database-url",
         default=os.environ.get("TASKFLOW_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1/postgres"),
         help="a PostgreSQL to create the run's database on",
@@ -267,7 +279,9 @@ def main() -> None:
     stack = Stack(args.database_url)
     try:
         wait_until(lambda: _completed(stack.redis_url) >= 0, "redis-server to answer", 10)
-        rec = asyncio.run(bench_recorder(stack, args.tasks, args.rate, args.paced_seconds))
+        rec = asyncio.run(
+            bench_recorder(stack, args.tasks, args.rate, args.paced_seconds, args.recorders)
+        )
         print(json.dumps({"recorder": rec}), flush=True)
         mem = asyncio.run(bench_memory(stack, args.memory_tasks, args.short_ttl))
         print(json.dumps({"memory": mem}), flush=True)
