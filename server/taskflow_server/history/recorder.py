@@ -9,7 +9,9 @@ Any number of processes run one (``taskflow-server`` and ``taskflow-worker`` do 
    recorder died), or else reads new entries (``XREADGROUP``) in one ``MULTI`` with ``XINFO``,
    which shows whether the stream dropped entries (it is capped at ``events_maxlen``) before
    the group read them;
-2. reads the current record of every task those events name, in one round trip;
+2. reads, in one round trip, the current record of every task those events settle (a task
+   still queued or running at its newest event is written from its events alone, and read once
+   it completes, retries, dead-letters or is cancelled);
 3. writes events, tasks and attempts in one PostgreSQL transaction, idempotently:
    ``task_events`` by event id (``ON CONFLICT DO NOTHING``), ``tasks`` by task id with a guard on
    ``(updated_at, revision)`` so a row never goes back to an older version, ``attempts`` by
