@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from taskflow_server.api.body import MAX_LISTED, printable_text
+from taskflow_server.history.queries import HistoryDown, InvalidHistoryQuery
 from taskflow_server.store.queue import InvalidTransitionError, TaskNotFoundError
 
 log = logging.getLogger(__name__)
@@ -126,6 +127,20 @@ async def _store_down(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+HISTORY_RETRY_AFTER = "5"
+"""Seconds a client should wait after a 503 of the history."""
+
+
+async def _history_query(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse({"detail": str(exc)}, status_code=422)  # the message says what to fix
+
+
+async def _history_down(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        {"detail": str(exc)}, status_code=503, headers={"Retry-After": HISTORY_RETRY_AFTER}
+    )
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     ref = uuid.uuid4().hex[:12]
     log.error("unhandled error %s on %s %s", ref, request.method, request.url.path, exc_info=exc)
@@ -141,6 +156,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(TaskNotFoundError, _not_found)
     app.add_exception_handler(InvalidTransitionError, _conflict)
+    app.add_exception_handler(InvalidHistoryQuery, _history_query)
+    app.add_exception_handler(HistoryDown, _history_down)
     app.add_exception_handler(RedisError, _store_down)
     app.add_exception_handler(ConnectionError, _store_down)
     app.add_exception_handler(Exception, _unexpected)

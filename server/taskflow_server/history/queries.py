@@ -25,7 +25,7 @@ import logging
 import math
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
@@ -361,20 +361,6 @@ class _Bucket:
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "start": self.start,
-            "tasks": self.tasks,
-            "states": dict(self.states),
-            "failures": dict(self.failures),
-            "timed": self.timed,
-            "duration_p50_seconds": self.duration_p50_seconds,
-            "duration_p95_seconds": self.duration_p95_seconds,
-            "cost_usd": self.cost_usd,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-        }
-
 
 _LIST_COLUMNS = (
     "id, task_type, lane, priority, state, created_at, started_at, finished_at, updated_at,"
@@ -472,38 +458,43 @@ class HistoryQueries:
         """The recorded task in the shape of ``GET /api/v1/tasks/{id}`` (``source:
         "history"``), built from its row, its state changes and its attempts; ``None`` when
         the history has no such task."""
+        return (await self.get_tasks([task_id])).get(task_id)
+
+    async def get_tasks(self, task_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """:meth:`get_task` for several ids at once (three queries in all), by id; ids the
+        history does not have are left out."""
         from psycopg.rows import dict_row
 
-        if "\x00" in task_id:
-            return None  # no task id holds one (and PostgreSQL text cannot)
+        ids = [i for i in task_ids if "\x00" not in i]  # no task id holds one (nor can text)
+        if not ids:
+            return {}
         async with self._read() as conn:
             cur = conn.cursor(row_factory=dict_row)
-            await cur.execute("SELECT * FROM tasks WHERE id = %s", (task_id,))
-            row = await cur.fetchone()
-            if row is None:
-                return None
+            await cur.execute("SELECT * FROM tasks WHERE id = ANY(%s)", (ids,))
+            rows = await cur.fetchall()
+            if not rows:
+                return {}
+            found = [row["id"] for row in rows]
             await cur.execute(
-                "SELECT event_id, type, old_state, state, at, data FROM task_events"
-                " WHERE task_id = %s ORDER BY at, event_id",
-                (task_id,),
+                "SELECT task_id, event_id, type, old_state, state, at, data FROM task_events"
+                " WHERE task_id = ANY(%s) ORDER BY at, event_id",
+                (found,),
             )
             events = await cur.fetchall()
             await cur.execute(
-                "SELECT attempt, worker_id, started_at, ended_at, outcome, error_class, error"
-                " FROM attempts WHERE task_id = %s ORDER BY attempt",
-                (task_id,),
+                "SELECT task_id, attempt, worker_id, started_at, ended_at, outcome, error_class,"
+                " error FROM attempts WHERE task_id = ANY(%s) ORDER BY attempt",
+                (found,),
             )
             attempts = await cur.fetchall()
-        return task_view(row, events, attempts)
-
-    async def get_tasks(self, task_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """:meth:`get_task` for several ids (those the history has, by id)."""
-        found: dict[str, dict[str, Any]] = {}
-        for task_id in task_ids:
-            task = await self.get_task(task_id)
-            if task is not None:
-                found[task_id] = task
-        return found
+        by_task: dict[str, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {
+            tid: ([], []) for tid in found
+        }
+        for ev in events:
+            by_task[ev.pop("task_id")][0].append(ev)
+        for at in attempts:
+            by_task[at.pop("task_id")][1].append(at)
+        return {row["id"]: task_view(row, *by_task[row["id"]]) for row in rows}
 
     async def get_states(self, task_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
         """Where the recorded tasks among ``task_ids`` stand, in one query: ``state``,
@@ -631,7 +622,7 @@ class HistoryQueries:
             "time_field": filters.time_field,
             "since": filters.since,
             "until": filters.until,
-            "buckets": [b.as_dict() for b in buckets],
+            "buckets": [asdict(b) for b in buckets],
         }
 
 

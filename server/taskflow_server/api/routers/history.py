@@ -8,7 +8,8 @@ sums the same selection up per UTC day or hour.
 
 History is off unless the server has ``TASKFLOW_DATABASE_URL``: both routes then answer 404
 with a message saying how to turn it on, and the header ``X-Taskflow-History: off`` (what the
-SDK reads to raise ``HistoryDisabledError``). A PostgreSQL that does not answer is a 503.
+SDK reads to raise ``HistoryDisabledError``). A PostgreSQL that does not answer is a 503 and a
+bad filter a 422 (both by the app's exception handlers, :mod:`taskflow_server.api.errors`).
 """
 
 from __future__ import annotations
@@ -20,12 +21,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query
 
 from taskflow_server.api.deps import ContextDep
 from taskflow_server.api.schemas import ErrorResponse, HistoryPageModel, HistoryStatsModel
-from taskflow_server.history.queries import (
-    HistoryDown,
-    HistoryFilter,
-    HistoryQueries,
-    InvalidHistoryQuery,
-)
+from taskflow_server.history.queries import HistoryFilter, HistoryQueries
 
 router = APIRouter(prefix="/api/v1/history", tags=["history"])
 
@@ -38,9 +34,6 @@ HISTORY_OFF = (
     "PostgreSQL and query them here"
 )
 """The 404 message of the history routes when history is off."""
-
-RETRY_AFTER = "5"
-"""Seconds a client should wait after a 503 of the history."""
 
 HISTORY_ERRORS: dict[int | str, dict[str, Any]] = {
     404: {
@@ -58,11 +51,6 @@ HISTORY_ERRORS: dict[int | str, dict[str, Any]] = {
 def history_off() -> HTTPException:
     """The 404 of a server without history."""
     return HTTPException(404, HISTORY_OFF, headers={HISTORY_HEADER: "off"})
-
-
-def history_down(exc: HistoryDown) -> HTTPException:
-    """The 503 of a history database that did not answer."""
-    return HTTPException(503, str(exc), headers={"Retry-After": RETRY_AFTER})
 
 
 async def history_queries(ctx: ContextDep) -> HistoryQueries:
@@ -112,21 +100,18 @@ class HistoryParams:
     max_cost: Annotated[float | None, Query(ge=0, description="Cost at most (USD).")] = None
 
     def filters(self) -> HistoryFilter:
-        """The checked filters; 422 with what to fix."""
-        try:
-            return HistoryFilter.make(
-                since=self.since,
-                until=self.until,
-                time_field=self.time_field,
-                task_type=self.task_type,
-                state=self.state,
-                error_class=self.error_class,
-                batch=self.batch,
-                min_cost=self.min_cost,
-                max_cost=self.max_cost,
-            )
-        except InvalidHistoryQuery as exc:
-            raise HTTPException(422, str(exc)) from None
+        """The checked filters (``InvalidHistoryQuery``, a 422 saying what to fix, if not)."""
+        return HistoryFilter.make(
+            since=self.since,
+            until=self.until,
+            time_field=self.time_field,
+            task_type=self.task_type,
+            state=self.state,
+            error_class=self.error_class,
+            batch=self.batch,
+            min_cost=self.min_cost,
+            max_cost=self.max_cost,
+        )
 
 
 ParamsDep = Annotated[HistoryParams, Depends()]
@@ -155,12 +140,7 @@ async def list_history(
     descending; follow ``next_cursor`` until it is null."""
     filters = params.filters()
     size = min(limit, ctx.settings.max_page_size)
-    try:
-        page = await history.list(filters, limit=size, cursor=cursor)
-    except InvalidHistoryQuery as exc:
-        raise HTTPException(422, str(exc)) from None
-    except HistoryDown as exc:
-        raise history_down(exc) from None
+    page = await history.list(filters, limit=size, cursor=cursor)
     return HistoryPageModel.model_validate(
         {"tasks": page.tasks, "next_cursor": page.next_cursor, "limit": page.limit}
     )
@@ -180,10 +160,5 @@ async def history_stats(
     """Per bucket: tasks by state, DLQ/FAILED tasks by error class, p50/p95 of finished -
     started, cost and tokens; empty buckets in the range are zeros."""
     filters = params.filters()
-    try:
-        stats = await history.stats(filters, bucket=bucket)
-    except InvalidHistoryQuery as exc:
-        raise HTTPException(422, str(exc)) from None
-    except HistoryDown as exc:
-        raise history_down(exc) from None
+    stats = await history.stats(filters, bucket=bucket)
     return HistoryStatsModel.model_validate(stats)

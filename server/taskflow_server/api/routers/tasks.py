@@ -33,7 +33,6 @@ from taskflow_server.api.listing import (
     ListingQuery,
     run_listing,
 )
-from taskflow_server.api.routers.history import history_down
 from taskflow_server.api.schemas import (
     BatchItemResult,
     BatchRequest,
@@ -67,7 +66,6 @@ from taskflow_server.api.views import (
     task_summary,
 )
 from taskflow_server.errors import TaskflowError
-from taskflow_server.history.queries import HistoryDown
 from taskflow_server.observability import tracing
 from taskflow_server.states import TERMINAL_STATES, TaskState
 from taskflow_server.store.blobs import BlobQuotaExceededError
@@ -442,10 +440,7 @@ async def lookup_tasks(body: TaskLookupRequest, ctx: ContextDep) -> TaskLookup:
     details = {r.id: task_detail(r, p) for r, p in zip(found, payloads, strict=True)}
     gone = [i for i, r in zip(ids, records, strict=True) if r is None]
     if gone and ctx.history is not None:  # let go by the store, kept by the history
-        try:
-            recorded = await ctx.history.get_tasks(gone)
-        except HistoryDown as exc:
-            raise history_down(exc) from None
+        recorded = await ctx.history.get_tasks(gone)
         details.update((i, TaskDetail.model_validate(t)) for i, t in recorded.items())
     return TaskLookup(
         tasks=[details[i] for i in ids if i in details],
@@ -471,10 +466,7 @@ async def task_states(body: TaskLookupRequest, ctx: ContextDep) -> TaskStates:
     items = {v.id: task_state_item(v) for v in views if v is not None}
     gone = [i for i, v in zip(ids, views, strict=True) if v is None]
     if gone and ctx.history is not None:
-        try:
-            recorded = await ctx.history.get_states(gone)
-        except HistoryDown as exc:
-            raise history_down(exc) from None
+        recorded = await ctx.history.get_states(gone)
         items.update((i, TaskStateItem.model_validate(t)) for i, t in recorded.items())
     return TaskStates(
         tasks=[items[i] for i in ids if i in items],
@@ -502,10 +494,7 @@ async def _from_history(ctx: ApiContext, task_id: str) -> TaskDetail | None:
     """The recorded task, when history is on and has it (503 when PostgreSQL does not answer)."""
     if ctx.history is None:
         return None
-    try:
-        found = await ctx.history.get_task(task_id)
-    except HistoryDown as exc:
-        raise history_down(exc) from None
+    found = await ctx.history.get_task(task_id)
     return TaskDetail.model_validate(found) if found is not None else None
 
 
