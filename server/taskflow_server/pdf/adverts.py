@@ -19,7 +19,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Protocol
 
-from taskflow_server.pdf.reader import Line
+from taskflow_server.pdf.reader import Line, line_bands
 
 
 class Boxed(Protocol):
@@ -136,16 +136,8 @@ def join_bands(lines: Sequence[Line], body_size: float) -> list[Line]:
     """Pieces of one printed line as one line: side by side on one baseline, a word space or
     two apart. OCR cuts a centred line of small print where its words stand wide ("Drivers,"
     | "cooks and"), and each piece alone is off the axis the whole line is centred on."""
-    bands: list[list[Line]] = []
-    for line in sorted(lines, key=lambda ln: ln.cy):
-        band = bands[-1] if bands else None
-        if band is not None and abs(band[0].cy - line.cy) <= 0.3 * min(band[0].size, line.size):
-            band.append(line)
-        else:
-            bands.append([line])
     out: list[Line] = []
-    for band in bands:
-        pieces = sorted(band, key=lambda ln: ln.x0)
+    for pieces in line_bands(lines, 0.3):
         joined = [pieces[0]]
         for line in pieces[1:]:
             prev = joined[-1]

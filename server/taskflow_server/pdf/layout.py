@@ -44,7 +44,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from taskflow_server.pdf.adverts import display_matter
-from taskflow_server.pdf.reader import Line, PageText
+from taskflow_server.pdf.reader import Line, PageText, line_bands
 from taskflow_server.pdf.standing import is_standing_matter, own_summary
 from taskflow_server.pdf.titles import (
     FUNCTION_WORDS,
@@ -526,7 +526,11 @@ def merge_spaced_words(
     allows inside a line; two pieces on one baseline, in the same type, closer than about
     four fifths of an em and with no column gutter between them, are one line again.
     """
-    big = _in_bands([ln for ln in lines if ln.size >= HEADLINE_RATIO * body_size])
+    big = [
+        line
+        for band in line_bands([ln for ln in lines if ln.size >= HEADLINE_RATIO * body_size], 0.2)
+        for line in band
+    ]
     if len(big) < 2:
         return list(lines)
     merged: dict[int, Line] = {}
@@ -565,19 +569,6 @@ def merge_spaced_words(
             continue
         out.append(merged.get(id(line), line))
     return out
-
-
-def _in_bands(lines: Sequence[Line]) -> list[Line]:
-    """``lines`` band by band from the top (a band: centres within a fifth of an em of its
-    first line's), each band left to right. OCR'd pieces of one line stand a point or two
-    apart in height, so a fixed grid of heights would cut some bands in two."""
-    bands: list[list[Line]] = []
-    for line in sorted(lines, key=lambda ln: ln.cy):
-        if bands and abs(bands[-1][0].cy - line.cy) <= 0.2 * max(bands[-1][0].size, line.size):
-            bands[-1].append(line)
-        else:
-            bands.append([line])
-    return [line for band in bands for line in sorted(band, key=lambda ln: ln.x0)]
 
 
 def split_joined_headlines(

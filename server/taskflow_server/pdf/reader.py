@@ -30,7 +30,7 @@ import logging
 import math
 import struct
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, NamedTuple
@@ -634,6 +634,20 @@ def _finish_run(
         bold=bold,
         italic=italic,
     )
+
+
+def line_bands(lines: Sequence[Line], share: float) -> list[list[Line]]:
+    """``lines`` in bands from the top, each band left to right. A band holds the lines whose
+    centres lie within ``share`` of an em (the larger type's) of its first line's: pieces of one
+    printed line that OCR or a content stream gave apart stand a point or two apart in height,
+    so a fixed grid of heights would cut some bands in two."""
+    bands: list[list[Line]] = []
+    for line in sorted(lines, key=lambda ln: ln.cy):
+        if bands and abs(bands[-1][0].cy - line.cy) <= share * max(bands[-1][0].size, line.size):
+            bands[-1].append(line)
+        else:
+            bands.append([line])
+    return [sorted(band, key=lambda ln: ln.x0) for band in bands]
 
 
 def _merge_same_band(lines: list[Line]) -> list[Line]:
